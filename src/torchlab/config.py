@@ -1,0 +1,332 @@
+"""Typed, frozen configuration of a run; YAML is only its serialisation.
+
+A run is described by sections: ``data``, ``model``, ``task``, ``optim``, ``schedule``,
+``trainer`` and ``baseline``. Sections that name a registered component (``model``, the
+data ``source``, the ``loss``, ...) hold a ``name`` plus that builder's own keyword
+arguments, which are checked against the builder's signature before anything runs.
+
+Unknown keys and wrong types are :class:`~torchlab.errors.ConfigError` naming the full
+key path, what was expected and what was received.
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from torchlab.errors import ConfigError
+from torchlab.registry import closest
+
+
+class Section(BaseModel):
+    """A fixed set of keys: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Component(BaseModel):
+    """A registered component: ``name`` plus the builder's keyword arguments."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The builder's keyword arguments (every key but the declared fields)."""
+        return dict(self.model_extra or {})
+
+
+def _component(value: Any) -> Any:
+    """Let ``loss: focal`` stand for ``loss: {name: focal}``."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+class SplitConfig(Section):
+    """Fractions held out for validation and test; stratified for classification."""
+
+    val: float = Field(0.1, ge=0.0, lt=1.0)
+    test: float = Field(0.2, ge=0.0, lt=1.0)
+    stratify: bool = True
+
+
+class DataConfig(Section):
+    source: Component
+    batch_size: int = Field(64, gt=0)
+    eval_batch_size: int | None = Field(None, gt=0)
+    split: SplitConfig = SplitConfig()
+    num_workers: int | Literal["auto"] = "auto"
+    pin_memory: bool | Literal["auto"] = "auto"
+    drop_last: bool = False
+
+    _source = field_validator("source", mode="before")(_component)
+
+
+class TaskConfig(Component):
+    loss: Component | None = None
+    metrics: list[str] | None = None
+
+    _loss = field_validator("loss", mode="before")(_component)
+
+
+class OptimConfig(Component):
+    name: str = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    decay_norm_and_bias: bool = False
+
+
+class ScheduleConfig(Component):
+    name: str = "none"
+
+
+class EarlyStoppingConfig(Section):
+    patience: int = Field(10, gt=0)
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainerConfig(Section):
+    max_epochs: int = Field(10, gt=0)
+    device: str = "auto"
+    precision: Literal["32", "bf16", "16-mixed"] = "32"
+    monitor: str = "val/loss"
+    monitor_mode: Literal["min", "max", "auto"] = "auto"
+    early_stopping: EarlyStoppingConfig | None = None
+    grad_clip_norm: float | None = Field(None, gt=0)
+    grad_clip_value: float | None = Field(None, gt=0)
+    accumulate_grad_batches: int = Field(1, gt=0)
+    deterministic: bool = False
+    log_every_n_steps: int = Field(50, gt=0)
+    checkpoint_every_n_steps: int | None = Field(None, gt=0)
+    keep_checkpoints: int = Field(2, gt=0)
+    progress: Literal["auto", "rich", "plain", "none"] = "auto"
+    callbacks: list[Component] = []
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+    _callbacks = field_validator("callbacks", mode="before")(
+        lambda value: [_component(v) for v in value] if isinstance(value, list) else value
+    )
+
+
+class RunConfig(Section):
+    """Everything that defines a run. Saved as ``config.yaml`` in its run directory."""
+
+    name: str
+    seed: int = 0
+    output_dir: str = "runs"
+    data: DataConfig
+    model: Component
+    task: TaskConfig
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    baseline: Component | None = None
+
+    _model = field_validator("model", "task", "optim", "schedule", "baseline", mode="before")(
+        _component
+    )
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# --- reading recipes and YAML files -------------------------------------------------------
+
+RECIPES = resources.files("torchlab") / "recipes"
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in RECIPES.iterdir() if p.name.endswith(".yaml"))
+
+
+def recipe_summary(name: str) -> str:
+    """The first comment line of a built-in recipe: what it trains."""
+    first = (RECIPES / f"{name}.yaml").read_text().splitlines()[0]
+    return first.lstrip("# ").strip()
+
+
+def load_config(recipe: str | Path, overrides: list[str] | dict[str, Any] = ()) -> RunConfig:
+    """Read a built-in recipe or a YAML file, apply dotted overrides and validate.
+
+    Args:
+        recipe: A built-in recipe name (``torchlab recipes``) or a path to a YAML file.
+        overrides: ``["optim.lr=1e-3", ...]`` or ``{"optim.lr": 1e-3}``.
+    """
+    raw = read_recipe(recipe)
+    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+    for key, value in items:
+        set_dotted(raw, key, value)
+    return validate(raw)
+
+
+def validate(raw: dict[str, Any]) -> RunConfig:
+    try:
+        config = RunConfig.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise_config_error(exc, RunConfig)
+    check_components(config)
+    return config
+
+
+def read_recipe(recipe: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The raw mapping of a recipe, with ``extends: OTHER`` merged underneath."""
+    text, label = _recipe_text(recipe)
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{label} is not valid YAML ({exc}); fix the syntax there.") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{label} must hold a mapping of sections (data:, model:, ...).")
+    base = raw.pop("extends", None)
+    if base is None:
+        raw.setdefault("name", Path(str(recipe)).stem)
+        return raw
+    if str(base) in _seen:
+        raise ConfigError(f"{label} extends '{base}', which extends it back; break the cycle.")
+    merged = read_recipe(base, (*_seen, str(recipe)))
+    merged.pop("name", None)
+    merged = deep_merge(merged, raw)
+    merged.setdefault("name", Path(str(recipe)).stem)
+    return merged
+
+
+def _recipe_text(recipe: str | Path) -> tuple[str, str]:
+    path = Path(recipe)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"Config file '{path}' does not exist; check the path.")
+        return path.read_text(), f"Config file '{path}'"
+    names = recipe_names()
+    if str(recipe) in names:
+        return (RECIPES / f"{recipe}.yaml").read_text(), f"Recipe '{recipe}'"
+    hint = closest(str(recipe), names)
+    hint = f" Did you mean '{hint}'?" if hint else ""
+    raise ConfigError(
+        f"'{recipe}' is neither a built-in recipe nor a YAML file.{hint} "
+        f"Built-in recipes: {', '.join(names)}."
+    )
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"optim.lr=1e-3"`` -> ``("optim.lr", 0.001)``; values are read as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(
+            f"Override '{text}' is not of the form key.path=value; write e.g. optim.lr=0.001."
+        )
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if isinstance(child, str):  # `source: digits` shorthand being refined
+            child = {"name": child}
+        elif not isinstance(child, dict):
+            if child is not None:
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(f"Cannot set '{key}': '{where}' holds {child!r}, not a section.")
+            child = {}
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+# --- components and error messages --------------------------------------------------------
+
+
+def check_components(config: RunConfig) -> None:
+    """Validate each component's own keys against its registered builder."""
+    from torchlab import registry as r
+
+    sections: list[tuple[r.Registry, Component | None, str, set[str]]] = [
+        (r.DATASETS, config.data.source, "data.source", set()),
+        (r.MODELS, config.model, "model", set()),
+        (r.TASKS, config.task, "task", {"loss", "metrics"}),
+        (r.OPTIMIZERS, config.optim, "optim", {"lr", "weight_decay", "decay_norm_and_bias"}),
+        (r.SCHEDULERS, config.schedule, "schedule", set()),
+        (r.BASELINES, config.baseline, "baseline", set()),
+        (r.LOSSES, config.task.loss, "task.loss", set()),
+    ]
+    sections += [(r.CALLBACKS, c, f"trainer.callbacks.{i}", set()) for i, c in enumerate(config.trainer.callbacks)]
+    for registry, component, where, _ in sections:
+        if component is not None:
+            registry.get(component.name, where=f"{where}.name").validate(component.params, where)
+
+
+def raise_config_error(
+    exc: pydantic.ValidationError, model: type[BaseModel], prefix: str = ""
+) -> NoReturn:
+    """Turn pydantic's report into one sentence naming the key path and the fix."""
+    error = exc.errors()[0]
+    loc = [str(p) for p in error["loc"] if not str(p).startswith("function-")]
+    path = ".".join(filter(None, [prefix, *loc]))
+    more = len(exc.errors()) - 1
+    tail = f" ({more} more problem{'s' if more > 1 else ''} after this one)" if more else ""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = allowed_keys(model, error["loc"][:-1])
+        hint = closest(loc[-1], allowed)
+        hint = f" Did you mean '{'.'.join([*path.split('.')[:-1], hint])}'?" if hint else ""
+        raise ConfigError(
+            f"Unknown config key '{path}'.{hint} Allowed keys here: {', '.join(allowed) or 'none'}.{tail}"
+        )
+    if kind == "missing":
+        raise ConfigError(f"Config key '{path}' is required; add it to the recipe or override it.{tail}")
+    received = error.get("input")
+    raise ConfigError(
+        f"Config key '{path}' has a bad value: {error['msg'][0].lower()}{error['msg'][1:]}; "
+        f"received {received!r}.{tail}"
+    )
+
+
+def allowed_keys(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section at ``loc`` accepts, walking nested sections and components."""
+    for part in loc:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        model = _model_in(field.annotation) if field else None
+    return sorted(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, list):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+

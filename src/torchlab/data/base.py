@@ -1,0 +1,118 @@
+"""Records that flow from data to the model and the task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch.utils.data import Dataset
+
+TargetKind = Literal["categorical", "continuous", "multilabel"]
+
+
+@dataclass(slots=True)
+class Batch:
+    """One batch: model inputs and targets (tensors, or structures of tensors)."""
+
+    inputs: Any
+    target: Any
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
+        return Batch(_to(self.inputs, device, non_blocking), _to(self.target, device, non_blocking))
+
+    def __len__(self) -> int:
+        first = self.inputs if isinstance(self.inputs, torch.Tensor) else self.target
+        return len(first)
+
+
+def _to(value: Any, device: torch.device, non_blocking: bool) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=non_blocking)
+    if isinstance(value, dict):
+        return {k: _to(v, device, non_blocking) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to(v, device, non_blocking) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class TensorSplit:
+    """A split that fits in memory: loaded in whole batches by index, never per sample."""
+
+    inputs: torch.Tensor
+    target: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What the model and task need to know about the data.
+
+    Attributes:
+        input_shape: Shape of one sample's inputs, e.g. ``(64,)`` or ``(1, 8, 8)``.
+        target_kind: ``categorical`` (class indices), ``continuous`` or ``multilabel``.
+        class_names: Names of the classes in index order (categorical and multilabel).
+        target_names: Names of the regression targets (continuous).
+        target_mean, target_std: Training-split statistics of continuous targets, so a
+            model head can predict in the targets' own units from a well-scaled start.
+    """
+
+    input_shape: tuple[int, ...]
+    target_kind: TargetKind
+    class_names: tuple[str, ...] = ()
+    target_names: tuple[str, ...] = ()
+    target_mean: tuple[float, ...] = ()
+    target_std: tuple[float, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the model's output layer."""
+        if self.target_kind == "continuous":
+            return max(1, len(self.target_names))
+        if self.target_kind == "categorical" and self.num_classes == 2:
+            return 2
+        return self.num_classes
+
+
+@dataclass
+class DataBundle:
+    """The train/val/test splits of a source, ready for loaders.
+
+    Attributes:
+        train, val, test: In-memory :class:`TensorSplit` or any map-style ``Dataset``
+            whose items are ``(inputs, target)``.
+        spec: What the model and task need to know.
+        featurizer: Turns a user's raw input (a CSV, image files) into model inputs at
+            predict time; fitted on the training split only.
+        summary: Facts for the run's report (sizes, class balance, imputed values).
+    """
+
+    train: TensorSplit | Dataset
+    val: TensorSplit | Dataset
+    test: TensorSplit | Dataset
+    spec: DataSpec
+    featurizer: Any
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> TensorSplit | Dataset:
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {name!r}")
+        return getattr(self, name)
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What every data source builder receives besides its own settings."""
+
+    val: float
+    test: float
+    stratify: bool
+    seed: int
+    target_kind: TargetKind

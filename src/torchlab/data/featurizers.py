@@ -1,0 +1,36 @@
+"""Featurizers turn a user's raw input into model inputs, the same way at train and predict time.
+
+A featurizer is fitted on the training split only, saved as JSON in the run directory
+(``featurizer.json``) and loaded back by ``torchlab predict``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import torch
+
+from torchlab.registry import Registry
+
+FEATURIZERS = Registry("featurizer", ["torchlab.data.tabular", "torchlab.data.images"])
+
+
+class Featurizer(Protocol):
+    """What every featurizer provides (see :mod:`torchlab.data.tabular` for one)."""
+
+    kind: ClassVar[str]
+
+    def load_inputs(self, paths: list[Path]) -> tuple[torch.Tensor, list[str]]:
+        """Model inputs read from user files, and an id per row (file name or row number)."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready state; ``{"kind": ...}`` plus whatever ``from_dict`` needs."""
+        ...
+
+
+def load_featurizer(state: dict[str, Any]) -> Featurizer:
+    """Rebuild a featurizer saved with ``to_dict``."""
+    cls = FEATURIZERS.get(state["kind"], where="featurizer.json").builder
+    return cls.from_dict(state)

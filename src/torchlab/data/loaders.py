@@ -1,0 +1,127 @@
+"""Loaders with a deterministic, resumable order.
+
+The order of epoch ``e`` depends only on ``(seed, e)``, so a resumed run sees exactly the
+batches an uninterrupted one would, starting at the batch where it stopped.
+
+In-memory splits are served by :class:`TensorLoader`, which indexes whole batches out of
+tensors already on the device instead of collating sample by sample: for small models
+this is most of an epoch's time in a plain ``DataLoader``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sized
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+
+from torchlab.data.base import Batch, TensorSplit
+
+
+def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
+    """The sample order of one epoch: a permutation drawn from ``(seed, epoch)`` alone."""
+    if not shuffle:
+        return torch.arange(n)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator)
+
+
+class Loader(Sized):
+    """Iterates the batches of one epoch from a given batch onward."""
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        raise NotImplementedError
+
+
+@dataclass
+class TensorLoader(Loader):
+    """Whole-batch indexing of in-memory tensors held on the training device."""
+
+    split: TensorSplit
+    batch_size: int
+    shuffle: bool
+    seed: int
+    drop_last: bool = False
+    device: torch.device = torch.device("cpu")
+
+    def __post_init__(self) -> None:
+        self.inputs = self.split.inputs.to(self.device)
+        self.target = self.split.target.to(self.device)
+
+    def __len__(self) -> int:
+        n = len(self.inputs)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        order = epoch_order(len(self.inputs), seed=self.seed, epoch=epoch, shuffle=self.shuffle)
+        order = order.to(self.device)
+        for i in range(start, len(self)):
+            index = order[i * self.batch_size : (i + 1) * self.batch_size]
+            yield Batch(self.inputs[index], self.target[index])
+
+
+class EpochSampler(Sampler[int]):
+    """Indices of one epoch in :func:`epoch_order`, skipping samples already seen."""
+
+    def __init__(self, n: int, *, seed: int, shuffle: bool) -> None:
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.epoch, self.skip = 0, 0
+
+    def __iter__(self) -> Iterator[int]:
+        order = epoch_order(self.n, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle)
+        return iter(order[self.skip :].tolist())
+
+    def __len__(self) -> int:
+        return self.n - self.skip
+
+
+def collate_pairs(samples: list[tuple[Any, Any]]) -> Batch:
+    inputs, target = default_collate(samples)
+    return Batch(inputs, target)
+
+
+class DatasetLoader(Loader):
+    """A standard ``DataLoader`` (workers, pinned memory) with a resumable order."""
+
+    def __init__(self, dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int,
+                 drop_last: bool, num_workers: int, pin_memory: bool,
+                 collate: Any = collate_pairs) -> None:
+        self.batch_size = batch_size
+        self.sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle)  # type: ignore[arg-type]
+        self.seed = seed
+        self.loader = DataLoader(
+            dataset, batch_size=batch_size, sampler=self.sampler, drop_last=drop_last,
+            num_workers=num_workers, pin_memory=pin_memory, collate_fn=collate,
+            persistent_workers=False, generator=torch.Generator(),
+        )
+
+    def __len__(self) -> int:
+        self.sampler.skip = 0
+        return len(self.loader)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        self.sampler.epoch, self.sampler.skip = epoch, start * self.batch_size
+        # Worker seeds come from this generator: seed it per epoch so augmentation in
+        # workers repeats exactly after a resume.
+        self.loader.generator.manual_seed(self.seed * 1_000_003 + epoch)  # type: ignore[union-attr]
+        yield from self.loader
+
+
+def default_workers() -> int:
+    """Workers for file-backed datasets: leave one core to the training process."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def build_loader(split: TensorSplit | Dataset, *, batch_size: int, shuffle: bool, seed: int,
+                 device: torch.device, drop_last: bool = False,
+                 num_workers: int | str = "auto", pin_memory: bool | str = "auto") -> Loader:
+    """The fastest correct loader for ``split`` on ``device``."""
+    if isinstance(split, TensorSplit):
+        return TensorLoader(split, batch_size, shuffle, seed, drop_last, device)
+    workers = default_workers() if num_workers == "auto" else int(num_workers)
+    pin = device.type == "cuda" if pin_memory == "auto" else bool(pin_memory)
+    return DatasetLoader(split, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                         drop_last=drop_last, num_workers=workers, pin_memory=pin)

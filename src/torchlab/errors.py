@@ -1,0 +1,41 @@
+"""The exceptions a user can see.
+
+Each carries one sentence that names the bad thing and the fix. The CLI prints the message
+and exits with ``exit_code``; no traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+
+class TorchlabError(Exception):
+    """Base of every error torchlab raises on purpose for a user to read."""
+
+    exit_code = 1
+
+
+class ConfigError(TorchlabError):
+    """A recipe, YAML file or override is wrong (unknown key, wrong type, bad value)."""
+
+    exit_code = 2
+
+
+class RegistryError(ConfigError):
+    """A component name is unknown or registered twice."""
+
+
+class DataError(TorchlabError):
+    """Input data is missing, empty or malformed."""
+
+    exit_code = 2
+
+
+class CheckpointError(TorchlabError):
+    """A checkpoint or run directory is missing, corrupt or belongs to another model."""
+
+    exit_code = 2
+
+
+class RunError(TorchlabError):
+    """A run directory cannot be created, found or resumed."""
+
+    exit_code = 2

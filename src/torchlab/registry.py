@@ -1,0 +1,162 @@
+"""One registry idiom for every family of components.
+
+A builder takes runtime context (the data spec, the optimizer, ...) as positional-only
+arguments and its settings as keyword-only arguments; the keyword-only part of its signature
+is the schema of its config section, so ``model: {name: mlp, hidden: [64, 64]}`` is checked against
+``mlp(*, hidden: list[int], ...)`` before anything is built. Built-in leaves are imported
+lazily on the first lookup, so importing torchlab stays cheap.
+
+Users add their own with the decorator (``@MODELS.register("my-net")``) or by naming
+``package.module:attr`` in the config instead of a registered name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, get_type_hints
+
+import pydantic
+
+from torchlab.errors import ConfigError, RegistryError
+
+
+def closest(name: str, options: Iterable[str]) -> str | None:
+    """The option most like ``name``, or None when nothing is close."""
+    matches = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered builder and the pydantic schema of its keyword arguments."""
+
+    name: str
+    builder: Callable[..., Any]
+
+    @cached_property
+    def schema(self) -> type[pydantic.BaseModel]:
+        return schema_of(self.builder)
+
+    def validate(self, params: dict[str, Any], where: str) -> dict[str, Any]:
+        """Check ``params`` against the builder's signature; errors name ``where.key``."""
+        from torchlab.config import raise_config_error  # config imports registry: call late
+
+        try:
+            model = self.schema.model_validate(params)
+        except pydantic.ValidationError as exc:
+            raise_config_error(exc, self.schema, prefix=where)
+        return {key: getattr(model, key) for key in model.model_fields_set}
+
+    def build(self, params: dict[str, Any], where: str, *context: Any) -> Any:
+        """Validate ``params`` and call the builder with runtime ``context`` first."""
+        return self.builder(*context, **self.validate(params, where))
+
+
+def schema_of(builder: Callable[..., Any]) -> type[pydantic.BaseModel]:
+    """A frozen pydantic model of a builder's keyword-only arguments (unknown keys forbidden)."""
+    target = builder.__init__ if inspect.isclass(builder) else builder
+    hints = get_type_hints(target)
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(builder).parameters.values():
+        if param.kind is not inspect.Parameter.KEYWORD_ONLY or param.name.startswith("_"):
+            continue
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (hints.get(param.name, Any), default)
+    config = pydantic.ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    return pydantic.create_model(f"{builder.__name__}_params", __config__=config, **fields)
+
+
+class Registry:
+    """Name -> builder for one family (models, losses, optimizers, ...).
+
+    Args:
+        kind: What the family is called in messages ("model", "loss", ...).
+        modules: Built-in modules that register into this registry, imported on first use.
+    """
+
+    def __init__(self, kind: str, modules: Iterable[str] = ()) -> None:
+        self.kind = kind
+        self._modules = tuple(modules)
+        self._entries: dict[str, Entry] = {}
+        self._loaded = False
+
+    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator that registers a builder under ``name``; a duplicate name raises."""
+
+        def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self._entries and self._entries[name].builder is not builder:
+                raise RegistryError(
+                    f"A {self.kind} named '{name}' is already registered; choose another name."
+                )
+            self._entries[name] = Entry(name, builder)
+            return builder
+
+        return decorate
+
+    def names(self) -> list[str]:
+        self._load_builtins()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        self._load_builtins()
+        return name in self._entries
+
+    def get(self, name: str, where: str | None = None) -> Entry:
+        """The entry for ``name``: a registered name or ``package.module:attr``."""
+        self._load_builtins()
+        if name in self._entries:
+            return self._entries[name]
+        if ":" in name:
+            return Entry(name, import_attr(name, where or self.kind))
+        suggestion = closest(name, self._entries)
+        hint = f" Did you mean '{suggestion}'?" if suggestion else ""
+        where = f" (at '{where}')" if where else ""
+        raise RegistryError(
+            f"Unknown {self.kind} '{name}'{where}.{hint} "
+            f"Choose one of: {', '.join(sorted(self._entries))}, or name 'package.module:attr'."
+        )
+
+    def build(self, component: Any, where: str, *context: Any) -> Any:
+        """Build a config :class:`~torchlab.config.Component` (``name`` plus its keys)."""
+        return self.get(component.name, f"{where}.name").build(component.params, where, *context)
+
+    def _load_builtins(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            for module in self._modules:
+                importlib.import_module(module)
+
+
+def import_attr(path: str, where: str) -> Callable[..., Any]:
+    """Import ``package.module:attr`` named in a config."""
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"Cannot import module '{module_name}' named at '{where}' ({exc}); "
+            "check the name and that it is importable from the current environment."
+        ) from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(
+            f"Module '{module_name}' has no attribute '{attr}' (named at '{where}'); "
+            f"check the spelling after the colon."
+        ) from None
+
+
+MODELS = Registry("model", ["torchlab.models.mlp", "torchlab.models.cnn"])
+DATASETS = Registry("dataset", ["torchlab.data.tabular", "torchlab.data.images"])
+TASKS = Registry("task", ["torchlab.tasks.classification", "torchlab.tasks.regression"])
+LOSSES = Registry("loss", ["torchlab.train.losses"])
+OPTIMIZERS = Registry("optimizer", ["torchlab.train.optim"])
+SCHEDULERS = Registry("scheduler", ["torchlab.train.schedules"])
+METRICS = Registry("metric", ["torchlab.tasks.metrics"])
+CALLBACKS = Registry("callback", ["torchlab.train.callbacks"])
+BASELINES = Registry("baseline", ["torchlab.baselines"])
