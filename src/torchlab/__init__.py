@@ -1,1 +1,34 @@
-"""torchlab."""
+"""torchlab: a deep-learning workbench on PyTorch, from raw data to a served model.
+
+    >>> import torchlab
+    >>> run = torchlab.train("digits", overrides={"trainer.max_epochs": 5})
+    >>> run.metrics["test/accuracy"]
+
+Importing torchlab is cheap and has no side effects: torch and friends load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from torchlab.api import evaluate, predict, train
+    from torchlab.config import RunConfig, load_config
+    from torchlab.run import Run
+
+_LAZY = {
+    "train": "torchlab.api", "evaluate": "torchlab.api", "predict": "torchlab.api",
+    "load_config": "torchlab.config", "RunConfig": "torchlab.config", "Run": "torchlab.run",
+}
+
+__all__ = ["Run", "RunConfig", "__version__", "evaluate", "load_config", "predict", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'torchlab' has no attribute '{name}'")

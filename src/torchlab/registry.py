@@ -151,6 +151,7 @@ def import_attr(path: str, where: str) -> Callable[..., Any]:
         ) from None
 
 
+ACTIVATIONS = Registry("activation", ["torchlab.models.layers"])
 MODELS = Registry("model", ["torchlab.models.mlp", "torchlab.models.cnn"])
 DATASETS = Registry("dataset", ["torchlab.data.tabular", "torchlab.data.images"])
 TASKS = Registry("task", ["torchlab.tasks.classification", "torchlab.tasks.regression"])

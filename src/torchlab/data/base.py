@@ -92,6 +92,9 @@ class DataBundle:
         featurizer: Turns a user's raw input (a CSV, image files) into model inputs at
             predict time; fitted on the training split only.
         summary: Facts for the run's report (sizes, class balance, imputed values).
+        baseline_inputs: Per split, the features a classical baseline should see when
+            they differ from the model inputs (e.g. raw digit pixels, the scale
+            ``SVC(gamma=0.001)`` is tuned for); by default the flattened model inputs.
     """
 
     train: TensorSplit | Dataset
@@ -100,6 +103,7 @@ class DataBundle:
     spec: DataSpec
     featurizer: Any
     summary: dict[str, Any] = field(default_factory=dict)
+    baseline_inputs: dict[str, Any] | None = None
 
     def split(self, name: str) -> TensorSplit | Dataset:
         if name not in ("train", "val", "test"):

@@ -1,0 +1,266 @@
+"""The public verbs: train, evaluate and predict. The CLI is a thin layer over these."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torchlab.config import RunConfig, load_config, validate
+from torchlab.errors import ConfigError, RunError
+from torchlab.run import Run, create_run_dir, environment, write_json
+
+# Keys that may differ between a saved run and the command that resumes it.
+RESUMABLE_CHANGES = {"trainer.max_epochs", "trainer.progress", "trainer.device"}
+
+
+@dataclass
+class Parts:
+    """Everything built from a config before training starts."""
+
+    config: RunConfig
+    bundle: Any
+    task: Any
+    model: Any
+    device: Any
+
+
+def build(config: RunConfig) -> Parts:
+    """Seed, then build data, task and model in a fixed order (so a resume matches)."""
+    import torch
+
+    from torchlab.data.base import SourceContext
+    from torchlab.models import build_model
+    from torchlab.registry import DATASETS, TASKS
+    from torchlab.tasks import build_task
+    from torchlab.train.precision import resolve_device
+    from torchlab.train.state import seed_everything
+
+    seed_everything(config.seed)
+    device = resolve_device(config.trainer.device)
+    if config.trainer.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = not config.trainer.deterministic
+    target_kind = TASKS.get(config.task.name, "task.name").builder.target_kind
+    split = config.data.split
+    context = SourceContext(split.val, split.test, split.stratify, config.seed, target_kind)
+    bundle = DATASETS.build(config.data.source, "data.source", context)
+    task = build_task(config.task, bundle.spec)
+    model = build_model(config.model, bundle.spec, task.num_outputs).to(device)
+    return Parts(config, bundle, task, model, device)
+
+
+def loaders(parts: Parts) -> dict[str, Any]:
+    from torchlab.data import build_loader
+
+    data = parts.config.data
+    common = {"seed": parts.config.seed, "device": parts.device, "num_workers": data.num_workers,
+              "pin_memory": data.pin_memory}
+    out = {"train": build_loader(parts.bundle.train, batch_size=data.batch_size, shuffle=True,
+                                 drop_last=data.drop_last, **common)}
+    for name in ("val", "test"):
+        split = parts.bundle.split(name)
+        if len(split):
+            out[name] = build_loader(split, batch_size=data.eval_batch_size or data.batch_size,
+                                     shuffle=False, **common)
+    return out
+
+
+def train(recipe: str | Path | None = None, overrides: list[str] | dict[str, Any] = (), *,
+          resume: str | Path | None = None, output_dir: str | Path | None = None) -> Run:
+    """Train a recipe (or YAML file) and return its completed :class:`Run`.
+
+    Args:
+        recipe: A built-in recipe name or a YAML path; optional when resuming.
+        overrides: Dotted overrides, ``["optim.lr=1e-3"]`` or ``{"optim.lr": 1e-3}``.
+        resume: A run directory to continue from its last checkpoint.
+        output_dir: Where new runs go (default: the config's ``output_dir``, ``runs``).
+    """
+    from torchlab.memory import keep_freed_memory
+
+    keep_freed_memory()
+    if resume is not None:
+        run = Run(resume)
+        config = resumed_config(run, recipe, overrides)
+    else:
+        if recipe is None:
+            raise ConfigError("Name a recipe or YAML file to train, or give --resume RUN_DIR.")
+        config = load_config(recipe, overrides)
+        run = None
+    parts = build(config)
+    if run is None:
+        path = create_run_dir(config, output_dir)
+        (path / "config.yaml").write_text(config.to_yaml())
+        run = Run(path)
+        run.set_status("running", created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        write_json(run.dir / "environment.json", environment(parts.device, config.seed))
+        write_json(run.dir / "featurizer.json", parts.bundle.featurizer.to_dict())
+        write_json(run.dir / "data.json", parts.bundle.summary)
+        run.save_spec(parts.bundle.spec)
+    else:
+        (run.dir / "config.yaml").write_text(config.to_yaml())
+        run.__dict__.pop("config", None)
+    try:
+        fit(run, parts, resuming=resume is not None)
+    except BaseException as exc:
+        run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    return run
+
+
+def resumed_config(run: Run, recipe: str | Path | None, overrides: Any) -> RunConfig:
+    """The saved config, allowing only changes that keep the run the same run."""
+    saved = run.config
+    if recipe is not None:
+        wanted = load_config(recipe, overrides)
+    else:
+        from torchlab.config import parse_override, set_dotted
+
+        raw = saved.model_dump(mode="json")
+        items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+        for key, value in items:
+            set_dotted(raw, key, value)
+        wanted = validate(raw)
+    changed = sorted(set(_flatten(saved.model_dump())) ^ set(_flatten(wanted.model_dump())))
+    changed = sorted({key for key, _ in changed} - RESUMABLE_CHANGES)
+    if changed:
+        raise ConfigError(
+            f"Cannot resume '{run.dir}' with a different config (changed: {', '.join(changed)}); "
+            f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change. Start a new run instead."
+        )
+    if run.status == "completed" and wanted.trainer.max_epochs <= saved.trainer.max_epochs:
+        raise RunError(
+            f"Run '{run.dir}' already completed {saved.trainer.max_epochs} epochs; "
+            "raise trainer.max_epochs to train it further."
+        )
+    return wanted
+
+
+def _flatten(data: Any, prefix: str = "") -> set[tuple[str, str]]:
+    if isinstance(data, dict):
+        return set().union(*(_flatten(v, f"{prefix}{k}.") for k, v in data.items())) if data else {(prefix[:-1], "{}")}
+    return {(prefix[:-1], repr(data))}
+
+
+def callbacks_for(run: Run, parts: Parts, monitor: str, mode: str) -> list[Any]:
+    from torchlab.registry import CALLBACKS
+    from torchlab.train.callbacks import BestWeights, Checkpointer, EarlyStopping
+    from torchlab.train.loggers import MetricsLogger, ProgressBar, TensorBoardLogger
+
+    trainer = parts.config.trainer
+    callbacks: list[Any] = [ProgressBar(trainer.progress)] if trainer.progress != "none" else []
+    callbacks += [MetricsLogger(run.dir / "metrics.jsonl"), TensorBoardLogger(run.dir / "tensorboard")]
+    if trainer.early_stopping is not None:
+        stop = trainer.early_stopping
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=stop.patience, min_delta=stop.min_delta))
+    callbacks += [CALLBACKS.build(c, f"trainer.callbacks.{i}") for i, c in enumerate(trainer.callbacks)]
+    callbacks.append(BestWeights(run.dir / "model.safetensors", monitor, mode))
+    callbacks.append(Checkpointer(run.dir / "checkpoints", trainer.checkpoint_every_n_steps, trainer.keep_checkpoints))
+    return callbacks
+
+
+def fit(run: Run, parts: Parts, resuming: bool) -> None:
+    from torchlab.baselines import run_baseline
+    from torchlab.report.plots import learning_curves
+    from torchlab.train.checkpoint import latest_checkpoint, load_checkpoint, load_into, load_weights
+    from torchlab.train.loop import Trainer
+    from torchlab.train.optim import build_optimizer
+    from torchlab.train.schedules import build_schedule
+
+    config, task = parts.config, parts.task
+    data = loaders(parts)
+    monitor = config.trainer.monitor
+    if "val" not in data and monitor.startswith("val/"):
+        warnings.warn(f"There is no validation split, so trainer.monitor '{monitor}' is replaced by 'train/loss'.",
+                      stacklevel=2)
+        monitor = "train/loss"
+    mode = task.mode_for(monitor) if config.trainer.monitor_mode == "auto" else config.trainer.monitor_mode
+    optimizer = build_optimizer(config.optim, parts.model)
+    steps = -(-len(data["train"]) // config.trainer.accumulate_grad_batches)
+    schedule = build_schedule(config.schedule, optimizer, steps, config.trainer.max_epochs)
+    trainer = Trainer(config.trainer, model=parts.model, task=task, optimizer=optimizer, schedule=schedule,
+                      train_loader=data["train"], val_loader=data.get("val"), device=parts.device,
+                      callbacks=callbacks_for(run, parts, monitor, mode))
+    if resuming:
+        latest = latest_checkpoint(run.dir / "checkpoints")
+        if latest is not None:
+            checkpoint = load_checkpoint(latest)
+            load_into(parts.model, checkpoint.weights, latest)
+            trainer.load_state_dict(checkpoint.state)
+        run.set_status("running", resumed_from=str(latest) if latest else None)
+    started = time.perf_counter()
+    trainer.fit()
+    train_seconds = time.perf_counter() - started
+
+    load_into(parts.model, load_weights(run.dir / "model.safetensors"), run.dir / "model.safetensors")
+    test = trainer.evaluate(data["test"], "test", extra_metrics=task.report_metrics) if "test" in data else {}
+    history = run.history
+    learning_curves(history, run.dir / "learning_curves.png")
+    summary = {
+        "recipe": config.name, "test": test, "baseline": run_baseline(config.baseline, parts.bundle),
+        "epochs": trainer.state.epoch, "steps": trainer.state.global_step,
+        "best_epoch": next(cb.best_epoch for cb in trainer.callbacks.callbacks if hasattr(cb, "best_epoch")),
+        "monitor": monitor, "train_seconds": round(train_seconds, 3),
+        "parameters": sum(p.numel() for p in parts.model.parameters()),
+    }
+    write_json(run.dir / "summary.json", summary)
+    run.set_status("completed")
+
+
+def evaluate(run: str | Path | Run, split: str = "test") -> dict[str, Any]:
+    """Metrics of a run's best weights on one split (``train``, ``val`` or ``test``)."""
+    from torchlab.train.checkpoint import load_into, load_weights
+
+    run = run if isinstance(run, Run) else Run(run)
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"Split '{split}' does not exist; use train, val or test.")
+    parts = build(run.config)
+    load_into(parts.model, load_weights(run.dir / "model.safetensors"), run.dir / "model.safetensors")
+    data = loaders(parts)
+    if split not in data:
+        raise RunError(f"Run '{run.dir}' has an empty {split} split; evaluate another split.")
+    from torchlab.train.loop import evaluate as evaluate_loader
+    from torchlab.train.precision import Precision
+
+    metrics = parts.task.metrics(parts.task.report_metrics).to(parts.device)
+    return evaluate_loader(parts.model, parts.task, data[split], metrics=metrics, prefix=split,
+                           precision=Precision(parts.config.trainer.precision, parts.device), device=parts.device)
+
+
+def predict(run: str | Path | Run, inputs: list[str | Path], output: str | Path | None = None,
+            overwrite: bool = False) -> Any:
+    """Predict for a user's files (a CSV for tabular runs, image files for image runs).
+
+    Returns a pandas DataFrame with an ``id`` column, the predicted label (or value) and
+    one probability column per class; writes it as CSV to ``output`` when given.
+    """
+    import pandas as pd
+    import torch
+
+    run = run if isinstance(run, Run) else Run(run)
+    if output is not None and Path(output).exists() and not overwrite:
+        raise RunError(f"Output file '{output}' already exists; choose another name or pass --overwrite.")
+    from torchlab.tasks import build_task
+
+    spec = run.spec
+    task = build_task(run.config.task, spec)
+    model = run.load_model()
+    features, ids = run.featurizer.load_inputs([Path(p) for p in inputs])
+    with torch.inference_mode():
+        outputs = torch.cat([model(chunk) for chunk in features.split(1024)])
+    frame = pd.DataFrame({"id": ids})
+    for name, values in task.predict(outputs).items():
+        if name == "label" and spec.class_names and values.ndim == 1:
+            frame["label"] = [spec.class_names[i] for i in values.tolist()]
+        elif values.ndim == 2:
+            columns = spec.class_names if name in ("probabilities", "label") else (spec.target_names or range(values.shape[1]))
+            for column, col_values in zip(columns, values.T.tolist(), strict=False):
+                frame[f"{name}_{column}" if name != "probabilities" else f"p_{column}"] = col_values
+        else:
+            frame[name] = values.tolist()
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(output, index=False)
+    return frame

@@ -1,0 +1,1 @@
+"""Plots and reports written into a run directory."""

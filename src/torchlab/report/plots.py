@@ -1,0 +1,37 @@
+"""Learning curves as a PNG (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def learning_curves(history: list[dict[str, Any]], path: Path) -> Path:
+    """Plot per-epoch loss, each validation metric and the learning rate against the epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r for r in history if "train/loss" in r]
+    metrics = sorted({k for r in epochs for k in r if k.startswith("val/") and k != "val/loss"})
+    panels = ["loss", *metrics, "lr"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
+    x = [r["epoch"] + 1 for r in epochs]
+    for ax, panel in zip(axes[0], panels, strict=True):
+        keys = ["train/loss", "val/loss"] if panel == "loss" else [panel]
+        for key in keys:
+            ys = [r.get(key) for r in epochs]
+            if any(y is not None for y in ys):
+                ax.plot(x, ys, marker="o", markersize=3, label=key)
+        ax.set_title(panel)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if panel == "lr":
+            ax.set_yscale("log")
+        if panel == "loss":
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,8 @@
+"""Tasks say how a batch becomes loss, predictions and metric updates, one file per problem type.
+
+Tasks know nothing of files or of the training loop; the loop knows no problem type.
+"""
+
+from torchlab.tasks.base import StepOutput, Task, build_task
+
+__all__ = ["StepOutput", "Task", "build_task"]

@@ -1,0 +1,105 @@
+"""The task contract shared by every problem type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torchmetrics import Metric, MetricCollection
+
+from torchlab.data.base import Batch, DataSpec, TargetKind
+from torchlab.registry import LOSSES, METRICS, TASKS
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What a training or evaluation step returns."""
+
+    loss: torch.Tensor
+    outputs: Any
+
+
+@dataclass(frozen=True)
+class MetricContext:
+    """What a metric builder needs to know about the problem."""
+
+    kind: str  # "multiclass", "binary", "multilabel" or "regression"
+    num_classes: int
+    num_outputs: int
+
+
+class Task:
+    """How a batch becomes loss, predictions and metric updates.
+
+    Subclasses set the class attributes and, where the problem needs it, override
+    :meth:`training_step` / :meth:`evaluation_step` (seq2seq decodes in evaluation,
+    detectors compute their own losses) without any special case in the loop.
+    """
+
+    target_kind: ClassVar[TargetKind]
+    metric_kind: ClassVar[str]
+    default_loss: ClassVar[str]
+    default_metrics: ClassVar[tuple[str, ...]]
+    #: Metrics computed only for the final report (e.g. a confusion matrix), not per epoch.
+    report_metrics: ClassVar[tuple[str, ...]] = ()
+    #: Metrics where a higher value is better, so ``monitor_mode: auto`` picks "max".
+    higher_is_better: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, spec: DataSpec, loss: nn.Module, metrics: list[str]) -> None:
+        self.spec = spec
+        self.loss_fn = loss
+        self.metric_names = metrics
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the model's output layer."""
+        return self.spec.num_outputs
+
+    def training_step(self, model: nn.Module, batch: Batch) -> StepOutput:
+        outputs = model(batch.inputs)
+        return StepOutput(self.loss_fn(outputs, batch.target), outputs)
+
+    def evaluation_step(self, model: nn.Module, batch: Batch) -> StepOutput:
+        return self.training_step(model, batch)
+
+    def metrics(self, extra: tuple[str, ...] = ()) -> MetricCollection:
+        """A fresh collection of this task's metrics plus ``extra`` (moved to the device by the caller)."""
+        context = MetricContext(self.metric_kind, self.spec.num_classes, self.num_outputs)
+        built: dict[str, Metric] = {
+            name: METRICS.get(name, "task.metrics").build({}, "task.metrics", context)
+            for name in (*self.metric_names, *extra)
+        }
+        return MetricCollection(built)
+
+    def update_metrics(self, metrics: MetricCollection, outputs: Any, batch: Batch) -> None:
+        metrics.update(self.scores(outputs), batch.target)
+
+    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        """What metrics are computed on: probabilities for classifiers, values for regression."""
+        return outputs
+
+    def predict(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named prediction columns for ``torchlab predict`` (e.g. label and probabilities)."""
+        raise NotImplementedError
+
+    def mode_for(self, metric: str) -> str:
+        """"max" when a higher value of ``metric`` (e.g. ``val/accuracy``) is better."""
+        return "max" if metric.rpartition("/")[2] in self.higher_is_better else "min"
+
+
+def build_task(config: Any, spec: DataSpec) -> Task:
+    """Build the task named by a config's ``task`` section, with its loss and metrics."""
+    entry = TASKS.get(config.name, "task.name")
+    cls = entry.builder
+    loss_component = config.loss or _named(cls.default_loss)
+    loss = LOSSES.build(loss_component, "task.loss")
+    metrics = list(config.metrics) if config.metrics is not None else list(cls.default_metrics)
+    return entry.build(config.params, "task", spec, loss, metrics)
+
+
+def _named(name: str) -> Any:
+    from torchlab.config import Component
+
+    return Component(name=name)

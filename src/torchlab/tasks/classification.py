@@ -1,0 +1,78 @@
+"""Classification: multi-class (softmax), binary (one logit) and multi-label (one logit per class)."""
+
+from __future__ import annotations
+
+import torch
+
+from torchlab.registry import TASKS
+from torchlab.tasks.base import StepOutput, Task
+
+_HIGHER = frozenset({"accuracy", "f1", "precision", "recall", "auroc", "average_precision"})
+
+
+@TASKS.register("classification")
+class MulticlassClassification(Task):
+    """One label out of C classes; the model outputs C logits."""
+
+    target_kind = "categorical"
+    metric_kind = "multiclass"
+    default_loss = "cross_entropy"
+    default_metrics = ("accuracy", "f1", "precision", "recall", "auroc")
+    higher_is_better = _HIGHER
+    report_metrics = ("confusion_matrix",)
+
+    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs.softmax(dim=-1)
+
+    def predict(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        probs = self.scores(outputs.float())
+        return {"label": probs.argmax(dim=-1), "probabilities": probs}
+
+
+@TASKS.register("binary")
+class BinaryClassification(Task):
+    """Two classes with a single logit for the second one (BCE with logits)."""
+
+    target_kind = "categorical"
+    metric_kind = "binary"
+    default_loss = "bce"
+    default_metrics = ("accuracy", "f1", "precision", "recall", "auroc")
+    higher_is_better = _HIGHER
+    report_metrics = ("confusion_matrix",)
+
+    @property
+    def num_outputs(self) -> int:
+        return 1
+
+    def training_step(self, model, batch):  # type: ignore[no-untyped-def]
+        outputs = model(batch.inputs).squeeze(-1)  # (B, 1) -> (B,)
+        return StepOutput(self.loss_fn(outputs, batch.target.float()), outputs)
+
+    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs.sigmoid()
+
+    def predict(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        positive = self.scores(outputs.float().reshape(-1))
+        return {"label": (positive > 0.5).long(), "probabilities": torch.stack([1 - positive, positive], -1)}
+
+
+@TASKS.register("multilabel")
+class MultilabelClassification(Task):
+    """Any subset of C labels; the model outputs C independent logits."""
+
+    target_kind = "multilabel"
+    metric_kind = "multilabel"
+    default_loss = "bce"
+    default_metrics = ("accuracy", "f1", "auroc")
+    higher_is_better = _HIGHER
+    report_metrics = ("confusion_matrix",)
+
+    def update_metrics(self, metrics, outputs, batch):  # type: ignore[no-untyped-def]
+        metrics.update(self.scores(outputs), batch.target.long())
+
+    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs.sigmoid()
+
+    def predict(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        probs = self.scores(outputs.float())
+        return {"label": (probs > 0.5).long(), "probabilities": probs}

@@ -1,0 +1,1 @@
+"""The training loop and its collaborators: optimizers, schedules, losses, callbacks, checkpoints."""

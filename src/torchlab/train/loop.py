@@ -1,0 +1,176 @@
+"""The training loop: plain PyTorch a reader can follow top to bottom.
+
+forward -> loss -> backward -> (accumulate) -> clip -> step -> schedule, with callbacks
+called at named points. Logging, checkpoints, early stopping and progress are callbacks
+(:mod:`torchlab.train.callbacks`). Nothing here knows the problem type: the task turns a
+batch into a loss and metric updates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchlab.config import TrainerConfig
+from torchlab.data.loaders import Loader
+from torchlab.errors import TorchlabError
+from torchlab.tasks.base import Task
+from torchlab.train.callbacks import Callback, CallbackList, StepLog
+from torchlab.train.precision import Precision
+from torchlab.train.schedules import Schedule
+from torchlab.train.state import rng_state, set_rng_state
+
+
+class TrainingDiverged(TorchlabError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class LoopState:
+    """Where training is: enough, with the states of its collaborators, to resume exactly."""
+
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of ``epoch`` already trained on
+    global_step: int = 0  # optimizer steps taken
+    should_stop: bool = False
+
+
+class Trainer:
+    """Trains ``model`` on ``task`` with the settings of a ``trainer:`` config section."""
+
+    def __init__(self, config: TrainerConfig, *, model: nn.Module, task: Task,
+                 optimizer: torch.optim.Optimizer, schedule: Schedule, train_loader: Loader,
+                 val_loader: Loader | None, device: torch.device, callbacks: list[Callback]) -> None:
+        self.config = config
+        self.model, self.task, self.optimizer, self.schedule = model, task, optimizer, schedule
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.device = device
+        self.precision = Precision(config.precision, device)
+        self.callbacks = CallbackList(callbacks)
+        self.state = LoopState()
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self._loss_sum = torch.zeros((), device=device)  # stays on device: no sync per step
+        self._loss_count = 0
+        self._metrics = task.metrics().to(device)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def fit(self) -> None:
+        self.callbacks.on_fit_start(self)
+        while self.state.epoch < self.config.max_epochs and not self.state.should_stop:
+            self.callbacks.on_epoch_start(self)
+            logs = {"epoch": self.state.epoch, "lr": self.lr, **self.train_epoch()}
+            if self.val_loader is not None:
+                logs.update(self.evaluate(self.val_loader, "val"))
+            self.schedule.after_epoch(logs)
+            self.state.epoch += 1
+            self.state.batch_in_epoch = 0
+            logs["step"] = self.state.global_step
+            self.callbacks.on_epoch_end(self, logs)
+        self.callbacks.on_fit_end(self)
+
+    def train_epoch(self) -> dict[str, float]:
+        self.model.train()
+        accumulate = self.config.accumulate_grad_batches
+        last = len(self.train_loader)
+        for batch in self.train_loader.epoch(self.state.epoch, start=self.state.batch_in_epoch):
+            batch = batch.to(self.device, non_blocking=True)
+            with self.precision.autocast():
+                loss = self.task.training_step(self.model, batch).loss
+            self.precision.scaler.scale(loss / accumulate).backward()
+            self._loss_sum += loss.detach()
+            self._loss_count += 1
+            self.state.batch_in_epoch += 1
+            if self.state.batch_in_epoch % accumulate == 0 or self.state.batch_in_epoch == last:
+                grad_norm = self.optimizer_step()
+                self.state.global_step += 1
+                self.callbacks.on_train_step_end(self, StepLog(loss.detach(), grad_norm))
+        mean_loss = (self._loss_sum / max(1, self._loss_count)).item()
+        self._loss_sum.zero_()
+        self._loss_count = 0
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(
+                f"The training loss became {mean_loss} in epoch {self.state.epoch}; lower optim.lr, "
+                "set trainer.grad_clip_norm, or check the data for extreme values."
+            )
+        return {"train/loss": mean_loss}
+
+    def optimizer_step(self) -> torch.Tensor | None:
+        """Unscale, clip, step and schedule; returns the gradient norm when it was computed."""
+        scaler, config = self.precision.scaler, self.config
+        log_now = (self.state.global_step + 1) % config.log_every_n_steps == 0
+        grad_norm = None
+        if config.grad_clip_norm or config.grad_clip_value or log_now:
+            scaler.unscale_(self.optimizer)
+        if config.grad_clip_value:
+            nn.utils.clip_grad_value_(self.params, config.grad_clip_value)
+        if config.grad_clip_norm:
+            grad_norm = nn.utils.clip_grad_norm_(self.params, config.grad_clip_norm)
+        elif log_now:
+            grad_norm = nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        scaler.step(self.optimizer)
+        scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.schedule.after_step()
+        return grad_norm
+
+    def evaluate(self, loader: Loader, prefix: str, extra_metrics: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Mean loss and the task's metrics (plus ``extra_metrics``) over ``loader``."""
+        metrics = self.task.metrics(extra_metrics).to(self.device) if extra_metrics else self._metrics
+        return evaluate(self.model, self.task, loader, metrics=metrics, precision=self.precision,
+                        device=self.device, prefix=prefix)
+
+    # --- resumable state ------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the weights needed to continue exactly where training is now."""
+        return {
+            "loop": asdict(self.state),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.precision.scaler.state_dict(),
+            "train_loss": {"sum": self._loss_sum.detach().cpu(), "count": self._loss_count},
+            "callbacks": self.callbacks.state_dict(),
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.state = LoopState(**state["loop"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.precision.scaler.load_state_dict(state["scaler"])
+        self._loss_sum = state["train_loss"]["sum"].to(self.device)
+        self._loss_count = state["train_loss"]["count"]
+        self.callbacks.load_state_dict(state["callbacks"])
+        set_rng_state(state["rng"])  # last: nothing after it may draw random numbers
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, task: Task, loader: Loader, *, metrics: Any, precision: Precision,
+             device: torch.device, prefix: str) -> dict[str, Any]:
+    """Mean loss and ``metrics`` over ``loader``, keyed ``prefix/name``; one sync at the end."""
+    model.eval()
+    metrics.reset()
+    loss_sum, count = torch.zeros((), device=device), 0
+    for batch in loader.epoch(0):
+        batch = batch.to(device, non_blocking=True)
+        with precision.autocast():
+            out = task.evaluation_step(model, batch)
+        loss_sum += out.loss.float() * len(batch)
+        count += len(batch)
+        task.update_metrics(metrics, out.outputs, batch)
+    values = {"loss": loss_sum / max(1, count), **metrics.compute()}
+    return {f"{prefix}/{name}": as_python(value) for name, value in values.items()}
+
+
+def as_python(value: torch.Tensor | float) -> float | list[Any]:
+    """A scalar as float, anything larger (a confusion matrix, per-output errors) as a list."""
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    return float(value)
