@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from torchlab.config import RunConfig, load_config, validate
-from torchlab.errors import ConfigError, RunError
+from torchlab.errors import ConfigError, DataError, RunError
 from torchlab.run import Run, create_run_dir, environment, write_json
 
 # Keys that may differ between a saved run and the command that resumes it.
@@ -35,11 +36,12 @@ def build(config: RunConfig) -> Parts:
     from torchlab.models import build_model
     from torchlab.registry import DATASETS, TASKS
     from torchlab.tasks import build_task
-    from torchlab.train.precision import resolve_device
+    from torchlab.train.precision import Precision, resolve_device
     from torchlab.train.state import seed_everything
 
     seed_everything(config.seed)
     device = resolve_device(config.trainer.device)
+    Precision(config.trainer.precision, device)  # fail on a bad combination before any work
     if config.trainer.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = not config.trainer.deterministic
@@ -105,7 +107,10 @@ def train(recipe: str | Path | None = None, overrides: list[str] | dict[str, Any
     try:
         fit(run, parts, resuming=resume is not None)
     except BaseException as exc:
-        run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        if resume is None and isinstance(exc, (ConfigError, DataError)) and not (run.dir / "checkpoints").exists():
+            shutil.rmtree(run.dir)  # a config or data error before training: nothing worth keeping
+        else:
+            run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
         raise
     return run
 
@@ -180,6 +185,8 @@ def fit(run: Run, parts: Parts, resuming: bool) -> None:
     optimizer = build_optimizer(config.optim, parts.model)
     steps = -(-len(data["train"]) // config.trainer.accumulate_grad_batches)
     schedule = build_schedule(config.schedule, optimizer, steps, config.trainer.max_epochs)
+    if "val" not in data and schedule.monitor and schedule.monitor.startswith("val/"):
+        schedule.monitor = "train/loss"
     trainer = Trainer(config.trainer, model=parts.model, task=task, optimizer=optimizer, schedule=schedule,
                       train_loader=data["train"], val_loader=data.get("val"), device=parts.device,
                       callbacks=callbacks_for(run, parts, monitor, mode))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import types
 import typing
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -193,6 +194,9 @@ def read_recipe(recipe: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, An
     if base is None:
         raw.setdefault("name", Path(str(recipe)).stem)
         return raw
+    base_path = Path(str(base))
+    if base_path.suffix in {".yaml", ".yml"} and not base_path.is_absolute() and Path(str(recipe)).is_file():
+        base = Path(str(recipe)).parent / base_path  # relative to the file that names it
     if str(base) in _seen:
         raise ConfigError(f"{label} extends '{base}', which extends it back; break the cycle.")
     merged = read_recipe(base, (*_seen, str(recipe)))
@@ -277,15 +281,21 @@ def check_components(config: RunConfig) -> None:
         (r.LOSSES, config.task.loss, "task.loss", set()),
     ]
     sections += [(r.CALLBACKS, c, f"trainer.callbacks.{i}", set()) for i, c in enumerate(config.trainer.callbacks)]
-    for registry, component, where, _ in sections:
+    for registry, component, where, declared in sections:
         if component is not None:
-            registry.get(component.name, where=f"{where}.name").validate(component.params, where)
+            entry = registry.get(component.name, where=f"{where}.name")
+            entry.validate(component.params, where, {"name", *declared})
 
 
 def raise_config_error(
-    exc: pydantic.ValidationError, model: type[BaseModel], prefix: str = ""
+    exc: pydantic.ValidationError, model: type[BaseModel], prefix: str = "",
+    declared: Iterable[str] = (),
 ) -> NoReturn:
-    """Turn pydantic's report into one sentence naming the key path and the fix."""
+    """Turn pydantic's report into one sentence naming the key path and the fix.
+
+    ``declared`` are keys valid beside ``model``'s own at the top level (a component
+    section's ``name``, ``optim.lr``), offered in the hint for an unknown key.
+    """
     error = exc.errors()[0]
     loc = [str(p) for p in error["loc"] if not str(p).startswith("function-")]
     path = ".".join(filter(None, [prefix, *loc]))
@@ -294,6 +304,8 @@ def raise_config_error(
     kind = error["type"]
     if kind == "extra_forbidden":
         allowed = allowed_keys(model, error["loc"][:-1])
+        if len(error["loc"]) == 1:
+            allowed = sorted({*allowed, *declared})
         hint = closest(loc[-1], allowed)
         hint = f" Did you mean '{'.'.join([*path.split('.')[:-1], hint])}'?" if hint else ""
         raise ConfigError(

@@ -42,14 +42,18 @@ class Entry:
     def schema(self) -> type[pydantic.BaseModel]:
         return schema_of(self.builder)
 
-    def validate(self, params: dict[str, Any], where: str) -> dict[str, Any]:
-        """Check ``params`` against the builder's signature; errors name ``where.key``."""
+    def validate(self, params: dict[str, Any], where: str, declared: Iterable[str] = ()) -> dict[str, Any]:
+        """Check ``params`` against the builder's signature; errors name ``where.key``.
+
+        ``declared`` are the keys the config section itself defines beside the builder's
+        (``name``, ``optim.lr``, ...): valid there, so offered in an unknown key's hint.
+        """
         from torchlab.config import raise_config_error  # config imports registry: call late
 
         try:
             model = self.schema.model_validate(params)
         except pydantic.ValidationError as exc:
-            raise_config_error(exc, self.schema, prefix=where)
+            raise_config_error(exc, self.schema, prefix=where, declared=declared)
         return {key: getattr(model, key) for key in model.model_fields_set}
 
     def build(self, params: dict[str, Any], where: str, *context: Any) -> Any:

@@ -44,8 +44,8 @@ class TensorLoader(Loader):
     batch_size: int
     shuffle: bool
     seed: int
+    device: torch.device
     drop_last: bool = False
-    device: torch.device = torch.device("cpu")
 
     def __post_init__(self) -> None:
         self.inputs = self.split.inputs.to(self.device)
@@ -99,8 +99,8 @@ class DatasetLoader(Loader):
         )
 
     def __len__(self) -> int:
-        self.sampler.skip = 0
-        return len(self.loader)
+        n = self.sampler.n
+        return n // self.batch_size if self.loader.drop_last else -(-n // self.batch_size)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         self.sampler.epoch, self.sampler.skip = epoch, start * self.batch_size
@@ -120,7 +120,7 @@ def build_loader(split: TensorSplit | Dataset, *, batch_size: int, shuffle: bool
                  num_workers: int | str = "auto", pin_memory: bool | str = "auto") -> Loader:
     """The fastest correct loader for ``split`` on ``device``."""
     if isinstance(split, TensorSplit):
-        return TensorLoader(split, batch_size, shuffle, seed, drop_last, device)
+        return TensorLoader(split, batch_size, shuffle, seed, device, drop_last)
     workers = default_workers() if num_workers == "auto" else int(num_workers)
     pin = device.type == "cuda" if pin_memory == "auto" else bool(pin_memory)
     return DatasetLoader(split, batch_size=batch_size, shuffle=shuffle, seed=seed,

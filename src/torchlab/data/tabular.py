@@ -16,139 +16,23 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pandas.api import types
 
 from torchlab.data.base import DataBundle, DataSpec, SourceContext, TargetKind, TensorSplit
 from torchlab.data.featurizers import FEATURIZERS
 from torchlab.data.splits import split_indices
+from torchlab.data.tables import (
+    Source,
+    as_numbers,
+    as_text,
+    categorical_columns,
+    read_table,
+    require_columns,
+    shown,
+)
 from torchlab.errors import DataError
-from torchlab.registry import DATASETS, closest
+from torchlab.registry import DATASETS
 
-BLANKS = "fix or blank out that value (blanks are imputed)"
-TASK_FOR = {
-    "categorical": "classification",
-    "continuous": "regression",
-    "multilabel": "multi-label",
-}
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where rows came from: ``name`` for messages, ``first_line`` of data row 0 in a text file."""
-
-    name: str
-    first_line: int | None = None
-
-    def where(self, row: Any) -> str:
-        """``row 3 (line 5)`` for a text file (header = line 1), ``row 3`` otherwise."""
-        return f"row {row} (line {row + self.first_line})" if self.first_line else f"row {row}"
-
-
-def read_table(
-    path: str | Path, *, parquet: bool | None = None, sep: str | None = None
-) -> tuple[pd.DataFrame, Source]:
-    """A text or Parquet file as a frame with string column names and rows numbered from 0.
-
-    Args:
-        path: The file.
-        parquet: Read as Parquet or as delimited text; None decides by the file's suffix.
-        sep: Field separator of a text file; None means tab for ``.tsv``, comma otherwise.
-    """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DataError(f"Data file '{path}' does not exist; check the path (from {Path.cwd()}).")
-    if not path.is_file():
-        raise DataError(f"'{path}' is a directory, not a data file; name a file inside it.")
-    parquet = path.suffix.lower() in (".parquet", ".pq") if parquet is None else parquet
-    with path.open("rb") as file:
-        binary = b"\0" in file.read(8192)
-    if binary and not parquet:
-        raise DataError(f"'{path}' is binary, not delimited text; use the parquet source for Parquet.")
-    sep = sep or ("\t" if path.suffix.lower() == ".tsv" else ",")
-    try:
-        frame = pd.read_parquet(path) if parquet else pd.read_csv(path, sep=sep, low_memory=False)
-    except pd.errors.EmptyDataError:
-        frame = pd.DataFrame()
-    except (ValueError, OSError) as exc:  # pandas' ParserError and pyarrow's errors are ValueErrors
-        what = "a Parquet file" if parquet else f"text with fields separated by {sep!r}"
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DataError(f"Cannot read '{path}' as {what} ({reason}); check its format.") from None
-    if len(frame) == 0:
-        raise DataError(f"Data file '{path}' has no data rows; add rows below the header line.")
-    frame.columns = [str(c) for c in frame.columns]
-    return frame.reset_index(drop=True), Source(path.name, None if parquet else 2)
-
-
-def require_columns(
-    columns: Collection[str], names: Collection[str], source: Source, key: str
-) -> None:
-    """Raise naming the first of ``names`` (from ``data.source.<key>``) not in ``columns``."""
-    for name in (n for n in names if n not in columns):
-        hint = closest(name, columns)
-        hint = f" (did you mean '{hint}'?)" if hint else ""
-        sep = " or set data.source.sep" if len(columns) == 1 else ""
-        raise DataError(
-            f"Column '{name}' named in data.source.{key} is not in {source.name}{hint}; "
-            f"use one of its columns{sep}: {', '.join(columns)}."
-        )
-
-
-def as_text(values: pd.Series) -> pd.Series:
-    """Categories and labels as strings, blanks kept blank; 2.0 (ints with blanks) -> '2'."""
-
-    def text(value: Any) -> str:
-        integral = isinstance(value, (float, np.floating)) and float(value).is_integer()
-        return str(int(value)) if integral else str(value)
-
-    return values.astype(object).map(text, na_action="ignore")
-
-
-def as_numbers(values: pd.Series, source: Source, fix: str = BLANKS) -> np.ndarray:
-    """A column as float64 (NaN where blank); raises at its first non-numeric or infinite value."""
-    parsed = values if types.is_numeric_dtype(values) else pd.to_numeric(values, errors="coerce")
-    numbers = parsed.to_numpy(float, na_value=np.nan)
-    bad = values.notna().to_numpy() & ~np.isfinite(numbers)
-    if bad.any():
-        row, count = int(np.flatnonzero(bad)[0]), int(bad.sum())
-        more = f" (and {count - 1} more)" if count > 1 else ""
-        raise DataError(
-            f"Column '{values.name}' of {source.name} holds {shown(values.iloc[row])}, not a finite "
-            f"number, at {source.where(values.index[row])}{more}; {fix}."
-        )
-    return numbers
-
-
-def shown(value: Any) -> str:
-    """A cell as a message shows it: ``'oops'``, ``inf``, ``3`` (not ``np.int64(3)``)."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
-
-
-def categorical_columns(
-    frame: pd.DataFrame, source: Source, forced: Collection[str] = ()
-) -> list[str]:
-    """The columns of ``frame`` to one-hot: ``forced``, bool and text ones; the rest are numbers.
-
-    Text that is at least 90% numbers is taken for a numeric column with typos, and raises.
-    """
-    found = []
-    for name in frame.columns:
-        values = frame[name]
-        if name in forced or types.is_bool_dtype(values):
-            found.append(name)
-        elif types.is_datetime64_any_dtype(values) or types.is_timedelta64_dtype(values):
-            raise DataError(
-                f"Column '{name}' of {source.name} holds dates or durations, which tabular "
-                "sources cannot use; convert it to numbers or list it in data.source.drop."
-            )
-        elif not types.is_numeric_dtype(values):
-            present = values.dropna()
-            if len(present) and pd.to_numeric(present, errors="coerce").notna().mean() >= 0.9:
-                as_numbers(
-                    values, source, f"{BLANKS}, or list the column in data.source.categorical if it is a category"
-                )
-            else:
-                found.append(name)
-    return found
+TASK = {"categorical": "classification", "continuous": "regression", "multilabel": "multi-label"}
 
 
 @dataclass(frozen=True)
@@ -193,9 +77,8 @@ class Column:
         """The column's features, ``(N, 1)`` or ``(N, len(categories))``."""
         if self.kind == "numeric":
             numbers = as_numbers(values, source)
-            return ((np.where(np.isnan(numbers), self.fill, numbers) - self.mean) / self.std)[
-                :, None
-            ]
+            filled = np.where(np.isnan(numbers), self.fill, numbers)
+            return ((filled - self.mean) / self.std)[:, None]
         text = as_text(values).fillna(self.fill)
         codes = pd.Index(self.categories).get_indexer(text)
         out = np.zeros((len(text), len(self.categories)))
@@ -245,6 +128,7 @@ class TabularFeaturizer:
 
     @property
     def feature_names(self) -> list[str]:
+        """One name per feature: ``age``, ``city=paris``, ..."""
         return [feature for column in self.columns for feature in column.features]
 
     def transform(self, frame: pd.DataFrame, source: Source | None = None) -> torch.Tensor:
@@ -260,12 +144,8 @@ class TabularFeaturizer:
 
     def imputed(self, frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
         """Column -> ``{"count": blanks, "fill": value}`` for each input column with blanks."""
-        counts = {c.name: int(frame[c.name].isna().sum()) for c in self.columns}
-        return {
-            c.name: {"count": counts[c.name], "fill": c.fill}
-            for c in self.columns
-            if counts[c.name]
-        }
+        blanks = {c: int(frame[c.name].isna().sum()) for c in self.columns}
+        return {c.name: {"count": n, "fill": c.fill} for c, n in blanks.items() if n}
 
     def load_inputs(self, paths: list[Path]) -> tuple[torch.Tensor, list[str]]:
         """Inputs read from CSV or Parquet files, and ``"<file name>:<row>"`` ids (rows from 0)."""
@@ -276,9 +156,9 @@ class TabularFeaturizer:
         for path in paths:
             frame, source = read_table(path, sep=self.sep)
             if extra := [name for name in frame.columns if name not in known]:
+                unused = ", ".join(extra)
                 warnings.warn(
-                    f"Ignoring columns of {source.name} unknown in training: {', '.join(extra)}.",
-                    stacklevel=2,
+                    f"Ignoring columns of {source.name} unused in training: {unused}.", stacklevel=2
                 )
             inputs.append(self.transform(frame, source))
             ids += [f"{source.name}:{row}" for row in range(len(frame))]
@@ -291,18 +171,19 @@ class TabularFeaturizer:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> TabularFeaturizer:
-        columns = tuple(
-            Column(**{**c, "categories": tuple(c["categories"])}) for c in state["columns"]
-        )
-        return cls(columns, tuple(state["ignore"]), state["sep"])
+        columns = [Column(**{**c, "categories": tuple(c["categories"])}) for c in state["columns"]]
+        return cls(tuple(columns), tuple(state["ignore"]), state["sep"])
 
 
 def warn_imputed(imputed: dict[str, dict[str, Any]], source: Source) -> None:
+    """Tell the user which blanks were filled, and with what (see ``imputed``)."""
+
+    def fill(value: float | str) -> str:
+        return f"{value:.6g}" if isinstance(value, float) else repr(value)
+
     if imputed:
-        detail = ", ".join(
-            f"'{k}' ({v['count']} filled with {v['fill']!r})" for k, v in imputed.items()
-        )
-        warnings.warn(f"Imputed missing values in {source.name}: {detail}.", stacklevel=3)
+        done = ", ".join(f"'{k}' {v['count']} with {fill(v['fill'])}" for k, v in imputed.items())
+        warnings.warn(f"Filled blanks in {source.name}: {done}.", stacklevel=3)
 
 
 def encode_target(
@@ -311,9 +192,10 @@ def encode_target(
     """The target tensor and its class names (categorical, multilabel) or target names."""
     for name in frame.columns:
         if (blank := frame[name].isna().to_numpy()).any():
+            row = source.where(frame.index[np.argmax(blank)])
             raise DataError(
-                f"Target column '{name}' of {source.name} is blank at "
-                f"{source.where(frame.index[np.argmax(blank)])}; fill in the target or delete the row."
+                f"Target column '{name}' of {source.name} is blank at {row}; "
+                "fill in the target or delete the row."
             )
     if kind == "categorical":
         if frame.shape[1] != 1:
@@ -322,20 +204,16 @@ def encode_target(
                 "data.source.target, or use a multi-label task for several 0/1 columns."
             )
         values = frame.iloc[:, 0]
-        classes = (
-            values.cat if isinstance(values.dtype, pd.CategoricalDtype) else pd.Categorical(values)
-        )
-        codes, names = (
-            np.asarray(classes.codes, np.int64),
-            tuple(as_text(pd.Series(classes.categories))),
-        )
+        # A categorical dtype (scikit-learn's targets) keeps its order; others sort.
+        classes = pd.Categorical(values)
+        codes, names = classes.codes.astype(np.int64), tuple(as_text(pd.Series(classes.categories)))
         if len(np.unique(codes)) < 2:
             raise DataError(
                 f"Target column '{values.name}' of {source.name} holds a single class "
-                f"({names[codes[0]]!r}); a classifier needs two or more, so check the target column."
+                f"({names[codes[0]]!r}); a classifier needs two or more, so check that column."
             )
         return torch.from_numpy(codes), names
-    fix = f"a {TASK_FOR[kind]} target must be numbers, so fix that value"
+    fix = f"a {TASK[kind]} target must be numbers, so fix that value"
     numbers = np.stack([as_numbers(frame[c], source, fix) for c in frame.columns], axis=1)
     if kind == "multilabel" and not (binary := np.isin(numbers, (0.0, 1.0))).all():
         row, col = np.argwhere(~binary)[0]
@@ -352,71 +230,80 @@ def data_spec(
     """What the model and task need; continuous targets get their training mean and std."""
     if kind != "continuous":
         return DataSpec((width,), kind, class_names=names)
-    mean, std = train.double().mean(0), train.double().std(0, correction=0)
-    std = torch.where(std > 0, std, 1.0)
-    return DataSpec(
-        (width,),
-        kind,
-        target_names=names,
-        target_mean=tuple(mean.tolist()),
-        target_std=tuple(std.tolist()),
-    )
+    mean, std = train.double().mean(0).tolist(), train.double().std(0, correction=0).tolist()
+    stats = {"target_mean": tuple(mean), "target_std": tuple(s if s > 0 else 1.0 for s in std)}
+    return DataSpec((width,), kind, target_names=names, **stats)
 
 
 def build_bundle(
     frame: pd.DataFrame,
-    targets: list[str],
+    source: Source,
+    target: str | list[str],
     context: SourceContext,
     *,
-    source: Source,
-    categorical: Collection[str] = (),
-    drop: Collection[str] = (),
+    categorical: Collection[str] | None = None,
+    drop: Collection[str] | None = None,
     sep: str | None = None,
 ) -> DataBundle:
-    """Split one frame, fit the featurizer on its training rows and encode every split."""
-    require_columns(frame.columns, targets, source, "target")
-    require_columns(frame.columns, drop, source, "drop")
+    """Split one frame, fit the featurizer on its training rows and encode every split.
+
+    Args:
+        frame: Inputs and target(s), one row per sample.
+        source: Where ``frame`` came from, for messages.
+        target: The target column, or several (multi-output regression, multi-label).
+        context: Split fractions, seed and the kind of target the task expects.
+        categorical: Columns to one-hot even though they hold numbers.
+        drop: Columns to ignore (ids).
+        sep: Field separator of text files, kept for predict time.
+    """
+    targets, drop = [target] if isinstance(target, str) else list(target), list(drop or ())
+    for key, names in (("target", targets), ("drop", drop), ("categorical", categorical or ())):
+        require_columns(frame.columns, names, source, key)
     inputs = frame.drop(columns=[*targets, *drop])
-    require_columns(inputs.columns, categorical, source, "categorical")
     if inputs.shape[1] == 0:
         raise DataError(f"{source.name} has no input columns besides the target; add some.")
-    categorical = categorical_columns(
-        inputs, source, categorical
-    )  # checks every row, not train only
-    target, names = encode_target(frame[targets], context.target_kind, source)
-    stratify = target.numpy() if context.stratify and context.target_kind == "categorical" else None
+    # Kinds are decided on every row, so a typo outside the training rows raises too.
+    found = categorical_columns(inputs, source, [c for c in categorical or () if c in inputs])
+    y, names = encode_target(frame[targets], context.target_kind, source)
+    stratify = y.numpy() if context.stratify and context.target_kind == "categorical" else None
     index = split_indices(
         len(frame), val=context.val, test=context.test, seed=context.seed, stratify=stratify
     )
     splits = dict(zip(("train", "val", "test"), index, strict=True))
     featurizer = TabularFeaturizer.fit(
         inputs.iloc[splits["train"]],
-        categorical=categorical,
+        categorical=found,
         source=source,
         ignore=[*targets, *drop],
         sep=sep,
     )
     x = featurizer.transform(inputs, source)  # (N, F)
-    imputed = featurizer.imputed(inputs)
-    warn_imputed(imputed, source)
-    summary: dict[str, Any] = {
-        "source": source.name,
-        "sizes": {split: len(rows) for split, rows in splits.items()},
-        "num_features": x.shape[1],
-        "numeric_columns": [c for c in inputs.columns if c not in categorical],
-        "categorical_columns": categorical,
-        "imputed": imputed,
-    }
+    summary = summarise(featurizer, inputs, splits, source)
     if context.target_kind != "continuous":
-        summary["class_counts"] = {
-            split: class_counts(target[rows], names) for split, rows in splits.items()
-        }
+        summary["class_counts"] = {k: class_counts(y[rows], names) for k, rows in splits.items()}
     return DataBundle(
-        **{split: TensorSplit(x[rows], target[rows]) for split, rows in splits.items()},
-        spec=data_spec(context.target_kind, x.shape[1], names, target[splits["train"]]),
+        **{split: TensorSplit(x[rows], y[rows]) for split, rows in splits.items()},
+        spec=data_spec(context.target_kind, x.shape[1], names, y[splits["train"]]),
         featurizer=featurizer,
         summary=summary,
     )
+
+
+def summarise(
+    featurizer: TabularFeaturizer, inputs: pd.DataFrame, splits: dict[str, np.ndarray], src: Source
+) -> dict[str, Any]:
+    """Facts for the run's report: sizes, columns and what was imputed (also a warning)."""
+    imputed = featurizer.imputed(inputs)
+    warn_imputed(imputed, src)
+    kinds = [(c.name, c.kind) for c in featurizer.columns]
+    return {
+        "source": src.name,
+        "sizes": {split: len(rows) for split, rows in splits.items()},
+        "num_features": len(featurizer.feature_names),
+        "numeric_columns": [name for name, kind in kinds if kind == "numeric"],
+        "categorical_columns": [name for name, kind in kinds if kind == "categorical"],
+        "imputed": imputed,
+    }
 
 
 def class_counts(target: torch.Tensor, names: tuple[str, ...]) -> dict[str, int]:
@@ -434,13 +321,11 @@ def sklearn_bundle(context: SourceContext, name: str) -> DataBundle:
     if context.target_kind != kind:
         raise DataError(
             f"Dataset '{name}' has {kind} targets, but the task expects {context.target_kind} "
-            f"ones; use a {TASK_FOR[kind]} task with it."
+            f"ones; use a {TASK[kind]} task with it."
         )
     if kind == "categorical":
-        frame["target"] = pd.Categorical.from_codes(
-            bunch.target, categories=list(bunch.target_names)
-        )
-    return build_bundle(frame, ["target"], context, source=Source(f"scikit-learn's {name} data"))
+        frame["target"] = pd.Categorical.from_codes(bunch.target, list(bunch.target_names))
+    return build_bundle(frame, Source(f"scikit-learn's {name} data"), "target", context)
 
 
 @DATASETS.register("iris")
@@ -474,8 +359,8 @@ def csv_file(
     *,
     path: str,
     target: str | list[str],
-    categorical: tuple[str, ...] = (),
-    drop: tuple[str, ...] = (),
+    categorical: list[str] | None = None,
+    drop: list[str] | None = None,
     sep: str | None = None,
 ) -> DataBundle:
     """A delimited text file (``.csv``, ``.tsv``, ``.txt``) with a header row.
@@ -488,10 +373,7 @@ def csv_file(
         sep: Field separator; by default a tab for ``.tsv`` files and a comma otherwise.
     """
     frame, source = read_table(path, parquet=False, sep=sep)
-    targets = [target] if isinstance(target, str) else target
-    return build_bundle(
-        frame, targets, context, source=source, categorical=categorical, drop=drop, sep=sep
-    )
+    return build_bundle(frame, source, target, context, categorical=categorical, drop=drop, sep=sep)
 
 
 @DATASETS.register("parquet")
@@ -501,10 +383,9 @@ def parquet_file(
     *,
     path: str,
     target: str | list[str],
-    categorical: tuple[str, ...] = (),
-    drop: tuple[str, ...] = (),
+    categorical: list[str] | None = None,
+    drop: list[str] | None = None,
 ) -> DataBundle:
     """A Parquet file; the settings are those of the ``csv`` source."""
     frame, source = read_table(path, parquet=True)
-    targets = [target] if isinstance(target, str) else target
-    return build_bundle(frame, targets, context, source=source, categorical=categorical, drop=drop)
+    return build_bundle(frame, source, target, context, categorical=categorical, drop=drop)

@@ -65,7 +65,7 @@ class Trainer:
         self.callbacks.on_fit_start(self)
         while self.state.epoch < self.config.max_epochs and not self.state.should_stop:
             self.callbacks.on_epoch_start(self)
-            logs = {"epoch": self.state.epoch, "lr": self.lr, **self.train_epoch()}
+            logs = {"epoch": self.state.epoch, **self.train_epoch(), "lr": self.lr}
             if self.val_loader is not None:
                 logs.update(self.evaluate(self.val_loader, "val"))
             self.schedule.after_epoch(logs)
@@ -83,7 +83,10 @@ class Trainer:
             batch = batch.to(self.device, non_blocking=True)
             with self.precision.autocast():
                 loss = self.task.training_step(self.model, batch).loss
-            self.precision.scaler.scale(loss / accumulate).backward()
+            # Average over the batches of this accumulation group (the last one of an epoch
+            # may be short), so N micro-batches give the gradient of one N-times batch.
+            group_start = self.state.batch_in_epoch // accumulate * accumulate
+            self.precision.scaler.scale(loss / min(accumulate, last - group_start)).backward()
             self._loss_sum += loss.detach()
             self._loss_count += 1
             self.state.batch_in_epoch += 1

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from torch.optim import Optimizer, lr_scheduler
 
+from torchlab.errors import ConfigError
 from torchlab.registry import SCHEDULERS
 
 
@@ -31,6 +32,11 @@ class Schedule:
         if self.scheduler is None or self.interval != "epoch":
             return
         if self.monitor is not None:
+            if self.monitor not in logs:
+                raise ConfigError(
+                    f"schedule.monitor '{self.monitor}' is not among the logged metrics "
+                    f"({', '.join(k for k in logs if '/' in k)}); pick one of those."
+                )
             self.scheduler.step(logs[self.monitor])
         else:
             self.scheduler.step()

@@ -1,0 +1,327 @@
+"""Training-loop overhead: torchlab's ``Trainer`` against a hand-written PyTorch loop.
+
+Each case trains the same model (same initial weights, AdamW with the same rate) on the
+same tensors two ways in one process, alternating epoch by epoch so that load from other
+processes on a shared machine hits both alike:
+
+* plain: ``DataLoader(TensorDataset(x, y), batch_size=B, shuffle=True)``, forward,
+  ``F.cross_entropy``, ``zero_grad``, backward, ``step``;
+* torchlab: the real :class:`~torchlab.train.loop.Trainer` over ``build_loader`` (a
+  ``TensorSplit``, so the batched in-memory loader), the task and model from the
+  registries, and a ``MetricsLogger`` writing to a temporary folder as a run does.
+
+Every epoch is timed; the first epoch of each run is a warm-up and dropped. The ratio is
+the median torchlab epoch over the median plain epoch (below 1: torchlab is faster); the
+fastest-epoch ratio beside it is the least disturbed by other processes.
+
+    .venv/bin/python benchmarks/loop_overhead.py [--epochs 3] [--repeats 3] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from torchlab.config import Component, OptimConfig, ScheduleConfig, TaskConfig, TrainerConfig
+from torchlab.data import DataSpec, TensorSplit, build_loader
+from torchlab.data.base import SourceContext
+from torchlab.memory import keep_freed_memory
+from torchlab.models import build_model
+from torchlab.tasks import build_task
+from torchlab.train.callbacks import Callback
+from torchlab.train.loggers import MetricsLogger, TensorBoardLogger
+from torchlab.train.loop import Trainer
+from torchlab.train.optim import build_optimizer
+from torchlab.train.schedules import build_schedule
+
+SEED = 0
+OPTIM = OptimConfig(name="adamw", lr=1e-3)  # one parameter group: no weight decay to split
+
+
+@dataclass(frozen=True)
+class Case:
+    """One model on one data set; ``target`` is the highest acceptable time ratio."""
+
+    name: str
+    data: Callable[[], tuple[TensorSplit, DataSpec]]
+    model: Component
+    batch_size: int
+    target: float
+
+
+def teacher_data(rows: int, features: int = 64, classes: int = 10) -> tuple[TensorSplit, DataSpec]:
+    """Gaussian inputs labelled by a random linear teacher: (rows, features), (rows,)."""
+    generator = torch.Generator().manual_seed(SEED)
+    inputs = torch.randn(rows, features, generator=generator)
+    teacher = torch.randn(features, classes, generator=generator)
+    spec = DataSpec((features,), "categorical", class_names=tuple(map(str, range(classes))))
+    return TensorSplit(inputs, (inputs @ teacher).argmax(dim=1)), spec
+
+
+def digits32() -> tuple[TensorSplit, DataSpec]:
+    """The training split of torchlab's ``digits`` source upsampled to (1, 32, 32)."""
+    from torchlab.data.images import digits  # the builder itself: the registry imports every source
+
+    context = SourceContext(val=0.1, test=0.2, stratify=True, seed=SEED, target_kind="categorical")
+    bundle = digits(context, size=32)
+    return bundle.train, bundle.spec
+
+
+CASES = {
+    case.name: case
+    for case in (
+        Case(
+            "mlp-large",
+            lambda: teacher_data(50_000),
+            Component(name="mlp", hidden=(256, 256)),
+            256,
+            0.8,
+        ),
+        Case(
+            "mlp-small", lambda: teacher_data(20_000), Component(name="mlp", hidden=(32,)), 64, 0.8
+        ),
+        Case("cnn-digits32", digits32, Component(name="cnn", channels=(32, 64)), 64, 1.03),
+    )
+}
+
+
+def fresh_model(case: Case, spec: DataSpec) -> nn.Module:
+    """The case's model from the registry, with the same initial weights on every call."""
+    torch.manual_seed(SEED)
+    return build_model(case.model, spec, spec.num_outputs)
+
+
+class PlainLoop:
+    """A hand-written loop over a per-sample ``DataLoader``, one epoch per call."""
+
+    def __init__(self, case: Case, split: TensorSplit, spec: DataSpec) -> None:
+        self.model = fresh_model(case, spec)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=OPTIM.lr, weight_decay=OPTIM.weight_decay
+        )
+        dataset = TensorDataset(split.inputs, split.target)
+        self.loader = DataLoader(dataset, batch_size=case.batch_size, shuffle=True)
+
+    def epoch(self) -> float:
+        """Train one epoch; returns its seconds."""
+        start = time.perf_counter()
+        self.model.train()
+        loss_sum = torch.zeros(())
+        for inputs, target in self.loader:
+            loss = F.cross_entropy(self.model(inputs), target)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.detach()
+        loss_sum.item()
+        return time.perf_counter() - start
+
+
+class Interleave(Callback):
+    """Times each torchlab epoch, then trains one plain epoch outside that time.
+
+    The two loops alternate epoch by epoch, so a burst of load from other processes on a
+    shared machine hits both alike. Put it last so torchlab's time covers its loggers.
+    """
+
+    def __init__(self, plain: PlainLoop) -> None:
+        self.plain = plain
+        self.started = 0.0
+        self.torchlab: list[float] = []
+        self.plain_times: list[float] = []
+
+    def on_epoch_start(self, trainer: Any) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, trainer: Any, logs: dict[str, Any]) -> None:
+        self.torchlab.append(time.perf_counter() - self.started)
+        self.plain_times.append(self.plain.epoch())
+
+
+def run_pair(
+    case: Case, split: TensorSplit, spec: DataSpec, epochs: int, *, folder: Path, tensorboard: bool
+) -> tuple[list[float], list[float]]:
+    """Seconds per epoch of plain and of torchlab's ``Trainer``, built as ``api.fit`` does."""
+    device = torch.device("cpu")
+    task = build_task(TaskConfig(name="classification"), spec)
+    model = fresh_model(case, spec)
+    optimizer = build_optimizer(OPTIM, model)
+    loader = build_loader(split, batch_size=case.batch_size, shuffle=True, seed=SEED, device=device)
+    schedule = build_schedule(ScheduleConfig(), optimizer, len(loader), epochs)
+    interleave = Interleave(PlainLoop(case, split, spec))
+    callbacks: list[Callback] = [MetricsLogger(folder / "metrics.jsonl")]
+    if tensorboard:
+        callbacks.append(TensorBoardLogger(folder / "tensorboard"))
+    callbacks.append(interleave)
+    config = TrainerConfig(max_epochs=epochs, device="cpu", progress="none", monitor="train/loss")
+    trainer = Trainer(
+        config,
+        model=model,
+        task=task,
+        optimizer=optimizer,
+        schedule=schedule,
+        train_loader=loader,
+        val_loader=None,
+        device=device,
+        callbacks=callbacks,
+    )
+    trainer.fit()
+    return interleave.plain_times, interleave.torchlab
+
+
+@dataclass(frozen=True)
+class Result:
+    case: Case
+    rows: int
+    plain: list[float]  # seconds of every timed epoch (warm-up epochs dropped)
+    torchlab: list[float]
+    others: float  # CPU cores kept busy by other processes, on average, while this case ran
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.torchlab) / statistics.median(self.plain)
+
+    @property
+    def best_ratio(self) -> float:
+        """Fastest epoch over fastest epoch: the least disturbed by other processes."""
+        return min(self.torchlab) / min(self.plain)
+
+    @property
+    def passed(self) -> bool:
+        return self.ratio <= self.case.target
+
+
+def busy_seconds() -> tuple[float, float]:
+    """CPU seconds used so far by the whole machine and by this process (NaN off Linux)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return math.nan, 0.0
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[:7])
+    times = os.times()
+    return (user + nice + system + irq + softirq) / os.sysconf(
+        "SC_CLK_TCK"
+    ), times.user + times.system
+
+
+def measure(case: Case, *, epochs: int, repeats: int, tensorboard: bool) -> Result:
+    """``repeats`` fresh pairs of runs, each alternating ``epochs`` + 1 epochs of both loops."""
+    split, spec = case.data()
+    machine, mine = busy_seconds()
+    started = time.perf_counter()
+    plain: list[float] = []
+    ours: list[float] = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="torchlab-bench-") as tmp:
+            p, t = run_pair(
+                case, split, spec, epochs + 1, folder=Path(tmp), tensorboard=tensorboard
+            )
+        plain += p[1:]  # the first epoch of each run is a warm-up
+        ours += t[1:]
+    machine_now, mine_now = busy_seconds()
+    others = max(0.0, (machine_now - machine) - (mine_now - mine)) / (time.perf_counter() - started)
+    return Result(case, len(split), plain, ours, others)
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        "| case | rows | batch | plain s/epoch | torchlab s/epoch | ratio | fastest-epoch ratio | target | result | others |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.case.name} | {r.rows:,} | {r.case.batch_size} | {statistics.median(r.plain):.3f} | "
+            f"{statistics.median(r.torchlab):.3f} | {r.ratio:.2f}x | {r.best_ratio:.2f}x | "
+            f"<= {r.case.target:.2f}x | {'pass' if r.passed else 'FAIL'} | {r.others:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="timed epochs per run, after one warm-up epoch"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="fresh pairs of runs per case, each alternating plain and torchlab epochs",
+    )
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        default=list(CASES),
+        choices=list(CASES),
+        metavar="CASE",
+        help=f"cases to run (default: all of {', '.join(CASES)})",
+    )
+    parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also give torchlab's run a TensorBoardLogger, as torchlab train does",
+    )
+    parser.add_argument("--check", action="store_true", help="exit 1 when a case misses its target")
+    args = parser.parse_args(argv)
+    for name in ("epochs", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be a positive integer; received {getattr(args, name)}.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    kept = keep_freed_memory()  # what `torchlab train` does; applies to both loops alike
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_model()}, "
+        f"keep_freed_memory={kept}, {args.epochs} timed epochs x {args.repeats} repeats "
+        f"(+1 warm-up epoch per run), loggers: metrics{' + tensorboard' if args.tensorboard else ''}",
+        flush=True,
+    )
+    results = []
+    for name in args.cases:
+        started = time.perf_counter()
+        results.append(
+            measure(
+                CASES[name], epochs=args.epochs, repeats=args.repeats, tensorboard=args.tensorboard
+            )
+        )
+        print(f"{name}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    print(table(results))
+    busiest = max(r.others for r in results)
+    if busiest > 0.2:
+        print(
+            f"note: other processes kept up to {busiest:.1f} cores busy during the run (column "
+            "'others'), so the figures are noisy; rerun on an idle machine.",
+            file=sys.stderr,
+        )
+    return 1 if args.check and not all(r.passed for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

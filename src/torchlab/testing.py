@@ -1,0 +1,27 @@
+"""Small deterministic helpers for testing torchlab and code built on it."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from torchlab.train.callbacks import Callback, StepLog
+
+
+class KillAtStep(Callback):
+    """SIGKILL the training process right after optimizer step ``step``, once.
+
+    The first run that reaches the step creates ``marker`` and dies as if the machine had
+    lost power; a run started while ``marker`` exists trains on. Used to prove that a
+    resumed run ends bit-identical to one that was never interrupted.
+    """
+
+    def __init__(self, *, step: int, marker: str) -> None:
+        self.step, self.marker = step, Path(marker)
+
+    def on_train_step_end(self, trainer: Any, step: StepLog) -> None:
+        if trainer.state.global_step == self.step and not self.marker.exists():
+            self.marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)

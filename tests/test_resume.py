@@ -1,0 +1,86 @@
+"""A run killed with SIGKILL and resumed ends bit-identical to an uninterrupted run (CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+CONFIG = {
+    "extends": "digits",
+    "name": "resume",
+    "data": {"batch_size": 64},
+    "model": {"channels": [8, 16], "dropout": 0.3},  # dropout: the RNG stream matters
+    "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+    "schedule": {"name": "cosine", "warmup_epochs": 0.5},
+    "trainer": {
+        "max_epochs": 3, "checkpoint_every_n_steps": 7, "log_every_n_steps": 3, "progress": "plain",
+        "early_stopping": {"patience": 5},
+        "callbacks": [{"name": "torchlab.testing:KillAtStep", "step": 31, "marker": "MARKER"}],
+    },
+}
+
+
+def torchlab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "torchlab", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=600)
+
+
+def only_run(root: Path) -> Path:
+    (run,) = list((root / "resume").iterdir())
+    return run
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_bit_identical(tmp_path: Path) -> None:
+    marker = tmp_path / "killed-once"
+    config = json.loads(json.dumps(CONFIG).replace("MARKER", str(marker)))
+    (tmp_path / "resume.yaml").write_text(yaml.safe_dump(config))
+
+    marker.touch()  # the reference run is never killed
+    reference = torchlab("train", "resume.yaml", "--output-dir", "ref", cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr
+    marker.unlink()
+
+    killed = torchlab("train", "resume.yaml", "--output-dir", "killed", cwd=tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run = only_run(tmp_path / "killed")
+    assert json.loads((run / "run.json").read_text())["status"] == "running"
+    assert not (run / "summary.json").exists()  # a killed run never looks complete
+
+    resumed = torchlab("train", "--resume", str(run), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+
+    ref = only_run(tmp_path / "ref")
+    for name in ("model.safetensors",):
+        a, b = load_file(ref / name), load_file(run / name)
+        assert a.keys() == b.keys()
+        assert all(a[k].equal(b[k]) for k in a), f"{name} differs after resume"
+    last = sorted((ref / "checkpoints").iterdir())[-1].name
+    a, b = load_file(ref / "checkpoints" / last / "model.safetensors"), load_file(run / "checkpoints" / last / "model.safetensors")
+    assert all(a[k].equal(b[k]) for k in a), "final weights differ after resume"
+    assert (ref / "metrics.jsonl").read_text() == (run / "metrics.jsonl").read_text()
+    assert json.loads((ref / "summary.json").read_text())["test"] == json.loads((run / "summary.json").read_text())["test"]
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+
+
+def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
+    done = torchlab("train", "iris", "trainer.max_epochs=1", "--output-dir", "runs", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (run,) = list((tmp_path / "runs" / "iris").iterdir())
+    changed = torchlab("train", "--resume", str(run), "optim.lr=0.5", cwd=tmp_path)
+    assert changed.returncode == 2
+    assert "optim.lr" in changed.stderr and "Traceback" not in changed.stderr
+    again = torchlab("train", "--resume", str(run), cwd=tmp_path)
+    assert again.returncode == 2 and "already completed" in again.stderr
+    longer = torchlab("train", "--resume", str(run), "trainer.max_epochs=2", cwd=tmp_path)
+    assert longer.returncode == 0, longer.stderr
+    epochs = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "train/loss" in r]
+    assert [r["epoch"] for r in epochs] == [0, 1]
