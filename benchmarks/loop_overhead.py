@@ -6,7 +6,7 @@ processes on a shared machine hits both alike:
 
 * plain: ``DataLoader(TensorDataset(x, y), batch_size=B, shuffle=True)``, forward,
   ``F.cross_entropy``, ``zero_grad``, backward, ``step``;
-* torchlab: the real :class:`~torchlab.train.loop.Trainer` over ``build_loader`` (a
+* torchlab: the real :class:`~torchlab.training.loop.Trainer` over ``build_loader`` (a
   ``TensorSplit``, so the batched in-memory loader), the task and model from the
   registries, and a ``MetricsLogger`` writing to a temporary folder as a run does.
 
@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,11 @@ from torchlab.data.base import SourceContext
 from torchlab.memory import keep_freed_memory
 from torchlab.models import build_model
 from torchlab.tasks import build_task
-from torchlab.train.callbacks import Callback
-from torchlab.train.loggers import MetricsLogger, TensorBoardLogger
-from torchlab.train.loop import Trainer
-from torchlab.train.optim import build_optimizer
-from torchlab.train.schedules import build_schedule
+from torchlab.training.callbacks import Callback
+from torchlab.training.loggers import MetricsLogger, TensorBoardLogger
+from torchlab.training.loop import Trainer
+from torchlab.training.optim import build_optimizer
+from torchlab.training.schedules import build_schedule
 
 SEED = 0
 OPTIM = OptimConfig(name="adamw", lr=1e-3)  # one parameter group: no weight decay to split
@@ -82,20 +83,20 @@ def digits32() -> tuple[TensorSplit, DataSpec]:
     return bundle.train, bundle.spec
 
 
+def mlp(*hidden: int) -> Component:
+    return Component(name="mlp", hidden=hidden)
+
+
+def cnn(*channels: int) -> Component:
+    return Component(name="cnn", channels=channels)
+
+
 CASES = {
     case.name: case
     for case in (
-        Case(
-            "mlp-large",
-            lambda: teacher_data(50_000),
-            Component(name="mlp", hidden=(256, 256)),
-            256,
-            0.8,
-        ),
-        Case(
-            "mlp-small", lambda: teacher_data(20_000), Component(name="mlp", hidden=(32,)), 64, 0.8
-        ),
-        Case("cnn-digits32", digits32, Component(name="cnn", channels=(32, 64)), 64, 1.03),
+        Case("mlp-large", partial(teacher_data, 50_000), mlp(256, 256), batch_size=256, target=0.8),
+        Case("mlp-small", partial(teacher_data, 20_000), mlp(32), batch_size=64, target=0.8),
+        Case("cnn-digits32", digits32, cnn(32, 64), batch_size=64, target=1.03),
     )
 }
 
@@ -142,14 +143,14 @@ class Interleave(Callback):
     def __init__(self, plain: PlainLoop) -> None:
         self.plain = plain
         self.started = 0.0
-        self.torchlab: list[float] = []
+        self.torchlab_times: list[float] = []
         self.plain_times: list[float] = []
 
     def on_epoch_start(self, trainer: Any) -> None:
         self.started = time.perf_counter()
 
     def on_epoch_end(self, trainer: Any, logs: dict[str, Any]) -> None:
-        self.torchlab.append(time.perf_counter() - self.started)
+        self.torchlab_times.append(time.perf_counter() - self.started)
         self.plain_times.append(self.plain.epoch())
 
 
@@ -181,11 +182,13 @@ def run_pair(
         callbacks=callbacks,
     )
     trainer.fit()
-    return interleave.plain_times, interleave.torchlab
+    return interleave.plain_times, interleave.torchlab_times
 
 
 @dataclass(frozen=True)
 class Result:
+    """The timed epochs of one case and what they say."""
+
     case: Case
     rows: int
     plain: list[float]  # seconds of every timed epoch (warm-up epochs dropped)
@@ -206,23 +209,22 @@ class Result:
         return self.ratio <= self.case.target
 
 
-def busy_seconds() -> tuple[float, float]:
-    """CPU seconds used so far by the whole machine and by this process (NaN off Linux)."""
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds used so far by the whole machine (NaN off Linux) and by this process."""
     try:
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return math.nan, 0.0
-    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[:7])
-    times = os.times()
-    return (user + nice + system + irq + softirq) / os.sysconf(
-        "SC_CLK_TCK"
-    ), times.user + times.system
+        user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[:7])
+        machine = (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        machine = math.nan
+    own = os.times()
+    return machine, own.user + own.system
 
 
 def measure(case: Case, *, epochs: int, repeats: int, tensorboard: bool) -> Result:
     """``repeats`` fresh pairs of runs, each alternating ``epochs`` + 1 epochs of both loops."""
     split, spec = case.data()
-    machine, mine = busy_seconds()
+    machine, mine = cpu_seconds()
     started = time.perf_counter()
     plain: list[float] = []
     ours: list[float] = []
@@ -233,8 +235,9 @@ def measure(case: Case, *, epochs: int, repeats: int, tensorboard: bool) -> Resu
             )
         plain += p[1:]  # the first epoch of each run is a warm-up
         ours += t[1:]
-    machine_now, mine_now = busy_seconds()
-    others = max(0.0, (machine_now - machine) - (mine_now - mine)) / (time.perf_counter() - started)
+    machine_now, mine_now = cpu_seconds()
+    others = ((machine_now - machine) - (mine_now - mine)) / (time.perf_counter() - started)
+    others = max(others, 0.0)  # clock-tick rounding can go below 0; NaN stays NaN
     return Result(case, len(split), plain, ours, others)
 
 

@@ -33,8 +33,15 @@ def test_every_recipe_trains_through_the_cli(recipe: str, cli, tmp_path: Path) -
     assert summary["epochs"] == 2
     assert summary["baseline"] is not None and summary["baseline"]["name"]
     assert set(summary["test"]) >= {"test/loss"}
-    for name in ("config.yaml", "environment.json", "metrics.jsonl", "model.safetensors",
-                 "learning_curves.png", "featurizer.json", "spec.json"):
+    for name in (
+        "config.yaml",
+        "environment.json",
+        "metrics.jsonl",
+        "model.safetensors",
+        "learning_curves.png",
+        "featurizer.json",
+        "spec.json",
+    ):
         assert (run / name).is_file(), name
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
@@ -49,9 +56,11 @@ def test_recipes_lists_every_recipe(cli) -> None:  # type: ignore[no-untyped-def
 
 
 def test_help_and_recipes_do_not_import_torch() -> None:
-    code = ("import sys; from torchlab.cli import main\n"
-            "try: main(['recipes'])\nexcept SystemExit: pass\n"
-            "print('torch' in sys.modules, 'pandas' in sys.modules)")
+    code = (
+        "import sys; from torchlab.cli import main\n"
+        "try: main(['recipes'])\nexcept SystemExit: pass\n"
+        "print('torch' in sys.modules, 'pandas' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False False"
 
@@ -63,20 +72,25 @@ def run_main(*args: str) -> int:
     return int(exit_info.value.code or 0)
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["train", "digits", "optim.lrr=0.1"], "Did you mean 'optim.lr'?"),
-    (["train", "digits", "model.chanels=[8]"], "model.chanels"),
-    (["train", "digits", "optim.lr=fast"], "optim.lr"),
-    (["train", "digitz"], "Did you mean 'digits'?"),
-    (["train", "missing.yaml"], "missing.yaml"),
-    (["train", "digits", "trainer.device=cuda:0"], "trainer.device"),
-    (["train", "digits", "model.name=resnet9000"], "Unknown model 'resnet9000'"),
-    (["train", "digits", "trainer.precision=16-mixed", "trainer.device=cpu"], "bf16"),
-    (["train", "digits", "optim.lr"], "key.path=value"),
-    (["evaluate", "nowhere"], "nowhere"),
-    (["predict", "nowhere", "x.csv"], "nowhere"),
-])
-def test_bad_input_is_one_clear_line(args: list[str], needle: str, tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "digits", "optim.lrr=0.1"], "Did you mean 'optim.lr'?"),
+        (["train", "digits", "model.chanels=[8]"], "model.chanels"),
+        (["train", "digits", "optim.lr=fast"], "optim.lr"),
+        (["train", "digitz"], "Did you mean 'digits'?"),
+        (["train", "missing.yaml"], "missing.yaml"),
+        (["train", "digits", "trainer.device=cuda:0"], "trainer.device"),
+        (["train", "digits", "model.name=resnet9000"], "Unknown model 'resnet9000'"),
+        (["train", "digits", "trainer.precision=16-mixed", "trainer.device=cpu"], "bf16"),
+        (["train", "digits", "optim.lr"], "key.path=value"),
+        (["evaluate", "nowhere"], "nowhere"),
+        (["predict", "nowhere", "x.csv"], "nowhere"),
+    ],
+)
+def test_bad_input_is_one_clear_line(
+    args: list[str], needle: str, tmp_path: Path, monkeypatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     assert run_main(*args) == 2
     err = capsys.readouterr().err
@@ -127,7 +141,9 @@ def test_predict_images_with_digits(cli, tmp_path: Path) -> None:  # type: ignor
     folder = tmp_path / "images"
     folder.mkdir()
     for i in range(30):
-        Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).save(folder / f"{i:02d}-{digits.target[i]}.png")
+        Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).save(
+            folder / f"{i:02d}-{digits.target[i]}.png"
+        )
     (folder / "broken.png").write_bytes(b"not an image")
 
     broken = cli("predict", str(run), str(folder / "broken.png"))
@@ -139,3 +155,23 @@ def test_predict_images_with_digits(cli, tmp_path: Path) -> None:  # type: ignor
     rows = pd.read_csv(pd.io.common.StringIO(result.stdout))
     truth = [Path(p).stem.split("-")[1] for p in rows["id"]]
     assert (rows["label"].astype(str) == truth).mean() >= 0.9
+
+
+def test_tensorboard_reads_the_event_files(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import torchlab
+
+    run = torchlab.train(
+        "digits",
+        {"trainer.max_epochs": 2, "trainer.log_every_n_steps": 5, "trainer.progress": "none"},
+        output_dir=tmp_path,
+    )
+    events = EventAccumulator(str(run.dir / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/loss_step", "val/loss", "val/accuracy", "lr", "grad_norm"} <= tags
+    assert len(events.Scalars("val/accuracy")) == 2
+    assert events.Scalars("val/accuracy")[-1].value == pytest.approx(
+        run.history[-1]["val/accuracy"]
+    )

@@ -21,7 +21,10 @@ CONFIG = {
     "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
     "schedule": {"name": "cosine", "warmup_epochs": 0.5},
     "trainer": {
-        "max_epochs": 3, "checkpoint_every_n_steps": 7, "log_every_n_steps": 3, "progress": "plain",
+        "max_epochs": 3,
+        "checkpoint_every_n_steps": 7,
+        "log_every_n_steps": 3,
+        "progress": "plain",
         "early_stopping": {"patience": 5},
         "callbacks": [{"name": "torchlab.testing:KillAtStep", "step": 31, "marker": "MARKER"}],
     },
@@ -29,8 +32,14 @@ CONFIG = {
 
 
 def torchlab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "torchlab", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "torchlab", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        timeout=600,
+    )
 
 
 def only_run(root: Path) -> Path:
@@ -64,10 +73,16 @@ def test_killed_run_resumes_bit_identical(tmp_path: Path) -> None:
         assert a.keys() == b.keys()
         assert all(a[k].equal(b[k]) for k in a), f"{name} differs after resume"
     last = sorted((ref / "checkpoints").iterdir())[-1].name
-    a, b = load_file(ref / "checkpoints" / last / "model.safetensors"), load_file(run / "checkpoints" / last / "model.safetensors")
+    a, b = (
+        load_file(ref / "checkpoints" / last / "model.safetensors"),
+        load_file(run / "checkpoints" / last / "model.safetensors"),
+    )
     assert all(a[k].equal(b[k]) for k in a), "final weights differ after resume"
     assert (ref / "metrics.jsonl").read_text() == (run / "metrics.jsonl").read_text()
-    assert json.loads((ref / "summary.json").read_text())["test"] == json.loads((run / "summary.json").read_text())["test"]
+    assert (
+        json.loads((ref / "summary.json").read_text())["test"]
+        == json.loads((run / "summary.json").read_text())["test"]
+    )
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
 
 
@@ -82,5 +97,9 @@ def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
     assert again.returncode == 2 and "already completed" in again.stderr
     longer = torchlab("train", "--resume", str(run), "trainer.max_epochs=2", cwd=tmp_path)
     assert longer.returncode == 0, longer.stderr
-    epochs = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "train/loss" in r]
+    epochs = [
+        r
+        for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        if "train/loss" in r
+    ]
     assert [r["epoch"] for r in epochs] == [0, 1]

@@ -24,12 +24,12 @@ from torchlab.data.splits import split_indices
 from torchlab.errors import CheckpointError, ConfigError, DataError
 from torchlab.registry import LOSSES, OPTIMIZERS
 from torchlab.tasks.classification import MulticlassClassification
-from torchlab.train import checkpoint as ckpt
-from torchlab.train.loop import Trainer
-from torchlab.train.optim import build_optimizer, param_groups
-from torchlab.train.precision import Precision
-from torchlab.train.schedules import Schedule, build_schedule
-from torchlab.train.state import rng_state, set_rng_state
+from torchlab.training import checkpoint as ckpt
+from torchlab.training.loop import Trainer
+from torchlab.training.optim import build_optimizer, param_groups
+from torchlab.training.precision import Precision
+from torchlab.training.schedules import Schedule, build_schedule
+from torchlab.training.state import rng_state, set_rng_state
 
 CPU = torch.device("cpu")
 

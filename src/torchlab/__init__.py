@@ -19,8 +19,12 @@ if TYPE_CHECKING:
     from torchlab.run import Run
 
 _LAZY = {
-    "train": "torchlab.api", "evaluate": "torchlab.api", "predict": "torchlab.api",
-    "load_config": "torchlab.config", "RunConfig": "torchlab.config", "Run": "torchlab.run",
+    "train": "torchlab.api",
+    "evaluate": "torchlab.api",
+    "predict": "torchlab.api",
+    "load_config": "torchlab.config",
+    "RunConfig": "torchlab.config",
+    "Run": "torchlab.run",
 }
 
 __all__ = ["Run", "RunConfig", "__version__", "evaluate", "load_config", "predict", "train"]

@@ -11,6 +11,7 @@ from typing import Any
 
 from torchlab.config import RunConfig, load_config, validate
 from torchlab.errors import ConfigError, DataError, RunError
+from torchlab.memory import keep_freed_memory
 from torchlab.run import Run, create_run_dir, environment, write_json
 
 # Keys that may differ between a saved run and the command that resumes it.
@@ -36,8 +37,8 @@ def build(config: RunConfig) -> Parts:
     from torchlab.models import build_model
     from torchlab.registry import DATASETS, TASKS
     from torchlab.tasks import build_task
-    from torchlab.train.precision import Precision, resolve_device
-    from torchlab.train.state import seed_everything
+    from torchlab.training.precision import Precision, resolve_device
+    from torchlab.training.state import seed_everything
 
     seed_everything(config.seed)
     device = resolve_device(config.trainer.device)
@@ -58,20 +59,37 @@ def loaders(parts: Parts) -> dict[str, Any]:
     from torchlab.data import build_loader
 
     data = parts.config.data
-    common = {"seed": parts.config.seed, "device": parts.device, "num_workers": data.num_workers,
-              "pin_memory": data.pin_memory}
-    out = {"train": build_loader(parts.bundle.train, batch_size=data.batch_size, shuffle=True,
-                                 drop_last=data.drop_last, **common)}
+    common = {
+        "seed": parts.config.seed,
+        "device": parts.device,
+        "num_workers": data.num_workers,
+        "pin_memory": data.pin_memory,
+    }
+    out = {
+        "train": build_loader(
+            parts.bundle.train,
+            batch_size=data.batch_size,
+            shuffle=True,
+            drop_last=data.drop_last,
+            **common,
+        )
+    }
     for name in ("val", "test"):
         split = parts.bundle.split(name)
         if len(split):
-            out[name] = build_loader(split, batch_size=data.eval_batch_size or data.batch_size,
-                                     shuffle=False, **common)
+            out[name] = build_loader(
+                split, batch_size=data.eval_batch_size or data.batch_size, shuffle=False, **common
+            )
     return out
 
 
-def train(recipe: str | Path | None = None, overrides: list[str] | dict[str, Any] = (), *,
-          resume: str | Path | None = None, output_dir: str | Path | None = None) -> Run:
+def train(
+    recipe: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] = (),
+    *,
+    resume: str | Path | None = None,
+    output_dir: str | Path | None = None,
+) -> Run:
     """Train a recipe (or YAML file) and return its completed :class:`Run`.
 
     Args:
@@ -80,8 +98,6 @@ def train(recipe: str | Path | None = None, overrides: list[str] | dict[str, Any
         resume: A run directory to continue from its last checkpoint.
         output_dir: Where new runs go (default: the config's ``output_dir``, ``runs``).
     """
-    from torchlab.memory import keep_freed_memory
-
     keep_freed_memory()
     if resume is not None:
         run = Run(resume)
@@ -107,7 +123,11 @@ def train(recipe: str | Path | None = None, overrides: list[str] | dict[str, Any
     try:
         fit(run, parts, resuming=resume is not None)
     except BaseException as exc:
-        if resume is None and isinstance(exc, (ConfigError, DataError)) and not (run.dir / "checkpoints").exists():
+        if (
+            resume is None
+            and isinstance(exc, (ConfigError, DataError))
+            and not (run.dir / "checkpoints").exists()
+        ):
             shutil.rmtree(run.dir)  # a config or data error before training: nothing worth keeping
         else:
             run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
@@ -145,51 +165,87 @@ def resumed_config(run: Run, recipe: str | Path | None, overrides: Any) -> RunCo
 
 def _flatten(data: Any, prefix: str = "") -> set[tuple[str, str]]:
     if isinstance(data, dict):
-        return set().union(*(_flatten(v, f"{prefix}{k}.") for k, v in data.items())) if data else {(prefix[:-1], "{}")}
+        return (
+            set().union(*(_flatten(v, f"{prefix}{k}.") for k, v in data.items()))
+            if data
+            else {(prefix[:-1], "{}")}
+        )
     return {(prefix[:-1], repr(data))}
 
 
 def callbacks_for(run: Run, parts: Parts, monitor: str, mode: str) -> list[Any]:
     from torchlab.registry import CALLBACKS
-    from torchlab.train.callbacks import BestWeights, Checkpointer, EarlyStopping
-    from torchlab.train.loggers import MetricsLogger, ProgressBar, TensorBoardLogger
+    from torchlab.training.callbacks import BestWeights, Checkpointer, EarlyStopping
+    from torchlab.training.loggers import MetricsLogger, ProgressBar, TensorBoardLogger
 
     trainer = parts.config.trainer
     callbacks: list[Any] = [ProgressBar(trainer.progress)] if trainer.progress != "none" else []
-    callbacks += [MetricsLogger(run.dir / "metrics.jsonl"), TensorBoardLogger(run.dir / "tensorboard")]
+    callbacks += [
+        MetricsLogger(run.dir / "metrics.jsonl"),
+        TensorBoardLogger(run.dir / "tensorboard"),
+    ]
     if trainer.early_stopping is not None:
         stop = trainer.early_stopping
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=stop.patience, min_delta=stop.min_delta))
-    callbacks += [CALLBACKS.build(c, f"trainer.callbacks.{i}") for i, c in enumerate(trainer.callbacks)]
+        callbacks.append(
+            EarlyStopping(
+                monitor=monitor, mode=mode, patience=stop.patience, min_delta=stop.min_delta
+            )
+        )
+    callbacks += [
+        CALLBACKS.build(c, f"trainer.callbacks.{i}") for i, c in enumerate(trainer.callbacks)
+    ]
     callbacks.append(BestWeights(run.dir / "model.safetensors", monitor, mode))
-    callbacks.append(Checkpointer(run.dir / "checkpoints", trainer.checkpoint_every_n_steps, trainer.keep_checkpoints))
+    callbacks.append(
+        Checkpointer(
+            run.dir / "checkpoints", trainer.checkpoint_every_n_steps, trainer.keep_checkpoints
+        )
+    )
     return callbacks
 
 
 def fit(run: Run, parts: Parts, resuming: bool) -> None:
     from torchlab.baselines import run_baseline
     from torchlab.report.plots import learning_curves
-    from torchlab.train.checkpoint import latest_checkpoint, load_checkpoint, load_into, load_weights
-    from torchlab.train.loop import Trainer
-    from torchlab.train.optim import build_optimizer
-    from torchlab.train.schedules import build_schedule
+    from torchlab.training.checkpoint import (
+        latest_checkpoint,
+        load_checkpoint,
+        load_into,
+        load_weights,
+    )
+    from torchlab.training.loop import Trainer
+    from torchlab.training.optim import build_optimizer
+    from torchlab.training.schedules import build_schedule
 
     config, task = parts.config, parts.task
     data = loaders(parts)
     monitor = config.trainer.monitor
     if "val" not in data and monitor.startswith("val/"):
-        warnings.warn(f"There is no validation split, so trainer.monitor '{monitor}' is replaced by 'train/loss'.",
-                      stacklevel=2)
+        warnings.warn(
+            f"There is no validation split, so trainer.monitor '{monitor}' is replaced by 'train/loss'.",
+            stacklevel=2,
+        )
         monitor = "train/loss"
-    mode = task.mode_for(monitor) if config.trainer.monitor_mode == "auto" else config.trainer.monitor_mode
+    mode = (
+        task.mode_for(monitor)
+        if config.trainer.monitor_mode == "auto"
+        else config.trainer.monitor_mode
+    )
     optimizer = build_optimizer(config.optim, parts.model)
     steps = -(-len(data["train"]) // config.trainer.accumulate_grad_batches)
     schedule = build_schedule(config.schedule, optimizer, steps, config.trainer.max_epochs)
     if "val" not in data and schedule.monitor and schedule.monitor.startswith("val/"):
         schedule.monitor = "train/loss"
-    trainer = Trainer(config.trainer, model=parts.model, task=task, optimizer=optimizer, schedule=schedule,
-                      train_loader=data["train"], val_loader=data.get("val"), device=parts.device,
-                      callbacks=callbacks_for(run, parts, monitor, mode))
+    trainer = Trainer(
+        config.trainer,
+        model=parts.model,
+        task=task,
+        optimizer=optimizer,
+        schedule=schedule,
+        train_loader=data["train"],
+        val_loader=data.get("val"),
+        device=parts.device,
+        callbacks=callbacks_for(run, parts, monitor, mode),
+    )
     if resuming:
         latest = latest_checkpoint(run.dir / "checkpoints")
         if latest is not None:
@@ -201,15 +257,27 @@ def fit(run: Run, parts: Parts, resuming: bool) -> None:
     trainer.fit()
     train_seconds = time.perf_counter() - started
 
-    load_into(parts.model, load_weights(run.dir / "model.safetensors"), run.dir / "model.safetensors")
-    test = trainer.evaluate(data["test"], "test", extra_metrics=task.report_metrics) if "test" in data else {}
+    load_into(
+        parts.model, load_weights(run.dir / "model.safetensors"), run.dir / "model.safetensors"
+    )
+    test = (
+        trainer.evaluate(data["test"], "test", extra_metrics=task.report_metrics)
+        if "test" in data
+        else {}
+    )
     history = run.history
     learning_curves(history, run.dir / "learning_curves.png")
     summary = {
-        "recipe": config.name, "test": test, "baseline": run_baseline(config.baseline, parts.bundle),
-        "epochs": trainer.state.epoch, "steps": trainer.state.global_step,
-        "best_epoch": next(cb.best_epoch for cb in trainer.callbacks.callbacks if hasattr(cb, "best_epoch")),
-        "monitor": monitor, "train_seconds": round(train_seconds, 3),
+        "recipe": config.name,
+        "test": test,
+        "baseline": run_baseline(config.baseline, parts.bundle),
+        "epochs": trainer.state.epoch,
+        "steps": trainer.state.global_step,
+        "best_epoch": next(
+            cb.best_epoch for cb in trainer.callbacks.callbacks if hasattr(cb, "best_epoch")
+        ),
+        "monitor": monitor,
+        "train_seconds": round(train_seconds, 3),
         "parameters": sum(p.numel() for p in parts.model.parameters()),
     }
     write_json(run.dir / "summary.json", summary)
@@ -218,26 +286,60 @@ def fit(run: Run, parts: Parts, resuming: bool) -> None:
 
 def evaluate(run: str | Path | Run, split: str = "test") -> dict[str, Any]:
     """Metrics of a run's best weights on one split (``train``, ``val`` or ``test``)."""
-    from torchlab.train.checkpoint import load_into, load_weights
+    from torchlab.training.checkpoint import load_into, load_weights
 
+    keep_freed_memory()
     run = run if isinstance(run, Run) else Run(run)
     if split not in ("train", "val", "test"):
         raise ConfigError(f"Split '{split}' does not exist; use train, val or test.")
     parts = build(run.config)
-    load_into(parts.model, load_weights(run.dir / "model.safetensors"), run.dir / "model.safetensors")
+    load_into(
+        parts.model, load_weights(run.dir / "model.safetensors"), run.dir / "model.safetensors"
+    )
     data = loaders(parts)
     if split not in data:
         raise RunError(f"Run '{run.dir}' has an empty {split} split; evaluate another split.")
-    from torchlab.train.loop import evaluate as evaluate_loader
-    from torchlab.train.precision import Precision
+    from torchlab.training.loop import evaluate as evaluate_loader
+    from torchlab.training.precision import Precision
 
     metrics = parts.task.metrics(parts.task.report_metrics).to(parts.device)
-    return evaluate_loader(parts.model, parts.task, data[split], metrics=metrics, prefix=split,
-                           precision=Precision(parts.config.trainer.precision, parts.device), device=parts.device)
+    return evaluate_loader(
+        parts.model,
+        parts.task,
+        data[split],
+        metrics=metrics,
+        prefix=split,
+        precision=Precision(parts.config.trainer.precision, parts.device),
+        device=parts.device,
+    )
 
 
-def predict(run: str | Path | Run, inputs: list[str | Path], output: str | Path | None = None,
-            overwrite: bool = False) -> Any:
+def prediction_columns(name: str, values: Any, spec: Any) -> Any:
+    """One named prediction tensor as DataFrame columns with readable names.
+
+    ``label`` (N,) becomes class names; ``probabilities`` (N, C) become ``p_<class>``;
+    other (N, K) tensors become ``<name>_<class or target>``.
+    """
+    import pandas as pd
+
+    if values.ndim == 1:
+        data = (
+            [spec.class_names[i] for i in values.tolist()]
+            if name == "label" and spec.class_names
+            else values.tolist()
+        )
+        return pd.DataFrame({name: data})
+    labels = spec.class_names or spec.target_names or [str(i) for i in range(values.shape[1])]
+    prefix = "p" if name == "probabilities" else name
+    return pd.DataFrame(values.tolist(), columns=[f"{prefix}_{label}" for label in labels])
+
+
+def predict(
+    run: str | Path | Run,
+    inputs: list[str | Path],
+    output: str | Path | None = None,
+    overwrite: bool = False,
+) -> Any:
     """Predict for a user's files (a CSV for tabular runs, image files for image runs).
 
     Returns a pandas DataFrame with an ``id`` column, the predicted label (or value) and
@@ -246,9 +348,12 @@ def predict(run: str | Path | Run, inputs: list[str | Path], output: str | Path 
     import pandas as pd
     import torch
 
+    keep_freed_memory()
     run = run if isinstance(run, Run) else Run(run)
     if output is not None and Path(output).exists() and not overwrite:
-        raise RunError(f"Output file '{output}' already exists; choose another name or pass --overwrite.")
+        raise RunError(
+            f"Output file '{output}' already exists; choose another name or pass --overwrite."
+        )
     from torchlab.tasks import build_task
 
     spec = run.spec
@@ -259,14 +364,7 @@ def predict(run: str | Path | Run, inputs: list[str | Path], output: str | Path 
         outputs = torch.cat([model(chunk) for chunk in features.split(1024)])
     frame = pd.DataFrame({"id": ids})
     for name, values in task.predict(outputs).items():
-        if name == "label" and spec.class_names and values.ndim == 1:
-            frame["label"] = [spec.class_names[i] for i in values.tolist()]
-        elif values.ndim == 2:
-            columns = spec.class_names if name in ("probabilities", "label") else (spec.target_names or range(values.shape[1]))
-            for column, col_values in zip(columns, values.T.tolist(), strict=False):
-                frame[f"{name}_{column}" if name != "probabilities" else f"p_{column}"] = col_values
-        else:
-            frame[name] = values.tolist()
+        frame = frame.join(prediction_columns(name, values, spec))
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(output, index=False)

@@ -22,7 +22,9 @@ def logistic_regression(kind: TargetKind, /, *, C: float = 1.0, max_iter: int = 
 
 
 @BASELINES.register("svc")
-def svc(kind: TargetKind, /, *, C: float = 1.0, gamma: float | str = "scale", kernel: str = "rbf") -> Any:
+def svc(
+    kind: TargetKind, /, *, C: float = 1.0, gamma: float | str = "scale", kernel: str = "rbf"
+) -> Any:
     """Support-vector classifier; ``gamma=0.001`` is scikit-learn's classic digits setting."""
     from sklearn.svm import SVC
 
@@ -37,8 +39,9 @@ def ridge(kind: TargetKind, /, *, alpha: float = 1.0) -> Any:
 
 
 @BASELINES.register("random_forest")
-def random_forest(kind: TargetKind, /, *, n_estimators: int = 300, max_depth: int | None = None,
-                  seed: int = 0) -> Any:
+def random_forest(
+    kind: TargetKind, /, *, n_estimators: int = 300, max_depth: int | None = None, seed: int = 0
+) -> Any:
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
     cls = RandomForestRegressor if kind == "continuous" else RandomForestClassifier
@@ -61,7 +64,9 @@ def run_baseline(component: Any, bundle: DataBundle) -> dict[str, Any] | None:
 
     Returns None when the data does not fit in memory as arrays.
     """
-    if component is None or not all(isinstance(s, TensorSplit) for s in (bundle.train, bundle.val, bundle.test)):
+    if component is None or not all(
+        isinstance(s, TensorSplit) for s in (bundle.train, bundle.val, bundle.test)
+    ):
         return None
     from sklearn import metrics
 
@@ -71,10 +76,14 @@ def run_baseline(component: Any, bundle: DataBundle) -> dict[str, Any] | None:
     estimator.fit(np.concatenate([x_tr, x_va]), np.concatenate([y_tr, y_va]))
     pred = estimator.predict(x_te)
     if kind == "continuous":
-        scores = {"mae": metrics.mean_absolute_error(y_te, pred),
-                  "rmse": metrics.root_mean_squared_error(y_te, pred),
-                  "r2": metrics.r2_score(y_te, pred)}
+        scores = {
+            "mae": metrics.mean_absolute_error(y_te, pred),
+            "rmse": metrics.root_mean_squared_error(y_te, pred),
+            "r2": metrics.r2_score(y_te, pred),
+        }
     else:
-        scores = {"accuracy": metrics.accuracy_score(y_te, pred),
-                  "f1": metrics.f1_score(y_te, pred, average="macro")}
+        scores = {
+            "accuracy": metrics.accuracy_score(y_te, pred),
+            "f1": metrics.f1_score(y_te, pred, average="macro"),
+        }
     return {"name": component.name, **{f"test/{k}": float(v) for k, v in scores.items()}}

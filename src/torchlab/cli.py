@@ -12,13 +12,19 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="torchlab: from raw data to a trained, evaluated model.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="torchlab: from raw data to a trained, evaluated model.",
+)
 state = {"debug": False}
 
 
 @app.callback()
-def options(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False) -> None:
+def options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+) -> None:
     state["debug"] = debug
 
 
@@ -35,10 +41,18 @@ def recipes() -> None:
 
 @app.command(context_settings={"allow_extra_args": False})
 def train(
-    args: Annotated[list[str] | None, typer.Argument(
-        help="RECIPE_OR_YAML then dotted overrides, e.g. digits optim.lr=1e-3 trainer.max_epochs=5.")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue this run directory from its last checkpoint.")] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="Where new run directories go (default: runs).")] = None,
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="RECIPE_OR_YAML then dotted overrides, e.g. digits optim.lr=1e-3 trainer.max_epochs=5."
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue this run directory from its last checkpoint.")
+    ] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Where new run directories go (default: runs).")
+    ] = None,
 ) -> None:
     """Train a recipe or YAML config."""
     from torchlab import api
@@ -64,8 +78,12 @@ def evaluate(
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
-    inputs: Annotated[list[Path], typer.Argument(help="A CSV/Parquet file (tabular) or image files/folders.")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="CSV to write (default: print).")] = None,
+    inputs: Annotated[
+        list[Path], typer.Argument(help="A CSV/Parquet file (tabular) or image files/folders.")
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="CSV to write (default: print).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
 ) -> None:
     """Predict with a trained run."""
@@ -97,9 +115,11 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     from rich.table import Table
 
     baseline = summary.get("baseline") or {}
-    table = Table(title=f"{summary['recipe']}: test metrics",
-                  caption=f"best epoch {summary['best_epoch'] + 1} of {summary['epochs']}, "
-                          f"trained in {summary['train_seconds']:.1f} s")
+    table = Table(
+        title=f"{summary['recipe']}: test metrics",
+        caption=f"best epoch {summary['best_epoch'] + 1} of {summary['epochs']}, "
+        f"trained in {summary['train_seconds']:.1f} s",
+    )
     table.add_column("metric")
     table.add_column("torchlab", justify="right")
     if baseline:
@@ -107,7 +127,11 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     for key, value in summary["test"].items():
         if isinstance(value, float):
             other = baseline.get(key)
-            table.add_row(key, f"{value:.4f}", *([f"{other:.4f}" if other is not None else "-"] if baseline else []))
+            table.add_row(
+                key,
+                f"{value:.4f}",
+                *([f"{other:.4f}" if other is not None else "-"] if baseline else []),
+            )
     console = Console()
     console.print(table)
     console.print(f"Run directory: {run_dir}")

@@ -149,7 +149,9 @@ RECIPES = resources.files("torchlab") / "recipes"
 
 
 def recipe_names() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in RECIPES.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in RECIPES.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def recipe_summary(name: str) -> str:
@@ -195,7 +197,11 @@ def read_recipe(recipe: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, An
         raw.setdefault("name", Path(str(recipe)).stem)
         return raw
     base_path = Path(str(base))
-    if base_path.suffix in {".yaml", ".yml"} and not base_path.is_absolute() and Path(str(recipe)).is_file():
+    if (
+        base_path.suffix in {".yaml", ".yml"}
+        and not base_path.is_absolute()
+        and Path(str(recipe)).is_file()
+    ):
         base = Path(str(recipe)).parent / base_path  # relative to the file that names it
     if str(base) in _seen:
         raise ConfigError(f"{label} extends '{base}', which extends it back; break the cycle.")
@@ -280,7 +286,10 @@ def check_components(config: RunConfig) -> None:
         (r.BASELINES, config.baseline, "baseline", set()),
         (r.LOSSES, config.task.loss, "task.loss", set()),
     ]
-    sections += [(r.CALLBACKS, c, f"trainer.callbacks.{i}", set()) for i, c in enumerate(config.trainer.callbacks)]
+    sections += [
+        (r.CALLBACKS, c, f"trainer.callbacks.{i}", set())
+        for i, c in enumerate(config.trainer.callbacks)
+    ]
     for registry, component, where, declared in sections:
         if component is not None:
             entry = registry.get(component.name, where=f"{where}.name")
@@ -288,7 +297,9 @@ def check_components(config: RunConfig) -> None:
 
 
 def raise_config_error(
-    exc: pydantic.ValidationError, model: type[BaseModel], prefix: str = "",
+    exc: pydantic.ValidationError,
+    model: type[BaseModel],
+    prefix: str = "",
     declared: Iterable[str] = (),
 ) -> NoReturn:
     """Turn pydantic's report into one sentence naming the key path and the fix.
@@ -312,7 +323,9 @@ def raise_config_error(
             f"Unknown config key '{path}'.{hint} Allowed keys here: {', '.join(allowed) or 'none'}.{tail}"
         )
     if kind == "missing":
-        raise ConfigError(f"Config key '{path}' is required; add it to the recipe or override it.{tail}")
+        raise ConfigError(
+            f"Config key '{path}' is required; add it to the recipe or override it.{tail}"
+        )
     received = error.get("input")
     raise ConfigError(
         f"Config key '{path}' has a bad value: {error['msg'][0].lower()}{error['msg'][1:]}; "
@@ -341,4 +354,3 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
             if found is not None:
                 return found
     return None
-

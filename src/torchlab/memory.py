@@ -19,8 +19,7 @@ _applied = False
 def keep_freed_memory(trim_threshold: int = 1 << 30) -> bool:
     """Apply once per process; returns whether glibc accepted it.
 
-    Skipped when ``TORCHLAB_KEEP_FREED_MEMORY=0`` or when the process was started with
-    glibc's own ``MALLOC_MMAP_MAX_`` setting (which then already applies).
+    Skipped when ``TORCHLAB_KEEP_FREED_MEMORY=0``.
     """
     global _applied
     if _applied or os.environ.get("TORCHLAB_KEEP_FREED_MEMORY") == "0":

@@ -42,7 +42,9 @@ class Entry:
     def schema(self) -> type[pydantic.BaseModel]:
         return schema_of(self.builder)
 
-    def validate(self, params: dict[str, Any], where: str, declared: Iterable[str] = ()) -> dict[str, Any]:
+    def validate(
+        self, params: dict[str, Any], where: str, declared: Iterable[str] = ()
+    ) -> dict[str, Any]:
         """Check ``params`` against the builder's signature; errors name ``where.key``.
 
         ``declared`` are the keys the config section itself defines beside the builder's
@@ -159,9 +161,9 @@ ACTIVATIONS = Registry("activation", ["torchlab.models.layers"])
 MODELS = Registry("model", ["torchlab.models.mlp", "torchlab.models.cnn"])
 DATASETS = Registry("dataset", ["torchlab.data.tabular", "torchlab.data.images"])
 TASKS = Registry("task", ["torchlab.tasks.classification", "torchlab.tasks.regression"])
-LOSSES = Registry("loss", ["torchlab.train.losses"])
-OPTIMIZERS = Registry("optimizer", ["torchlab.train.optim"])
-SCHEDULERS = Registry("scheduler", ["torchlab.train.schedules"])
+LOSSES = Registry("loss", ["torchlab.training.losses"])
+OPTIMIZERS = Registry("optimizer", ["torchlab.training.optim"])
+SCHEDULERS = Registry("scheduler", ["torchlab.training.schedules"])
 METRICS = Registry("metric", ["torchlab.tasks.metrics"])
-CALLBACKS = Registry("callback", ["torchlab.train.callbacks"])
+CALLBACKS = Registry("callback", ["torchlab.training.callbacks"])
 BASELINES = Registry("baseline", ["torchlab.baselines"])

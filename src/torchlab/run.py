@@ -44,7 +44,9 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise RunError(f"'{path}' is missing; is '{path.parent}' a torchlab run directory?") from None
+        raise RunError(
+            f"'{path}' is missing; is '{path.parent}' a torchlab run directory?"
+        ) from None
     except ValueError:
         raise RunError(f"'{path}' is not valid JSON; the run directory is damaged.") from None
 
@@ -72,12 +74,21 @@ def environment(device: Any, seed: int) -> dict[str, Any]:
     from torchlab import __version__
 
     return {
-        "torchlab": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "torchvision": torchvision.__version__, "numpy": numpy.__version__, "scikit-learn": sklearn.__version__,
-        "platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+        "torchlab": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
-        "threads": torch.get_num_threads(), "seed": seed,
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.machine(),
+        "threads": torch.get_num_threads(),
+        "seed": seed,
     }
 
 
@@ -91,7 +102,9 @@ class Run:
     def __init__(self, path: str | Path) -> None:
         self.dir = Path(path)
         if not (self.dir / "config.yaml").is_file():
-            raise RunError(f"'{self.dir}' is not a torchlab run directory (no config.yaml); check the path.")
+            raise RunError(
+                f"'{self.dir}' is not a torchlab run directory (no config.yaml); check the path."
+            )
 
     def __repr__(self) -> str:
         return f"Run('{self.dir}', status={self.status!r})"
@@ -107,7 +120,15 @@ class Run:
     def set_status(self, status: str, **extra: Any) -> None:
         path = self.dir / "run.json"
         info = read_json(path) if path.exists() else {}
-        write_json(path, {**info, "status": status, "updated": datetime.now().isoformat(timespec="seconds"), **extra})
+        write_json(
+            path,
+            {
+                **info,
+                "status": status,
+                "updated": datetime.now().isoformat(timespec="seconds"),
+                **extra,
+            },
+        )
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -149,9 +170,11 @@ class Run:
         """The trained model with its best weights, in eval mode on the CPU."""
         from torchlab.models import build_model
         from torchlab.tasks import build_task
-        from torchlab.train.checkpoint import load_into, load_weights
+        from torchlab.training.checkpoint import load_into, load_weights
 
         task = build_task(self.config.task, self.spec)
         model = build_model(self.config.model, self.spec, task.num_outputs)
-        load_into(model, load_weights(self.dir / "model.safetensors"), self.dir / "model.safetensors")
+        load_into(
+            model, load_weights(self.dir / "model.safetensors"), self.dir / "model.safetensors"
+        )
         return model.eval()

@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from torchlab.train.callbacks import Callback, StepLog
+from torchlab.training.callbacks import Callback, StepLog
 
 
 class KillAtStep(Callback):

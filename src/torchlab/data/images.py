@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+from torchvision.transforms import v2
 
 from torchlab.data.base import DataBundle, DataSpec, SourceContext, TensorSplit
 from torchlab.data.featurizers import FEATURIZERS
@@ -32,12 +32,16 @@ class ImageFeaturizer:
 
     def __init__(self, *, size: tuple[int, int], channels: int, mean: float, std: float) -> None:
         self.size, self.channels, self.mean, self.std = tuple(size), channels, mean, std
+        self.transform = v2.Compose(
+            [
+                v2.Resize(list(self.size), antialias=True),
+                v2.Normalize([mean] * channels, [std] * channels),
+            ]
+        )
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] shaped (N, C, h, w) -> model inputs shaped (N, C, H, W)."""
-        if tuple(pixels.shape[-2:]) != self.size:
-            pixels = F.interpolate(pixels, size=self.size, mode="bilinear", align_corners=False)
-        return (pixels - self.mean) / self.std
+        return self.transform(pixels)
 
     def load_inputs(self, paths: list[Path]) -> tuple[torch.Tensor, list[str]]:
         files = image_files(paths)
@@ -45,12 +49,22 @@ class ImageFeaturizer:
         return self.normalize(pixels), [str(f) for f in files]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "size": list(self.size), "channels": self.channels,
-                "mean": self.mean, "std": self.std}
+        return {
+            "kind": self.kind,
+            "size": list(self.size),
+            "channels": self.channels,
+            "mean": self.mean,
+            "std": self.std,
+        }
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> ImageFeaturizer:
-        return cls(size=tuple(state["size"]), channels=state["channels"], mean=state["mean"], std=state["std"])
+        return cls(
+            size=tuple(state["size"]),
+            channels=state["channels"],
+            mean=state["mean"],
+            std=state["std"],
+        )
 
 
 def image_files(paths: list[Path]) -> list[Path]:
@@ -64,7 +78,9 @@ def image_files(paths: list[Path]) -> list[Path]:
         else:
             raise DataError(f"Input '{path}' does not exist; check the path.")
     if not files:
-        raise DataError(f"No image files found in {', '.join(map(str, paths))}; give .png or .jpg files.")
+        raise DataError(
+            f"No image files found in {', '.join(map(str, paths))}; give .png or .jpg files."
+        )
     return files
 
 
@@ -75,7 +91,9 @@ def read_image(path: Path, channels: int) -> torch.Tensor:
             image = image.convert("L" if channels == 1 else "RGB")
             array = np.asarray(image, dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise DataError(f"Image '{path}' cannot be read ({exc}); replace or remove the file.") from None
+        raise DataError(
+            f"Image '{path}' cannot be read ({exc}); replace or remove the file."
+        ) from None
     tensor = torch.from_numpy(array)
     return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
 
@@ -90,22 +108,40 @@ def digits(context: SourceContext, /, *, size: int = 8) -> DataBundle:
     from sklearn.datasets import load_digits
 
     if context.target_kind != "categorical":
-        raise DataError(f"Data source 'digits' holds class labels; use task classification, not a "
-                        f"task for {context.target_kind} targets.")
+        raise DataError(
+            f"Data source 'digits' holds class labels; use task classification, not a "
+            f"task for {context.target_kind} targets."
+        )
     raw = load_digits()
     pixels = torch.from_numpy(raw.images.astype(np.float32) / 16.0).unsqueeze(1)  # (N, 1, 8, 8)
     labels = torch.from_numpy(raw.target.astype(np.int64))
     stratify = raw.target if context.stratify else None
-    train, val, test = split_indices(len(labels), val=context.val, test=context.test,
-                                     seed=context.seed, stratify=stratify)
-    train_pixels = pixels[train]
-    featurizer = ImageFeaturizer(size=(size, size), channels=1, mean=train_pixels.mean().item(),
-                                 std=train_pixels.std().item())
-    splits = {name: TensorSplit(featurizer.normalize(pixels[idx]), labels[idx])
-              for name, idx in (("train", train), ("val", val), ("test", test))}
-    spec = DataSpec(input_shape=(1, size, size), target_kind="categorical",
-                    class_names=tuple(str(c) for c in raw.target_names))
-    summary = {"source": "digits", "sizes": {k: len(v) for k, v in splits.items()},
-               "class_counts": {k: np.bincount(v.target.numpy(), minlength=10).tolist() for k, v in splits.items()}}
-    raw_pixels = {name: raw.data[idx] for name, idx in (("train", train), ("val", val), ("test", test))}
-    return DataBundle(**splits, spec=spec, featurizer=featurizer, summary=summary, baseline_inputs=raw_pixels)
+    train, val, test = split_indices(
+        len(labels), val=context.val, test=context.test, seed=context.seed, stratify=stratify
+    )
+    resized = v2.Resize([size, size], antialias=True)(pixels[train])
+    featurizer = ImageFeaturizer(
+        size=(size, size), channels=1, mean=resized.mean().item(), std=resized.std().item()
+    )
+    splits = {
+        name: TensorSplit(featurizer.normalize(pixels[idx]), labels[idx])
+        for name, idx in (("train", train), ("val", val), ("test", test))
+    }
+    spec = DataSpec(
+        input_shape=(1, size, size),
+        target_kind="categorical",
+        class_names=tuple(str(c) for c in raw.target_names),
+    )
+    summary = {
+        "source": "digits",
+        "sizes": {k: len(v) for k, v in splits.items()},
+        "class_counts": {
+            k: np.bincount(v.target.numpy(), minlength=10).tolist() for k, v in splits.items()
+        },
+    }
+    raw_pixels = {
+        name: raw.data[idx] for name, idx in (("train", train), ("val", val), ("test", test))
+    }
+    return DataBundle(
+        **splits, spec=spec, featurizer=featurizer, summary=summary, baseline_inputs=raw_pixels
+    )

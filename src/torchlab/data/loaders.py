@@ -86,16 +86,31 @@ def collate_pairs(samples: list[tuple[Any, Any]]) -> Batch:
 class DatasetLoader(Loader):
     """A standard ``DataLoader`` (workers, pinned memory) with a resumable order."""
 
-    def __init__(self, dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int,
-                 drop_last: bool, num_workers: int, pin_memory: bool,
-                 collate: Any = collate_pairs) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        drop_last: bool,
+        num_workers: int,
+        pin_memory: bool,
+        collate: Any = collate_pairs,
+    ) -> None:
         self.batch_size = batch_size
         self.sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle)  # type: ignore[arg-type]
         self.seed = seed
         self.loader = DataLoader(
-            dataset, batch_size=batch_size, sampler=self.sampler, drop_last=drop_last,
-            num_workers=num_workers, pin_memory=pin_memory, collate_fn=collate,
-            persistent_workers=False, generator=torch.Generator(),
+            dataset,
+            batch_size=batch_size,
+            sampler=self.sampler,
+            drop_last=drop_last,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            collate_fn=collate,
+            persistent_workers=False,
+            generator=torch.Generator(),
         )
 
     def __len__(self) -> int:
@@ -115,13 +130,28 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def build_loader(split: TensorSplit | Dataset, *, batch_size: int, shuffle: bool, seed: int,
-                 device: torch.device, drop_last: bool = False,
-                 num_workers: int | str = "auto", pin_memory: bool | str = "auto") -> Loader:
+def build_loader(
+    split: TensorSplit | Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    device: torch.device,
+    drop_last: bool = False,
+    num_workers: int | str = "auto",
+    pin_memory: bool | str = "auto",
+) -> Loader:
     """The fastest correct loader for ``split`` on ``device``."""
     if isinstance(split, TensorSplit):
         return TensorLoader(split, batch_size, shuffle, seed, device, drop_last)
     workers = default_workers() if num_workers == "auto" else int(num_workers)
     pin = device.type == "cuda" if pin_memory == "auto" else bool(pin_memory)
-    return DatasetLoader(split, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                         drop_last=drop_last, num_workers=workers, pin_memory=pin)
+    return DatasetLoader(
+        split,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        drop_last=drop_last,
+        num_workers=workers,
+        pin_memory=pin,
+    )

@@ -35,7 +35,9 @@ def _cut(
     if fraction <= 0:
         return index, index[:0]
     try:
-        keep, cut = train_test_split(index, test_size=fraction, random_state=seed, stratify=stratify)
+        keep, cut = train_test_split(
+            index, test_size=fraction, random_state=seed, stratify=stratify
+        )
     except ValueError as exc:  # e.g. a class with a single member cannot be stratified
         raise DataError(
             f"Cannot split {len(index)} samples with fraction {fraction:.3g} ({exc}); "

@@ -10,11 +10,15 @@ from torchlab.models import layers
 from torchlab.registry import MODELS
 
 
-def conv_block(in_ch: int, out_ch: int, kernel_size: int, act: str, batch_norm: bool) -> nn.Sequential:
+def conv_block(
+    in_ch: int, out_ch: int, kernel_size: int, act: str, batch_norm: bool
+) -> nn.Sequential:
     """Two 'same' convolutions then a 2x2 max-pool: (B, in, H, W) -> (B, out, H/2, W/2)."""
     modules: list[nn.Module] = []
     for ch in (in_ch, out_ch):
-        modules.append(nn.Conv2d(ch, out_ch, kernel_size, padding=kernel_size // 2, bias=not batch_norm))
+        modules.append(
+            nn.Conv2d(ch, out_ch, kernel_size, padding=kernel_size // 2, bias=not batch_norm)
+        )
         if batch_norm:
             modules.append(nn.BatchNorm2d(out_ch))
         modules.append(layers.activation(act, "model.activation"))
@@ -59,9 +63,9 @@ def cnn(
         blocks.append(conv_block(in_ch, out_ch, kernel_size, activation, batch_norm))
         in_ch = out_ch
     return nn.Sequential(
-        *blocks,                      # (B, C, H / 2^k, W / 2^k)
-        nn.AdaptiveAvgPool2d(1),      # (B, C, 1, 1)
-        nn.Flatten(),                 # (B, C)
+        *blocks,  # (B, C, H / 2^k, W / 2^k)
+        nn.AdaptiveAvgPool2d(1),  # (B, C, 1, 1)
+        nn.Flatten(),  # (B, C)
         nn.Dropout(dropout),
         layers.output_head(in_ch, num_outputs, spec),
     )

@@ -85,7 +85,7 @@ class Task:
         raise NotImplementedError
 
     def mode_for(self, metric: str) -> str:
-        """"max" when a higher value of ``metric`` (e.g. ``val/accuracy``) is better."""
+        """ "max" when a higher value of ``metric`` (e.g. ``val/accuracy``) is better."""
         return "max" if metric.rpartition("/")[2] in self.higher_is_better else "min"
 
 

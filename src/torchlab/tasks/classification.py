@@ -53,7 +53,10 @@ class BinaryClassification(Task):
 
     def predict(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         positive = self.scores(outputs.float().reshape(-1))
-        return {"label": (positive > 0.5).long(), "probabilities": torch.stack([1 - positive, positive], -1)}
+        return {
+            "label": (positive > 0.5).long(),
+            "probabilities": torch.stack([1 - positive, positive], -1),
+        }
 
 
 @TASKS.register("multilabel")

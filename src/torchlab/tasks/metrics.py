@@ -12,13 +12,19 @@ from torchlab.tasks.base import MetricContext
 
 def _classification(context: MetricContext, name: str, **kwargs: object) -> Metric:
     if context.kind == "regression":
-        raise ConfigError(f"Metric '{name}' is for classification; use mae, rmse, mse or r2 for regression.")
+        raise ConfigError(
+            f"Metric '{name}' is for classification; use mae, rmse, mse or r2 for regression."
+        )
     task = context.kind
     if task == "binary":
         return getattr(tm.classification, f"Binary{name}")(**kwargs)
     if task == "multilabel":
-        return getattr(tm.classification, f"Multilabel{name}")(num_labels=context.num_classes, **kwargs)
-    return getattr(tm.classification, f"Multiclass{name}")(num_classes=context.num_classes, **kwargs)
+        return getattr(tm.classification, f"Multilabel{name}")(
+            num_labels=context.num_classes, **kwargs
+        )
+    return getattr(tm.classification, f"Multiclass{name}")(
+        num_classes=context.num_classes, **kwargs
+    )
 
 
 def _macro(context: MetricContext) -> dict[str, str]:
@@ -60,9 +66,13 @@ def confusion_matrix(context: MetricContext, /) -> Metric:
     return _classification(context, "ConfusionMatrix")
 
 
-def _regression(context: MetricContext, name: str, metric: type[Metric], **kwargs: object) -> Metric:
+def _regression(
+    context: MetricContext, name: str, metric: type[Metric], **kwargs: object
+) -> Metric:
     if context.kind != "regression":
-        raise ConfigError(f"Metric '{name}' is for regression; use accuracy, f1, precision, recall or auroc.")
+        raise ConfigError(
+            f"Metric '{name}' is for regression; use accuracy, f1, precision, recall or auroc."
+        )
     return metric(**kwargs)
 
 
@@ -78,7 +88,9 @@ def mse(context: MetricContext, /) -> Metric:
 
 @METRICS.register("rmse")
 def rmse(context: MetricContext, /) -> Metric:
-    return _regression(context, "rmse", tm.MeanSquaredError, squared=False, num_outputs=context.num_outputs)
+    return _regression(
+        context, "rmse", tm.MeanSquaredError, squared=False, num_outputs=context.num_outputs
+    )
 
 
 @METRICS.register("r2")

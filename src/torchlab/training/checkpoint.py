@@ -79,14 +79,20 @@ def save_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise CheckpointError(f"Weights file '{path}' does not exist; train the run first or check the path.")
+        raise CheckpointError(
+            f"Weights file '{path}' does not exist; train the run first or check the path."
+        )
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"Weights file '{path}' is corrupt ({exc}); use another checkpoint.") from None
+        raise CheckpointError(
+            f"Weights file '{path}' is corrupt ({exc}); use another checkpoint."
+        ) from None
 
 
-def save_checkpoint(folder: Path, name: str, weights: dict[str, torch.Tensor], state: dict[str, Any]) -> Path:
+def save_checkpoint(
+    folder: Path, name: str, weights: dict[str, torch.Tensor], state: dict[str, Any]
+) -> Path:
     """Write checkpoint ``folder/name`` atomically and return its path."""
     final = folder / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,7 +102,10 @@ def save_checkpoint(folder: Path, name: str, weights: dict[str, torch.Tensor], s
         _write_synced(tmp / STATE, lambda p: torch.save(state, p))
         manifest = {
             "format": 1,
-            "files": {f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)} for f in (WEIGHTS, STATE)},
+            "files": {
+                f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)}
+                for f in (WEIGHTS, STATE)
+            },
         }
         _write_synced(tmp / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2)))
         if final.exists():  # same step written again after a resume: replace it whole
@@ -121,7 +130,11 @@ def verify(path: Path) -> None:
         ) from None
     for name, expected in files.items():
         file = path / name
-        if not file.is_file() or file.stat().st_size != expected["bytes"] or _sha256(file) != expected["sha256"]:
+        if (
+            not file.is_file()
+            or file.stat().st_size != expected["bytes"]
+            or _sha256(file) != expected["sha256"]
+        ):
             raise CheckpointError(
                 f"Checkpoint file '{file}' does not match its manifest (truncated or modified); "
                 "delete the checkpoint to resume from the one before."
@@ -134,7 +147,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         state = torch.load(path / STATE, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors have many types; all mean the same here
-        raise CheckpointError(f"Checkpoint state '{path / STATE}' cannot be read ({exc}).") from None
+        raise CheckpointError(
+            f"Checkpoint state '{path / STATE}' cannot be read ({exc})."
+        ) from None
     return Checkpoint(path, load_weights(path / WEIGHTS), state)
 
 
@@ -166,11 +181,13 @@ def load_into(model: nn.Module, weights: dict[str, torch.Tensor], source: Path) 
     shapes = [k for k in own if k in weights and own[k].shape != weights[k].shape]
     if missing or unexpected or shapes:
         details = "; ".join(
-            part for part in (
+            part
+            for part in (
                 f"missing {missing[:3]}" if missing else "",
                 f"unexpected {unexpected[:3]}" if unexpected else "",
                 f"shape differs for {shapes[:3]}" if shapes else "",
-            ) if part
+            )
+            if part
         )
         raise CheckpointError(
             f"Weights in '{source}' belong to another model ({details}); "

@@ -14,7 +14,9 @@ def _weights(values: list[float] | None) -> torch.Tensor | None:
 
 
 @LOSSES.register("cross_entropy")
-def cross_entropy(*, label_smoothing: float = 0.0, class_weights: list[float] | None = None) -> nn.Module:
+def cross_entropy(
+    *, label_smoothing: float = 0.0, class_weights: list[float] | None = None
+) -> nn.Module:
     """Softmax cross-entropy on logits (B, C) and class indices (B,).
 
     Args:
@@ -44,8 +46,8 @@ class FocalLoss(nn.Module):
         self.register_buffer("alpha", _weights(alpha))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        log_p = F.log_softmax(logits.float(), dim=-1)                # (B, C)
-        log_p_t = log_p.gather(1, target.unsqueeze(1)).squeeze(1)    # (B,)
+        log_p = F.log_softmax(logits.float(), dim=-1)  # (B, C)
+        log_p_t = log_p.gather(1, target.unsqueeze(1)).squeeze(1)  # (B,)
         loss = -((1 - log_p_t.exp()) ** self.gamma) * log_p_t
         if self.alpha is not None:
             loss = loss * self.alpha[target]

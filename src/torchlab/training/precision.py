@@ -45,9 +45,15 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"trainer.device '{name}' is not a device; use auto, cpu, cuda, cuda:1 or mps.") from None
+        raise ConfigError(
+            f"trainer.device '{name}' is not a device; use auto, cpu, cuda, cuda:1 or mps."
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device asks for cuda but no CUDA GPU is visible; use trainer.device=auto or cpu.")
+        raise ConfigError(
+            "trainer.device asks for cuda but no CUDA GPU is visible; use trainer.device=auto or cpu."
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("trainer.device asks for mps but MPS is not available; use trainer.device=auto or cpu.")
+        raise ConfigError(
+            "trainer.device asks for mps but MPS is not available; use trainer.device=auto or cpu."
+        )
     return device

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from torchlab.registry import CALLBACKS
-from torchlab.train.checkpoint import prune, save_checkpoint, save_weights
+from torchlab.training.checkpoint import prune, save_checkpoint, save_weights
 
 if TYPE_CHECKING:
-    from torchlab.train.loop import Trainer
+    from torchlab.training.loop import Trainer
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,11 @@ class Monitor:
                 f"trainer.monitor '{self.monitor}' is not among the logged metrics "
                 f"({', '.join(k for k in logs if '/' in k)}); pick one of those."
             )
-        better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+        better = (
+            value < self.best - self.min_delta
+            if self.mode == "min"
+            else value > self.best + self.min_delta
+        )
         if better:
             self.best = value
         return better
@@ -106,8 +110,14 @@ class Monitor:
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
 
-    def __init__(self, *, monitor: str = "val/loss", mode: Literal["min", "max"] = "min",
-                 patience: int = 10, min_delta: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        monitor: str = "val/loss",
+        mode: Literal["min", "max"] = "min",
+        patience: int = 10,
+        min_delta: float = 0.0,
+    ) -> None:
         self.tracker = Monitor(monitor, mode, min_delta)
         self.patience = patience
         self.wait = 0

@@ -56,29 +56,51 @@ def constant(optimizer: Optimizer, steps_per_epoch: int, max_epochs: int, /) -> 
 
 
 @SCHEDULERS.register("step")
-def step(optimizer: Optimizer, steps_per_epoch: int, max_epochs: int, /, *,
-         step_size: int = 10, gamma: float = 0.1) -> Schedule:
+def step(
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    max_epochs: int,
+    /,
+    *,
+    step_size: int = 10,
+    gamma: float = 0.1,
+) -> Schedule:
     """Multiply the rate by ``gamma`` every ``step_size`` epochs."""
     return Schedule(lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma))
 
 
 @SCHEDULERS.register("multistep")
-def multistep(optimizer: Optimizer, steps_per_epoch: int, max_epochs: int, /, *,
-              milestones: tuple[int, ...] = (30, 60), gamma: float = 0.1) -> Schedule:
+def multistep(
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    max_epochs: int,
+    /,
+    *,
+    milestones: tuple[int, ...] = (30, 60),
+    gamma: float = 0.1,
+) -> Schedule:
     """Multiply the rate by ``gamma`` at each milestone epoch."""
     return Schedule(lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=gamma))
 
 
 @SCHEDULERS.register("exponential")
-def exponential(optimizer: Optimizer, steps_per_epoch: int, max_epochs: int, /, *,
-                gamma: float = 0.95) -> Schedule:
+def exponential(
+    optimizer: Optimizer, steps_per_epoch: int, max_epochs: int, /, *, gamma: float = 0.95
+) -> Schedule:
     """Multiply the rate by ``gamma`` after every epoch."""
     return Schedule(lr_scheduler.ExponentialLR(optimizer, gamma=gamma))
 
 
 @SCHEDULERS.register("cosine")
-def cosine(optimizer: Optimizer, steps_per_epoch: int, max_epochs: int, /, *,
-           warmup_epochs: float = 0.0, min_lr_ratio: float = 0.0) -> Schedule:
+def cosine(
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    max_epochs: int,
+    /,
+    *,
+    warmup_epochs: float = 0.0,
+    min_lr_ratio: float = 0.0,
+) -> Schedule:
     """Linear warm-up, then cosine decay to ``min_lr_ratio`` times the base rate, per step.
 
     Loshchilov & Hutter, SGDR (https://arxiv.org/abs/1608.03983), without restarts.
@@ -96,28 +118,53 @@ def cosine(optimizer: Optimizer, steps_per_epoch: int, max_epochs: int, /, *,
 
 
 @SCHEDULERS.register("onecycle")
-def onecycle(optimizer: Optimizer, steps_per_epoch: int, max_epochs: int, /, *,
-             max_lr_factor: float = 1.0, pct_start: float = 0.3, div_factor: float = 25.0,
-             final_div_factor: float = 1e4) -> Schedule:
+def onecycle(
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    max_epochs: int,
+    /,
+    *,
+    max_lr_factor: float = 1.0,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> Schedule:
     """Smith's one-cycle policy (https://arxiv.org/abs/1708.07120) peaking at ``optim.lr``."""
     peaks = [group["lr"] * max_lr_factor for group in optimizer.param_groups]
     return Schedule(
-        lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=max(1, steps_per_epoch * max_epochs),
-                                pct_start=pct_start, div_factor=div_factor,
-                                final_div_factor=final_div_factor),
+        lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=peaks,
+            total_steps=max(1, steps_per_epoch * max_epochs),
+            pct_start=pct_start,
+            div_factor=div_factor,
+            final_div_factor=final_div_factor,
+        ),
         interval="step",
     )
 
 
 @SCHEDULERS.register("plateau")
-def plateau(optimizer: Optimizer, steps_per_epoch: int, max_epochs: int, /, *,
-            monitor: str = "val/loss", mode: Literal["min", "max"] = "min",
-            factor: float = 0.1, patience: int = 5, min_lr: float = 0.0) -> Schedule:
+def plateau(
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    max_epochs: int,
+    /,
+    *,
+    monitor: str = "val/loss",
+    mode: Literal["min", "max"] = "min",
+    factor: float = 0.1,
+    patience: int = 5,
+    min_lr: float = 0.0,
+) -> Schedule:
     """Cut the rate by ``factor`` when ``monitor`` stops improving for ``patience`` epochs."""
-    scheduler = lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=factor,
-                                               patience=patience, min_lr=min_lr)
+    scheduler = lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=mode, factor=factor, patience=patience, min_lr=min_lr
+    )
     return Schedule(scheduler, monitor=monitor)
 
 
-def build_schedule(config: Any, optimizer: Optimizer, steps_per_epoch: int, max_epochs: int) -> Schedule:
+def build_schedule(
+    config: Any, optimizer: Optimizer, steps_per_epoch: int, max_epochs: int
+) -> Schedule:
     return SCHEDULERS.build(config, "schedule", optimizer, steps_per_epoch, max_epochs)

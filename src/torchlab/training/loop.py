@@ -2,7 +2,7 @@
 
 forward -> loss -> backward -> (accumulate) -> clip -> step -> schedule, with callbacks
 called at named points. Logging, checkpoints, early stopping and progress are callbacks
-(:mod:`torchlab.train.callbacks`). Nothing here knows the problem type: the task turns a
+(:mod:`torchlab.training.callbacks`). Nothing here knows the problem type: the task turns a
 batch into a loss and metric updates.
 """
 
@@ -19,10 +19,10 @@ from torchlab.config import TrainerConfig
 from torchlab.data.loaders import Loader
 from torchlab.errors import TorchlabError
 from torchlab.tasks.base import Task
-from torchlab.train.callbacks import Callback, CallbackList, StepLog
-from torchlab.train.precision import Precision
-from torchlab.train.schedules import Schedule
-from torchlab.train.state import rng_state, set_rng_state
+from torchlab.training.callbacks import Callback, CallbackList, StepLog
+from torchlab.training.precision import Precision
+from torchlab.training.schedules import Schedule
+from torchlab.training.state import rng_state, set_rng_state
 
 
 class TrainingDiverged(TorchlabError):
@@ -42,9 +42,19 @@ class LoopState:
 class Trainer:
     """Trains ``model`` on ``task`` with the settings of a ``trainer:`` config section."""
 
-    def __init__(self, config: TrainerConfig, *, model: nn.Module, task: Task,
-                 optimizer: torch.optim.Optimizer, schedule: Schedule, train_loader: Loader,
-                 val_loader: Loader | None, device: torch.device, callbacks: list[Callback]) -> None:
+    def __init__(
+        self,
+        config: TrainerConfig,
+        *,
+        model: nn.Module,
+        task: Task,
+        optimizer: torch.optim.Optimizer,
+        schedule: Schedule,
+        train_loader: Loader,
+        val_loader: Loader | None,
+        device: torch.device,
+        callbacks: list[Callback],
+    ) -> None:
         self.config = config
         self.model, self.task, self.optimizer, self.schedule = model, task, optimizer, schedule
         self.train_loader, self.val_loader = train_loader, val_loader
@@ -85,8 +95,8 @@ class Trainer:
                 loss = self.task.training_step(self.model, batch).loss
             # Average over the batches of this accumulation group (the last one of an epoch
             # may be short), so N micro-batches give the gradient of one N-times batch.
-            group_start = self.state.batch_in_epoch // accumulate * accumulate
-            self.precision.scaler.scale(loss / min(accumulate, last - group_start)).backward()
+            group = min(accumulate, last - self.state.batch_in_epoch // accumulate * accumulate)
+            self.precision.scaler.scale(loss / group if group > 1 else loss).backward()
             self._loss_sum += loss.detach()
             self._loss_count += 1
             self.state.batch_in_epoch += 1
@@ -123,11 +133,22 @@ class Trainer:
         self.schedule.after_step()
         return grad_norm
 
-    def evaluate(self, loader: Loader, prefix: str, extra_metrics: tuple[str, ...] = ()) -> dict[str, Any]:
+    def evaluate(
+        self, loader: Loader, prefix: str, extra_metrics: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         """Mean loss and the task's metrics (plus ``extra_metrics``) over ``loader``."""
-        metrics = self.task.metrics(extra_metrics).to(self.device) if extra_metrics else self._metrics
-        return evaluate(self.model, self.task, loader, metrics=metrics, precision=self.precision,
-                        device=self.device, prefix=prefix)
+        metrics = (
+            self.task.metrics(extra_metrics).to(self.device) if extra_metrics else self._metrics
+        )
+        return evaluate(
+            self.model,
+            self.task,
+            loader,
+            metrics=metrics,
+            precision=self.precision,
+            device=self.device,
+            prefix=prefix,
+        )
 
     # --- resumable state ------------------------------------------------------------------
 
@@ -155,8 +176,16 @@ class Trainer:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, task: Task, loader: Loader, *, metrics: Any, precision: Precision,
-             device: torch.device, prefix: str) -> dict[str, Any]:
+def evaluate(
+    model: nn.Module,
+    task: Task,
+    loader: Loader,
+    *,
+    metrics: Any,
+    precision: Precision,
+    device: torch.device,
+    prefix: str,
+) -> dict[str, Any]:
     """Mean loss and ``metrics`` over ``loader``, keyed ``prefix/name``; one sync at the end."""
     model.eval()
     metrics.reset()

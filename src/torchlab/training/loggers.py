@@ -11,14 +11,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from torchlab.train.callbacks import Callback, StepLog
+from torchlab.training.callbacks import Callback, StepLog
 
 if TYPE_CHECKING:
-    from torchlab.train.loop import Trainer
+    from torchlab.training.loop import Trainer
 
 
 def scalars(logs: dict[str, Any]) -> dict[str, float]:
-    return {k: v for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        k: v for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def _log_step(trainer: Trainer) -> bool:
@@ -48,8 +50,13 @@ class MetricsLogger(Callback):
 
     def on_train_step_end(self, trainer: Trainer, step: StepLog) -> None:
         if _log_step(trainer):
-            self._write({"step": trainer.state.global_step, "epoch": trainer.state.epoch,
-                         **step_values(trainer, step)})
+            self._write(
+                {
+                    "step": trainer.state.global_step,
+                    "epoch": trainer.state.epoch,
+                    **step_values(trainer, step),
+                }
+            )
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         self._write(scalars(logs))
@@ -103,12 +110,22 @@ class ProgressBar(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         if self.rich:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.progress = Progress(
-                TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                TextColumn("[bold]epoch {task.fields[epoch]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
                 transient=False,
             )
             self.progress.start()
@@ -131,7 +148,9 @@ class ProgressBar(Callback):
         shown = "  ".join(f"{k} {v:.4f}" for k, v in scalars(logs).items() if "/" in k)
         line = f"epoch {trainer.state.epoch}/{trainer.config.max_epochs}  {shown}  ({time.perf_counter() - self.started:.1f} s)"
         if self.progress is not None:
-            self.progress.update(self.task_id, completed=len(trainer.train_loader), loss=f"{logs['train/loss']:.4f}")
+            self.progress.update(
+                self.task_id, completed=len(trainer.train_loader), loss=f"{logs['train/loss']:.4f}"
+            )
             self.progress.console.print(line)
             self.progress.remove_task(self.task_id)
         else:

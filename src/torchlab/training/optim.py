@@ -1,0 +1,120 @@
+"""Optimizer builders and parameter groups.
+
+Builders are called as ``builder(param_groups, lr, weight_decay, *, settings...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import nn, optim
+
+from torchlab.registry import OPTIMIZERS
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, decay_norm_and_bias: bool
+) -> list[dict[str, Any]]:
+    """Split parameters so biases and normalisation weights are not decayed.
+
+    Decaying them only pulls activations toward zero and hurts accuracy (as in BERT and
+    timm); every parameter with fewer than two dimensions is one of them.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if decay_norm_and_bias or weight_decay == 0:
+        return [{"params": params, "weight_decay": weight_decay}]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+Groups = Iterable[dict[str, Any]]
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(
+    groups: Groups,
+    lr: float,
+    weight_decay: float,
+    /,
+    *,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    dampening: float = 0.0,
+) -> optim.Optimizer:
+    """Stochastic gradient descent with (Nesterov) momentum."""
+    return optim.SGD(
+        groups,
+        lr=lr,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        nesterov=nesterov,
+        dampening=dampening,
+    )
+
+
+@OPTIMIZERS.register("adam")
+def adam(
+    groups: Groups,
+    lr: float,
+    weight_decay: float,
+    /,
+    *,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    amsgrad: bool = False,
+) -> optim.Optimizer:
+    """Adam; its weight decay is L2 added to the gradient (prefer adamw for decoupled decay)."""
+    return optim.Adam(
+        groups, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps, amsgrad=amsgrad
+    )
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(
+    groups: Groups,
+    lr: float,
+    weight_decay: float,
+    /,
+    *,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    amsgrad: bool = False,
+) -> optim.Optimizer:
+    """Adam with decoupled weight decay (Loshchilov & Hutter, https://arxiv.org/abs/1711.05101)."""
+    return optim.AdamW(
+        groups, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps, amsgrad=amsgrad
+    )
+
+
+@OPTIMIZERS.register("rmsprop")
+def rmsprop(
+    groups: Groups,
+    lr: float,
+    weight_decay: float,
+    /,
+    *,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    momentum: float = 0.0,
+    centered: bool = False,
+) -> optim.Optimizer:
+    return optim.RMSprop(
+        groups,
+        lr=lr,
+        weight_decay=weight_decay,
+        alpha=alpha,
+        eps=eps,
+        momentum=momentum,
+        centered=centered,
+    )
+
+
+def build_optimizer(config: Any, model: nn.Module) -> optim.Optimizer:
+    """The optimizer a config's ``optim`` section names, over ``model``'s parameters."""
+    groups = param_groups(model, config.weight_decay, config.decay_norm_and_bias)
+    return OPTIMIZERS.build(config, "optim", groups, config.lr, config.weight_decay)
