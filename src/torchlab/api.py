@@ -173,111 +173,116 @@ def _flatten(data: Any, prefix: str = "") -> set[tuple[str, str]]:
     return {(prefix[:-1], repr(data))}
 
 
-def callbacks_for(run: Run, parts: Parts, monitor: str, mode: str) -> list[Any]:
+def monitored(parts: Parts, data: dict[str, Any]) -> tuple[str, str]:
+    """The metric that picks the best epoch, and whether lower or higher is better."""
+    trainer = parts.config.trainer
+    monitor = trainer.monitor
+    if "val" not in data and monitor.startswith("val/"):
+        warnings.warn(
+            f"There is no validation split, so trainer.monitor '{monitor}' is replaced by "
+            "'train/loss'.",
+            stacklevel=3,
+        )
+        monitor = "train/loss"
+    mode = parts.task.mode_for(monitor) if trainer.monitor_mode == "auto" else trainer.monitor_mode
+    return monitor, mode
+
+
+def make_trainer(run: Run, parts: Parts, data: dict[str, Any]) -> tuple[Any, Any]:
+    """The trainer with its optimizer, schedule and callbacks, and the best-weights callback."""
     from torchlab.registry import CALLBACKS
     from torchlab.training.callbacks import BestWeights, Checkpointer, EarlyStopping
     from torchlab.training.loggers import MetricsLogger, ProgressBar, TensorBoardLogger
+    from torchlab.training.loop import Trainer
+    from torchlab.training.optim import build_optimizer
+    from torchlab.training.schedules import build_schedule
 
-    trainer = parts.config.trainer
-    callbacks: list[Any] = [ProgressBar(trainer.progress)] if trainer.progress != "none" else []
+    config = parts.config.trainer
+    monitor, mode = monitored(parts, data)
+    optimizer = build_optimizer(parts.config.optim, parts.model)
+    steps = -(-len(data["train"]) // config.accumulate_grad_batches)
+    schedule = build_schedule(parts.config.schedule, optimizer, steps, config.max_epochs)
+    if "val" not in data and schedule.monitor and schedule.monitor.startswith("val/"):
+        schedule.monitor = "train/loss"
+
+    # Loggers come before the checkpointer, so a checkpoint covers what was logged.
+    callbacks: list[Any] = [ProgressBar(config.progress)] if config.progress != "none" else []
     callbacks += [
         MetricsLogger(run.dir / "metrics.jsonl"),
         TensorBoardLogger(run.dir / "tensorboard"),
     ]
-    if trainer.early_stopping is not None:
-        stop = trainer.early_stopping
+    if config.early_stopping is not None:
+        stop = config.early_stopping
         callbacks.append(
             EarlyStopping(
                 monitor=monitor, mode=mode, patience=stop.patience, min_delta=stop.min_delta
             )
         )
     callbacks += [
-        CALLBACKS.build(c, f"trainer.callbacks.{i}") for i, c in enumerate(trainer.callbacks)
+        CALLBACKS.build(c, f"trainer.callbacks.{i}") for i, c in enumerate(config.callbacks)
     ]
-    callbacks.append(BestWeights(run.dir / "model.safetensors", monitor, mode))
-    callbacks.append(
+    best = BestWeights(run.dir / "model.safetensors", monitor, mode)
+    callbacks += [
+        best,
         Checkpointer(
-            run.dir / "checkpoints", trainer.checkpoint_every_n_steps, trainer.keep_checkpoints
-        )
-    )
-    return callbacks
-
-
-def fit(run: Run, parts: Parts, resuming: bool) -> None:
-    from torchlab.baselines import run_baseline
-    from torchlab.report.plots import learning_curves
-    from torchlab.training.checkpoint import (
-        latest_checkpoint,
-        load_checkpoint,
-        load_into,
-        load_weights,
-    )
-    from torchlab.training.loop import Trainer
-    from torchlab.training.optim import build_optimizer
-    from torchlab.training.schedules import build_schedule
-
-    config, task = parts.config, parts.task
-    data = loaders(parts)
-    monitor = config.trainer.monitor
-    if "val" not in data and monitor.startswith("val/"):
-        warnings.warn(
-            f"There is no validation split, so trainer.monitor '{monitor}' is replaced by 'train/loss'.",
-            stacklevel=2,
-        )
-        monitor = "train/loss"
-    mode = (
-        task.mode_for(monitor)
-        if config.trainer.monitor_mode == "auto"
-        else config.trainer.monitor_mode
-    )
-    optimizer = build_optimizer(config.optim, parts.model)
-    steps = -(-len(data["train"]) // config.trainer.accumulate_grad_batches)
-    schedule = build_schedule(config.schedule, optimizer, steps, config.trainer.max_epochs)
-    if "val" not in data and schedule.monitor and schedule.monitor.startswith("val/"):
-        schedule.monitor = "train/loss"
+            run.dir / "checkpoints", config.checkpoint_every_n_steps, config.keep_checkpoints
+        ),
+    ]
     trainer = Trainer(
-        config.trainer,
+        config,
         model=parts.model,
-        task=task,
+        task=parts.task,
         optimizer=optimizer,
         schedule=schedule,
         train_loader=data["train"],
         val_loader=data.get("val"),
         device=parts.device,
-        callbacks=callbacks_for(run, parts, monitor, mode),
+        callbacks=callbacks,
     )
+    return trainer, best
+
+
+def restore(run: Run, parts: Parts, trainer: Any) -> None:
+    """Load the run's newest checkpoint into the model and the trainer."""
+    from torchlab.training.checkpoint import latest_checkpoint, load_checkpoint, load_into
+
+    latest = latest_checkpoint(run.dir / "checkpoints")
+    if latest is not None:
+        checkpoint = load_checkpoint(latest)
+        load_into(parts.model, checkpoint.weights, latest)
+        trainer.load_state_dict(checkpoint.state)
+    run.set_status("running", resumed_from=str(latest) if latest else None)
+
+
+def fit(run: Run, parts: Parts, resuming: bool) -> None:
+    """Train, test the best weights, fit the baseline and write the summary (last)."""
+    from torchlab.baselines import run_baseline
+    from torchlab.report.plots import learning_curves
+    from torchlab.training.checkpoint import load_into, load_weights
+
+    data = loaders(parts)
+    trainer, best = make_trainer(run, parts, data)
     if resuming:
-        latest = latest_checkpoint(run.dir / "checkpoints")
-        if latest is not None:
-            checkpoint = load_checkpoint(latest)
-            load_into(parts.model, checkpoint.weights, latest)
-            trainer.load_state_dict(checkpoint.state)
-        run.set_status("running", resumed_from=str(latest) if latest else None)
+        restore(run, parts, trainer)
     started = time.perf_counter()
     trainer.fit()
-    train_seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started
 
-    load_into(
-        parts.model, load_weights(run.dir / "model.safetensors"), run.dir / "model.safetensors"
-    )
-    test = (
-        trainer.evaluate(data["test"], "test", extra_metrics=task.report_metrics)
-        if "test" in data
-        else {}
-    )
-    history = run.history
-    learning_curves(history, run.dir / "learning_curves.png")
+    weights = run.dir / "model.safetensors"
+    load_into(parts.model, load_weights(weights), weights)
+    test = {}
+    if "test" in data:
+        test = trainer.evaluate(data["test"], "test", extra_metrics=parts.task.report_metrics)
+    learning_curves(run.history, run.dir / "learning_curves.png")
     summary = {
-        "recipe": config.name,
+        "recipe": parts.config.name,
         "test": test,
-        "baseline": run_baseline(config.baseline, parts.bundle),
+        "baseline": run_baseline(parts.config.baseline, parts.bundle),
         "epochs": trainer.state.epoch,
         "steps": trainer.state.global_step,
-        "best_epoch": next(
-            cb.best_epoch for cb in trainer.callbacks.callbacks if hasattr(cb, "best_epoch")
-        ),
-        "monitor": monitor,
-        "train_seconds": round(train_seconds, 3),
+        "best_epoch": best.best_epoch,
+        "monitor": best.tracker.monitor,
+        "train_seconds": round(seconds, 3),
         "parameters": sum(p.numel() for p in parts.model.parameters()),
     }
     write_json(run.dir / "summary.json", summary)
