@@ -1,0 +1,89 @@
+"""The training loop: gradient accumulation equals one large batch."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torchlab.config import TrainerConfig
+from torchlab.data.base import DataSpec, TensorSplit
+from torchlab.data.loaders import TensorLoader, epoch_order
+from torchlab.tasks.classification import MulticlassClassification
+from torchlab.training.loop import Trainer
+from torchlab.training.schedules import Schedule
+
+CPU = torch.device("cpu")
+
+
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --- gradient accumulation ----------------------------------------------------------------
+
+
+def accumulation_data(n: int) -> TensorSplit:
+    x = torch.randn(n, 6, generator=generator(12))
+    return TensorSplit(x, (x[:, 0] + x[:, 1] > 0).long() + (x[:, 2] > 1).long())
+
+
+def mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+
+
+def train(batch_size: int, accumulate: int, n: int, epochs: int = 2) -> tuple[nn.Module, Trainer]:
+    model = mlp()
+    spec = DataSpec((6,), "categorical", class_names=("a", "b", "c"))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.0)
+    trainer = Trainer(
+        TrainerConfig(max_epochs=epochs, accumulate_grad_batches=accumulate),
+        model=model,
+        task=MulticlassClassification(spec, nn.CrossEntropyLoss(), ["accuracy"]),
+        optimizer=optimizer,
+        schedule=Schedule(None),
+        train_loader=TensorLoader(
+            accumulation_data(n), batch_size, shuffle=True, seed=5, device=CPU
+        ),
+        val_loader=None,
+        device=CPU,
+        callbacks=[],
+    )
+    trainer.fit()
+    return model, trainer
+
+
+def reference(n: int, epochs: int = 2) -> nn.Module:
+    """Plain SGD, one step per 32 samples (fewer in an epoch's last step) of each epoch's order."""
+    model, data = mlp(), accumulation_data(n)
+    for epoch in range(epochs):
+        permutation = epoch_order(n, seed=5, epoch=epoch, shuffle=True)
+        for chunk in permutation.split(32):
+            model.zero_grad()
+            F.cross_entropy(model(data.inputs[chunk]), data.target[chunk]).backward()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p -= 0.5 * p.grad
+    return model
+
+
+@pytest.mark.parametrize(("n", "steps"), [(64, 4), (80, 6)])  # 80: each epoch ends on a short group
+def test_accumulated_small_batches_equal_one_large_batch(n: int, steps: int) -> None:
+    accumulated, acc_trainer = train(batch_size=8, accumulate=4, n=n)
+    large, large_trainer = train(batch_size=32, accumulate=1, n=n)
+    expected = reference(n)
+    assert acc_trainer.state.global_step == large_trainer.state.global_step == steps
+    moved = False
+    for (name, a), b, c, init in zip(
+        accumulated.state_dict().items(),
+        large.state_dict().values(),
+        expected.state_dict().values(),
+        mlp().state_dict().values(),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, c, atol=1e-6, rtol=0, msg=f"accumulated {name}")
+        torch.testing.assert_close(b, c, atol=1e-6, rtol=0, msg=f"large batch {name}")
+        moved |= not torch.allclose(a, init, atol=1e-3)
+    assert moved  # training did change the weights
+    small, _ = train(batch_size=8, accumulate=1, n=n)  # without accumulation the result differs
+    assert not torch.allclose(small[0].weight, expected[0].weight, atol=1e-3)
