@@ -23,7 +23,7 @@ demo: setup
 	$(PY) -m torchlab train digits
 
 test: setup
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2
 
 lint: setup
 	$(PY) -m ruff check src tests benchmarks

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from safetensors.torch import load_file
+
+from conftest import run_cli
 
 CONFIG = {
     "extends": "digits",
@@ -31,15 +30,9 @@ CONFIG = {
 }
 
 
-def torchlab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "torchlab", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-        timeout=600,
-    )
+def same_weights(a: Path, b: Path) -> bool:
+    first, second = load_file(a), load_file(b)
+    return first.keys() == second.keys() and all(first[k].equal(second[k]) for k in first)
 
 
 def only_run(root: Path) -> Path:
@@ -54,30 +47,24 @@ def test_killed_run_resumes_bit_identical(tmp_path: Path) -> None:
     (tmp_path / "resume.yaml").write_text(yaml.safe_dump(config))
 
     marker.touch()  # the reference run is never killed
-    reference = torchlab("train", "resume.yaml", "--output-dir", "ref", cwd=tmp_path)
+    reference = run_cli("train", "resume.yaml", "--output-dir", "ref", cwd=tmp_path)
     assert reference.returncode == 0, reference.stderr
     marker.unlink()
 
-    killed = torchlab("train", "resume.yaml", "--output-dir", "killed", cwd=tmp_path)
+    killed = run_cli("train", "resume.yaml", "--output-dir", "killed", cwd=tmp_path)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     run = only_run(tmp_path / "killed")
     assert json.loads((run / "run.json").read_text())["status"] == "running"
     assert not (run / "summary.json").exists()  # a killed run never looks complete
 
-    resumed = torchlab("train", "--resume", str(run), cwd=tmp_path)
+    resumed = run_cli("train", "--resume", str(run), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
 
     ref = only_run(tmp_path / "ref")
-    for name in ("model.safetensors",):
-        a, b = load_file(ref / name), load_file(run / name)
-        assert a.keys() == b.keys()
-        assert all(a[k].equal(b[k]) for k in a), f"{name} differs after resume"
+    assert same_weights(ref / "model.safetensors", run / "model.safetensors"), "best weights differ"
     last = sorted((ref / "checkpoints").iterdir())[-1].name
-    a, b = (
-        load_file(ref / "checkpoints" / last / "model.safetensors"),
-        load_file(run / "checkpoints" / last / "model.safetensors"),
-    )
-    assert all(a[k].equal(b[k]) for k in a), "final weights differ after resume"
+    final = Path("checkpoints") / last / "model.safetensors"
+    assert same_weights(ref / final, run / final), "final weights differ after resume"
     assert (ref / "metrics.jsonl").read_text() == (run / "metrics.jsonl").read_text()
     assert (
         json.loads((ref / "summary.json").read_text())["test"]
@@ -87,15 +74,15 @@ def test_killed_run_resumes_bit_identical(tmp_path: Path) -> None:
 
 
 def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
-    done = torchlab("train", "iris", "trainer.max_epochs=1", "--output-dir", "runs", cwd=tmp_path)
+    done = run_cli("train", "iris", "trainer.max_epochs=1", "--output-dir", "runs", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (run,) = list((tmp_path / "runs" / "iris").iterdir())
-    changed = torchlab("train", "--resume", str(run), "optim.lr=0.5", cwd=tmp_path)
+    changed = run_cli("train", "--resume", str(run), "optim.lr=0.5", cwd=tmp_path)
     assert changed.returncode == 2
     assert "optim.lr" in changed.stderr and "Traceback" not in changed.stderr
-    again = torchlab("train", "--resume", str(run), cwd=tmp_path)
+    again = run_cli("train", "--resume", str(run), cwd=tmp_path)
     assert again.returncode == 2 and "already completed" in again.stderr
-    longer = torchlab("train", "--resume", str(run), "trainer.max_epochs=2", cwd=tmp_path)
+    longer = run_cli("train", "--resume", str(run), "trainer.max_epochs=2", cwd=tmp_path)
     assert longer.returncode == 0, longer.stderr
     epochs = [
         r
@@ -103,3 +90,11 @@ def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
         if "train/loss" in r
     ]
     assert [r["epoch"] for r in epochs] == [0, 1]
+
+
+def test_a_schedule_laid_out_over_the_epochs_cannot_be_extended(tmp_path: Path) -> None:
+    done = run_cli("train", "digits", "trainer.max_epochs=1", "--output-dir", "runs", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (run,) = list((tmp_path / "runs" / "digits").iterdir())
+    longer = run_cli("train", "--resume", str(run), "trainer.max_epochs=2", cwd=tmp_path)
+    assert longer.returncode == 2 and "onecycle" in longer.stderr

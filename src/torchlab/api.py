@@ -16,6 +16,8 @@ from torchlab.run import Run, create_run_dir, environment, write_json
 
 # Keys that may differ between a saved run and the command that resumes it.
 RESUMABLE_CHANGES = {"trainer.max_epochs", "trainer.progress", "trainer.device"}
+# Schedules whose whole course is fixed by trainer.max_epochs.
+SCHEDULES_OVER_MAX_EPOCHS = {"cosine", "onecycle"}
 
 
 @dataclass
@@ -154,6 +156,13 @@ def resumed_config(run: Run, recipe: str | Path | None, overrides: Any) -> RunCo
         raise ConfigError(
             f"Cannot resume '{run.dir}' with a different config (changed: {', '.join(changed)}); "
             f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change. Start a new run instead."
+        )
+    longer = wanted.trainer.max_epochs != saved.trainer.max_epochs
+    if longer and saved.schedule.name in SCHEDULES_OVER_MAX_EPOCHS:
+        raise ConfigError(
+            f"Schedule '{saved.schedule.name}' of '{run.dir}' is laid out over its "
+            f"{saved.trainer.max_epochs} epochs, so trainer.max_epochs cannot change on resume; "
+            "start a new run to train longer."
         )
     if run.status == "completed" and wanted.trainer.max_epochs <= saved.trainer.max_epochs:
         raise RunError(
