@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ def train(
     *,
     resume: str | Path | None = None,
     output_dir: str | Path | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> Run:
     """Train a recipe (or YAML file) and return its completed :class:`Run`.
 
@@ -99,6 +101,8 @@ def train(
         overrides: Dotted overrides, ``["optim.lr=1e-3"]`` or ``{"optim.lr": 1e-3}``.
         resume: A run directory to continue from its last checkpoint.
         output_dir: Where new runs go (default: the config's ``output_dir``, ``runs``).
+        callbacks: Extra :class:`~torchlab.training.callbacks.Callback` objects (e.g. a
+            tuner's pruning hook), called after the config's own callbacks.
     """
     keep_freed_memory()
     if resume is not None:
@@ -123,7 +127,7 @@ def train(
         (run.dir / "config.yaml").write_text(config.to_yaml())
         run.__dict__.pop("config", None)
     try:
-        fit(run, parts, resuming=resume is not None)
+        fit(run, parts, resuming=resume is not None, extra_callbacks=list(callbacks))
     except BaseException as exc:
         if (
             resume is None
@@ -197,7 +201,9 @@ def monitored(parts: Parts, data: dict[str, Any]) -> tuple[str, str]:
     return monitor, mode
 
 
-def make_trainer(run: Run, parts: Parts, data: dict[str, Any]) -> tuple[Any, Any]:
+def make_trainer(
+    run: Run, parts: Parts, data: dict[str, Any], extra_callbacks: list[Any] = ()
+) -> tuple[Any, Any]:
     """The trainer with its optimizer, schedule and callbacks, and the best-weights callback."""
     from torchlab.registry import CALLBACKS
     from torchlab.training.callbacks import BestWeights, Checkpointer, EarlyStopping
@@ -230,6 +236,7 @@ def make_trainer(run: Run, parts: Parts, data: dict[str, Any]) -> tuple[Any, Any
     callbacks += [
         CALLBACKS.build(c, f"trainer.callbacks.{i}") for i, c in enumerate(config.callbacks)
     ]
+    callbacks += extra_callbacks
     best = BestWeights(run.dir / "model.safetensors", monitor, mode)
     callbacks += [
         best,
@@ -263,14 +270,14 @@ def restore(run: Run, parts: Parts, trainer: Any) -> None:
     run.set_status("running", resumed_from=str(latest) if latest else None)
 
 
-def fit(run: Run, parts: Parts, resuming: bool) -> None:
+def fit(run: Run, parts: Parts, resuming: bool, extra_callbacks: list[Any] = ()) -> None:
     """Train, test the best weights, fit the baseline and write the summary (last)."""
     from torchlab.baselines import run_baseline
     from torchlab.report.plots import learning_curves
     from torchlab.training.checkpoint import load_into, load_weights
 
     data = loaders(parts)
-    trainer, best = make_trainer(run, parts, data)
+    trainer, best = make_trainer(run, parts, data, extra_callbacks)
     if resuming:
         restore(run, parts, trainer)
     started = time.perf_counter()
