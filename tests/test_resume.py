@@ -25,7 +25,10 @@ CONFIG = {
         "log_every_n_steps": 3,
         "progress": "plain",
         "early_stopping": {"patience": 5},
-        "callbacks": [{"name": "torchlab.testing:KillAtStep", "step": 31, "marker": "MARKER"}],
+        "callbacks": [
+            {"name": "ema", "decay": 0.99},  # averaged weights are swapped in at epoch ends
+            {"name": "torchlab.testing:KillAtStep", "step": 31, "marker": "MARKER"},
+        ],
     },
 }
 
@@ -40,17 +43,36 @@ def only_run(root: Path) -> Path:
     return run
 
 
-@pytest.mark.slow
-def test_killed_run_resumes_bit_identical(tmp_path: Path) -> None:
-    marker = tmp_path / "killed-once"
+def write_config(folder: Path, kill_step: int) -> Path:
+    marker = folder / "killed-once"
     config = json.loads(json.dumps(CONFIG).replace("MARKER", str(marker)))
-    (tmp_path / "resume.yaml").write_text(yaml.safe_dump(config))
+    config["trainer"]["callbacks"][-1]["step"] = kill_step
+    (folder / "resume.yaml").write_text(yaml.safe_dump(config))
+    return marker
 
-    marker.touch()  # the reference run is never killed
-    reference = run_cli("train", "resume.yaml", "--output-dir", "ref", cwd=tmp_path)
-    assert reference.returncode == 0, reference.stderr
-    marker.unlink()
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same training, never interrupted."""
+    folder = tmp_path_factory.mktemp("reference")
+    write_config(folder, kill_step=0).touch()  # the marker exists: never killed
+    result = run_cli("train", "resume.yaml", "--output-dir", "ref", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return only_run(folder / "ref")
+
+
+@pytest.mark.slow
+# 20 steps an epoch, checkpoints every 7 steps and at epoch ends. Killed at step 21 (before
+# that step's checkpoint) it resumes from the epoch-end checkpoint, whose model holds the EMA
+# weights; killed at 31, from the mid-epoch checkpoint of step 28.
+@pytest.mark.parametrize(
+    ("kill_step", "resumed_from"),
+    [(21, "step-000000020-e0001b000000"), (31, "step-000000028-e0001b000008")],
+)
+def test_killed_run_resumes_bit_identical(
+    kill_step: int, resumed_from: str, reference: Path, tmp_path: Path
+) -> None:
+    write_config(tmp_path, kill_step)
     killed = run_cli("train", "resume.yaml", "--output-dir", "killed", cwd=tmp_path)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     run = only_run(tmp_path / "killed")
@@ -60,7 +82,7 @@ def test_killed_run_resumes_bit_identical(tmp_path: Path) -> None:
     resumed = run_cli("train", "--resume", str(run), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
 
-    ref = only_run(tmp_path / "ref")
+    ref = reference
     assert same_weights(ref / "model.safetensors", run / "model.safetensors"), "best weights differ"
     last = sorted((ref / "checkpoints").iterdir())[-1].name
     final = Path("checkpoints") / last / "model.safetensors"
@@ -70,7 +92,8 @@ def test_killed_run_resumes_bit_identical(tmp_path: Path) -> None:
         json.loads((ref / "summary.json").read_text())["test"]
         == json.loads((run / "summary.json").read_text())["test"]
     )
-    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed" and info["resumed_from"].endswith(resumed_from)
 
 
 def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:

@@ -76,6 +76,7 @@ class Trainer:
         while self.state.epoch < self.config.max_epochs and not self.state.should_stop:
             self.callbacks.on_epoch_start(self)
             logs = {"epoch": self.state.epoch, **self.train_epoch(), "lr": self.lr}
+            self.callbacks.on_train_epoch_end(self)
             if self.val_loader is not None:
                 logs.update(self.evaluate(self.val_loader, "val"))
             self.schedule.after_epoch(logs)
