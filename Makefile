@@ -35,6 +35,8 @@ format: setup
 
 bench: setup
 	$(PY) benchmarks/loop_overhead.py
+	$(PY) benchmarks/precision.py
+	$(PY) benchmarks/ddp_scaling.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -32,12 +32,14 @@ def mlp(seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
 
 
-def train(batch_size: int, accumulate: int, n: int, epochs: int = 2) -> tuple[nn.Module, Trainer]:
+def train(
+    batch_size: int, accumulate: int, n: int, epochs: int = 2, **switches: object
+) -> tuple[nn.Module, Trainer]:
     model = mlp()
     spec = DataSpec((6,), "categorical", class_names=("a", "b", "c"))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.0)
     trainer = Trainer(
-        TrainerConfig(max_epochs=epochs, accumulate_grad_batches=accumulate),
+        TrainerConfig(max_epochs=epochs, accumulate_grad_batches=accumulate, **switches),
         model=model,
         task=MulticlassClassification(spec, nn.CrossEntropyLoss(), ["accuracy"]),
         optimizer=optimizer,
@@ -87,3 +89,49 @@ def test_accumulated_small_batches_equal_one_large_batch(n: int, steps: int) -> 
     assert moved  # training did change the weights
     small, _ = train(batch_size=8, accumulate=1, n=n)  # without accumulation the result differs
     assert not torch.allclose(small[0].weight, expected[0].weight, atol=1e-3)
+
+
+def fit_digits_cnn(**trainer: object) -> nn.Module:
+    """One epoch of a small CNN on 8x8 digits with the given trainer switches."""
+    from torchlab.config import Component
+    from torchlab.data.base import SourceContext
+    from torchlab.data.images import digits
+    from torchlab.models import build_model
+
+    bundle = digits(SourceContext(0.1, 0.2, True, 0, "categorical"))
+    torch.manual_seed(0)
+    model = build_model(Component(name="cnn", channels=[8, 16], dropout=0.0), bundle.spec, 10)
+    if trainer.get("channels_last"):
+        model = model.to(memory_format=torch.channels_last)
+    Trainer(
+        TrainerConfig(max_epochs=1, **trainer),
+        model=model,
+        task=MulticlassClassification(bundle.spec, nn.CrossEntropyLoss(), ["accuracy"]),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+        schedule=Schedule(None),
+        train_loader=TensorLoader(bundle.train, 64, shuffle=True, seed=0, device=CPU),
+        val_loader=None,
+        device=CPU,
+        callbacks=[],
+    ).fit()
+    return model
+
+
+def test_channels_last_trains_the_same_weights() -> None:
+    reference = fit_digits_cnn()
+    channels_last = fit_digits_cnn(channels_last=True)
+    conv = channels_last[0][0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(
+        reference.state_dict().values(), channels_last.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager() -> None:
+    eager, _ = train(batch_size=16, accumulate=1, n=64, epochs=1)
+    compiled, trainer = train(batch_size=16, accumulate=1, n=64, epochs=1, compile=True)
+    assert trainer.net is not trainer.eager_net  # it really ran compiled
+    for a, b in zip(eager.state_dict().values(), compiled.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

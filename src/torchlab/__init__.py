@@ -16,18 +16,29 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from torchlab.api import evaluate, predict, train
     from torchlab.config import RunConfig, load_config
+    from torchlab.exporters import export
     from torchlab.run import Run
 
 _LAZY = {
     "train": "torchlab.api",
     "evaluate": "torchlab.api",
     "predict": "torchlab.api",
+    "export": "torchlab.exporters",
     "load_config": "torchlab.config",
     "RunConfig": "torchlab.config",
     "Run": "torchlab.run",
 }
 
-__all__ = ["Run", "RunConfig", "__version__", "evaluate", "load_config", "predict", "train"]
+__all__ = [
+    "Run",
+    "RunConfig",
+    "__version__",
+    "evaluate",
+    "export",
+    "load_config",
+    "predict",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

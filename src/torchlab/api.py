@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import warnings
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from torchlab.config import RunConfig, load_config, validate
+from torchlab.distributed import barrier, broadcast_object, shutdown
 from torchlab.errors import ConfigError, DataError, RunError
 from torchlab.memory import keep_freed_memory
 from torchlab.run import Run, create_run_dir, environment, write_json
@@ -30,6 +32,7 @@ class Parts:
     task: Any
     model: Any
     device: Any
+    world: Any = None  # torchlab.distributed.World: this process among the DDP ranks
 
 
 def build(config: RunConfig) -> Parts:
@@ -37,6 +40,7 @@ def build(config: RunConfig) -> Parts:
     import torch
 
     from torchlab.data.base import SourceContext
+    from torchlab.distributed import init_world
     from torchlab.models import build_model
     from torchlab.registry import DATASETS, TASKS
     from torchlab.tasks import build_task
@@ -45,8 +49,10 @@ def build(config: RunConfig) -> Parts:
 
     seed_everything(config.seed)
     device = resolve_device(config.trainer.device)
+    world, device = init_world(device, config.trainer.distributed_timeout_s)
     Precision(config.trainer.precision, device)  # fail on a bad combination before any work
-    if config.trainer.deterministic:
+    if config.trainer.deterministic:  # non-deterministic ops are reported as warnings
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by cuBLAS
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = not config.trainer.deterministic
     target_kind = TASKS.get(config.task.name, "task.name").builder.target_kind
@@ -55,7 +61,11 @@ def build(config: RunConfig) -> Parts:
     bundle = DATASETS.build(config.data.source, "data.source", context)
     task = build_task(config.task, bundle.spec)
     model = build_model(config.model, bundle.spec, task.num_outputs).to(device)
-    return Parts(config, bundle, task, model, device)
+    if config.trainer.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if world.distributed:  # same initial weights everywhere; own dropout streams per rank
+        seed_everything(config.seed + world.rank)
+    return Parts(config, bundle, task, model, device, world)
 
 
 def loaders(parts: Parts) -> dict[str, Any]:
@@ -67,6 +77,7 @@ def loaders(parts: Parts) -> dict[str, Any]:
         "device": parts.device,
         "num_workers": data.num_workers,
         "pin_memory": data.pin_memory,
+        "world": parts.world,
     }
     out = {
         "train": build_loader(
@@ -105,6 +116,14 @@ def train(
             tuner's pruning hook), called after the config's own callbacks.
     """
     keep_freed_memory()
+    from torchlab.rl import api as rl
+
+    if rl.is_rl_source(recipe, resume):  # an `agent:` section: reinforcement learning
+        return rl.train(
+            recipe, overrides, resume=resume, output_dir=output_dir, callbacks=callbacks
+        )
+    if resume is None and recipe is not None:
+        resume = elastic_restart_of(load_config(recipe, overrides), output_dir)
     if resume is not None:
         run = Run(resume)
         config = resumed_config(run, recipe, overrides)
@@ -114,8 +133,26 @@ def train(
         config = load_config(recipe, overrides)
         run = None
     parts = build(config)
-    if run is None:
+    if config.data.batch_size == "auto":  # the fastest per sample; config.yaml records it
+        from torchlab.training.batch_size_finder import resolve_auto_batch_size
+
+        speeds = resolve_auto_batch_size(parts)
+        config = parts.config
+        shown = ", ".join(f"{size}: {rate:,.0f}/s" for size, rate in speeds.items())
+        print(f"data.batch_size: auto picked {config.data.batch_size} ({shown})")
+    lr_test = None
+    if config.optim.lr == "auto":  # the range test picks it; config.yaml records the number
+        from torchlab.training.lr_finder import resolve_auto_lr
+
+        lr_test = resolve_auto_lr(parts, loaders(parts)["train"])
+        config = parts.config
+    if run is None and not parts.world.is_main:
+        run = Run(broadcast_object(None))  # rank 0 creates the folder and writes its files
+    elif run is None:
         path = create_run_dir(config, output_dir)
+        mark_elastic_run(config, output_dir, path)
+        if lr_test is not None:
+            lr_test.save(path)
         (path / "config.yaml").write_text(config.to_yaml())
         run = Run(path)
         run.set_status("running", created=time.strftime("%Y-%m-%dT%H:%M:%S"))
@@ -123,13 +160,19 @@ def train(
         write_json(run.dir / "featurizer.json", parts.bundle.featurizer.to_dict())
         write_json(run.dir / "data.json", parts.bundle.summary)
         run.save_spec(parts.bundle.spec)
-    else:
+        broadcast_object(str(path))
+    elif parts.world.is_main:
         (run.dir / "config.yaml").write_text(config.to_yaml())
         run.__dict__.pop("config", None)
     try:
         fit(run, parts, resuming=resume is not None, extra_callbacks=list(callbacks))
+        marker = elastic_marker(config, output_dir)
+        if marker is not None and parts.world.is_main:
+            marker.unlink(missing_ok=True)  # done: a later job with this id starts afresh
     except BaseException as exc:
-        if (
+        if not parts.world.is_main:
+            pass  # rank 0 records the failure
+        elif (
             resume is None
             and isinstance(exc, (ConfigError, DataError))
             and not (run.dir / "checkpoints").exists()
@@ -138,7 +181,30 @@ def train(
         else:
             run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        shutdown()
     return run
+
+
+def elastic_marker(config: RunConfig, output_dir: str | Path | None) -> Path | None:
+    """Where a ``torchrun`` job notes its run folder, so its restarts resume it."""
+    job = os.environ.get("TORCHELASTIC_RUN_ID")
+    root = Path(output_dir or config.output_dir) / config.name
+    return root / f".torchrun-{job}" if job else None
+
+
+def mark_elastic_run(config: RunConfig, output_dir: str | Path | None, path: Path) -> None:
+    marker = elastic_marker(config, output_dir)
+    if marker is not None:
+        marker.write_text(str(path))
+
+
+def elastic_restart_of(config: RunConfig, output_dir: str | Path | None) -> Path | None:
+    """The run folder of this ``torchrun`` job when torchrun restarted it after a failure."""
+    marker = elastic_marker(config, output_dir)
+    if marker is None or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0:
+        return None
+    return Path(marker.read_text()) if marker.is_file() else None
 
 
 def resumed_config(run: Run, recipe: str | Path | None, overrides: Any) -> RunConfig:
@@ -220,12 +286,15 @@ def make_trainer(
     if "val" not in data and schedule.monitor and schedule.monitor.startswith("val/"):
         schedule.monitor = "train/loss"
 
-    # Loggers come before the checkpointer, so a checkpoint covers what was logged.
-    callbacks: list[Any] = [ProgressBar(config.progress)] if config.progress != "none" else []
-    callbacks += [
-        MetricsLogger(run.dir / "metrics.jsonl"),
-        TensorBoardLogger(run.dir / "tensorboard"),
-    ]
+    # Loggers come before the checkpointer, so a checkpoint covers what was logged; only
+    # rank 0 writes files.
+    callbacks: list[Any] = []
+    if parts.world.is_main:
+        callbacks += [ProgressBar(config.progress)] if config.progress != "none" else []
+        callbacks += [
+            MetricsLogger(run.dir / "metrics.jsonl"),
+            TensorBoardLogger(run.dir / "tensorboard"),
+        ]
     if config.early_stopping is not None:
         stop = config.early_stopping
         callbacks.append(
@@ -254,6 +323,7 @@ def make_trainer(
         val_loader=data.get("val"),
         device=parts.device,
         callbacks=callbacks,
+        world=parts.world,
     )
     return trainer, best
 
@@ -267,7 +337,8 @@ def restore(run: Run, parts: Parts, trainer: Any) -> None:
         checkpoint = load_checkpoint(latest)
         load_into(parts.model, checkpoint.weights, latest)
         trainer.load_state_dict(checkpoint.state)
-    run.set_status("running", resumed_from=str(latest) if latest else None)
+    if parts.world.is_main:
+        run.set_status("running", resumed_from=str(latest) if latest else None, error=None)
 
 
 def fit(run: Run, parts: Parts, resuming: bool, extra_callbacks: list[Any] = ()) -> None:
@@ -289,6 +360,9 @@ def fit(run: Run, parts: Parts, resuming: bool, extra_callbacks: list[Any] = ())
     test = {}
     if "test" in data:
         test = trainer.evaluate(data["test"], "test", extra_metrics=parts.task.report_metrics)
+    if not parts.world.is_main:
+        barrier()  # wait until rank 0 has written the summary
+        return
     learning_curves(run.history, run.dir / "learning_curves.png")
     summary = {
         "recipe": parts.config.name,
@@ -302,15 +376,28 @@ def fit(run: Run, parts: Parts, resuming: bool, extra_callbacks: list[Any] = ())
         "parameters": sum(p.numel() for p in parts.model.parameters()),
     }
     write_json(run.dir / "summary.json", summary)
+    from torchlab.report.html import write_run_reports
+
+    write_run_reports(run, parts, data)  # report.html and MODEL_CARD.md
     run.set_status("completed")
+    barrier()
 
 
-def evaluate(run: str | Path | Run, split: str = "test") -> dict[str, Any]:
-    """Metrics of a run's best weights on one split (``train``, ``val`` or ``test``)."""
+def evaluate(
+    run: str | Path | Run, split: str = "test", *, episodes: int | None = None
+) -> dict[str, Any]:
+    """Metrics of a run's best weights on one split (``train``, ``val`` or ``test``).
+
+    For an RL run: mean and std of return over ``episodes`` deterministic episodes.
+    """
     from torchlab.training.checkpoint import load_into, load_weights
 
     keep_freed_memory()
     run = run if isinstance(run, Run) else Run(run)
+    if getattr(run.config, "agent", None) is not None:  # an RL run: torchlab.rl
+        from torchlab.rl.api import evaluate as evaluate_rl
+
+        return evaluate_rl(run, episodes)
     if split not in ("train", "val", "test"):
         raise ConfigError(f"Split '{split}' does not exist; use train, val or test.")
     parts = build(run.config)
@@ -363,30 +450,56 @@ def predict(
 ) -> Any:
     """Predict for a user's files (a CSV for tabular runs, image files for image runs).
 
+    ``run`` may also be an export directory (``torchlab export``): the exported artefact
+    then runs (ONNX Runtime, TorchScript, ...) with the run's own preprocessing.
+
     Returns a pandas DataFrame with an ``id`` column, the predicted label (or value) and
     one probability column per class; writes it as CSV to ``output`` when given.
     """
     import pandas as pd
-    import torch
+
+    from torchlab.exporters.runtime import load_predictor
 
     keep_freed_memory()
-    run = run if isinstance(run, Run) else Run(run)
     if output is not None and Path(output).exists() and not overwrite:
         raise RunError(
             f"Output file '{output}' already exists; choose another name or pass --overwrite."
         )
-    from torchlab.tasks import build_task
-
-    spec = run.spec
-    task = build_task(run.config.task, spec)
-    model = run.load_model()
-    features, ids = run.featurizer.load_inputs([Path(p) for p in inputs])
-    with torch.inference_mode():
-        outputs = torch.cat([model(chunk) for chunk in features.split(1024)])
+    predictor = load_predictor(run)
+    spec = predictor.spec
+    features, ids = predictor.featurizer.load_inputs([Path(p) for p in inputs])
+    outputs = predictor(features)
     frame = pd.DataFrame({"id": ids})
-    for name, values in task.predict(outputs).items():
+    for name, values in predictor.task.predict(outputs).items():
         frame = frame.join(prediction_columns(name, values, spec))
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(output, index=False)
     return frame
+
+
+def profile(
+    recipe: str | Path,
+    overrides: list[str] | dict[str, Any] = (),
+    *,
+    steps: int = 20,
+    output_dir: str | Path | None = None,
+) -> Any:
+    """Profile ``steps`` training steps of a recipe; the trace goes into a new run folder.
+
+    Returns a :class:`~torchlab.training.profiler.ProfileReport` (``.summary()`` for the
+    phase table, ``.top_ops`` for the costliest operators, ``.trace`` for the Chrome trace).
+    """
+    from torchlab.training.profiler import profile_steps
+
+    keep_freed_memory()
+    config = load_config(recipe, overrides)
+    parts = build(config)
+    path = create_run_dir(config, output_dir)
+    (path / "config.yaml").write_text(config.to_yaml())
+    run = Run(path)
+    run.set_status("profiled")
+    trainer, _ = make_trainer(run, parts, loaders(parts))
+    report = profile_steps(trainer, steps, path / "trace.json")
+    (path / "profile.txt").write_text(f"{report.summary()}\n\n{report.top_ops}\n")
+    return report

@@ -56,28 +56,35 @@ def train(
 ) -> None:
     """Train a recipe or YAML config."""
     from torchlab import api
+    from torchlab.distributed import world_from_env
 
     args = list(args or [])
     recipe = args.pop(0) if args and "=" not in args[0] else None
     run = api.train(recipe, args, resume=resume, output_dir=output_dir)
-    print_summary(run.summary, run.dir)
+    if world_from_env().is_main:  # under torchrun, rank 0 speaks for the job
+        print_summary(run.summary, run.dir)
 
 
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    episodes: Annotated[
+        int | None, typer.Option(help="RL runs: deterministic episodes to average.", min=1)
+    ] = None,
 ) -> None:
-    """Evaluate a run's best weights on one split."""
+    """Evaluate a run's best weights on one split (RL runs: over --episodes episodes)."""
     from torchlab import api
 
-    metrics = api.evaluate(run_dir, split)
-    print_metrics(metrics, title=f"{run_dir} ({split})")
+    metrics = api.evaluate(run_dir, split, episodes=episodes)
+    print_metrics(metrics, title=f"{run_dir} ({split if episodes is None else 'episodes'})")
 
 
 @app.command()
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory, or an export directory (torchlab export).")
+    ],
     inputs: Annotated[
         list[Path], typer.Argument(help="A CSV/Parquet file (tabular) or image files/folders.")
     ],
@@ -86,7 +93,7 @@ def predict(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
 ) -> None:
-    """Predict with a trained run."""
+    """Predict with a trained run or an exported model."""
     from torchlab import api
 
     frame = api.predict(run_dir, inputs, output=output, overwrite=overwrite)
@@ -94,6 +101,173 @@ def predict(
         typer.echo(frame.to_csv(index=False), nl=False)
     else:
         typer.echo(f"Wrote {len(frame)} predictions to {output}")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="torchscript, onnx, exported-program or mar.")
+    ] = "onnx",
+    quantize: Annotated[
+        str | None, typer.Option(help="dynamic-int8: int8 weights for Linear/LSTM layers.")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Export directory (default: RUN_DIR/exports/FORMAT)."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing export directory.")] = False,
+) -> None:
+    """Export a run's model, verified against the eager model, with a sidecar export.json."""
+    import json
+
+    from torchlab.exporters import export as export_run
+
+    path = export_run(run_dir, format, quantize=quantize, output=output, overwrite=overwrite)
+    check = json.loads((path / "export.json").read_text())["verification"]
+    typer.echo(
+        f"Exported to {path} (max abs error vs eager {check['max_abs_error']:.3g} over "
+        f"{len(check['cases'])} input shapes, within atol {check['tolerance']['atol']:g} "
+        f"+ rtol {check['tolerance']['rtol']:g})"
+    )
+
+
+@app.command()
+def serve(
+    path: Annotated[Path, typer.Argument(help="A run directory or an export directory.")],
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    max_batch: Annotated[int, typer.Option(help="Most rows per model call; 1: no batching.")] = 32,
+    max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits to fill.")] = 5.0,
+    queue_size: Annotated[int, typer.Option(help="Most waiting requests (503 beyond).")] = 1024,
+    timeout: Annotated[float, typer.Option(help="Per-request time limit in s (504).")] = 10.0,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body (413).")] = 8.0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="TORCHLAB_API_KEY", help="Require header X-API-Key with this value."),
+    ] = None,
+    access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = False,
+) -> None:
+    """Serve predictions over HTTP with dynamic batching (POST /predict, /docs for the API)."""
+    from torchlab.serve import ServeSettings
+    from torchlab.serve import serve as run_server
+
+    settings = ServeSettings(
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        queue_size=queue_size,
+        timeout_s=timeout,
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        api_key=api_key,
+    )
+    run_server(path, host=host, port=port, settings=settings, access_log=access_log)
+
+
+@app.command()
+def tune(
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            help="CONFIG (a YAML with a tune: section, or a recipe) then dotted overrides."
+        ),
+    ],
+    trials: Annotated[
+        int | None, typer.Option(help="Total trials of the study (default: tune.trials).")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Default: SQLite in the study folder (one worker). 'journal' or a database URL "
+            "(postgresql://user@host/db) for several workers, each started with this command."
+        ),
+    ] = None,
+    study_dir: Annotated[
+        Path | None, typer.Option(help="The study folder (default: studies/NAME).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Minutes after which no new trial starts.")
+    ] = None,
+) -> None:
+    """Search hyperparameters with Optuna; writes the best config as a ready-to-run recipe."""
+    from torchlab.tune import tune as run_study
+
+    recipe, *overrides = args
+    result = run_study(
+        recipe,
+        overrides,
+        trials=trials,
+        storage=storage,
+        study_dir=study_dir,
+        timeout_minutes=timeout,
+    )
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items()))
+    typer.echo(f"Study '{result.study_name}' in {result.study_dir}: {counts}")
+    if result.best_config is None:
+        typer.echo("No trial completed, so there is no best config; see trials.csv for errors.")
+        return
+    typer.echo(f"Best {result.metric} = {result.best_value:.6g} with:")
+    for key, value in result.best_params.items():
+        typer.echo(f"  {key} = {value}")
+    typer.echo(f"Best config: {result.best_config} (train it: torchlab train {result.best_config})")
+
+
+@app.command("lr-find")
+def lr_find(
+    args: Annotated[list[str], typer.Argument(help="RECIPE_OR_YAML then dotted overrides.")],
+    output_dir: Annotated[
+        Path, typer.Option(help="Where lr_finder.png and lr_finder.json go.")
+    ] = Path("."),
+    start_lr: Annotated[float, typer.Option(help="Smallest rate of the sweep.")] = 1e-7,
+    end_lr: Annotated[float, typer.Option(help="Largest rate of the sweep.")] = 10.0,
+    steps: Annotated[int, typer.Option(help="Optimizer steps of the sweep.")] = 100,
+) -> None:
+    """Learning-rate range test: sweep, plot, suggest (optim.lr: auto does this before training)."""
+    from torchlab.tune import lr_find as find
+
+    recipe, *overrides = args
+    result = find(
+        recipe, overrides, output_dir=output_dir, start_lr=start_lr, end_lr=end_lr, num_steps=steps
+    )
+    stop = "stopped at divergence" if result.diverged else "reached end_lr"
+    typer.echo(
+        f"Suggested learning rate: {result.suggestion:.3g} (lowest smoothed loss at "
+        f"{result.min_loss_lr:.3g}; sweep of {len(result.lrs)} steps {stop})"
+    )
+    typer.echo(f"Plot: {output_dir / 'lr_finder.png'}")
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML page to write.")] = Path(
+        "comparison.html"
+    ),
+) -> None:
+    """Compare runs: config differences, metrics and overlaid learning curves."""
+    from rich.console import Console
+
+    from torchlab.report.compare import compare as compare_runs
+
+    comparison = compare_runs(run_dirs, output)
+    Console().print(comparison.table())
+    typer.echo(f"Comparison page: {output}")
+
+
+@app.command()
+def profile(
+    args: Annotated[list[str], typer.Argument(help="RECIPE_OR_YAML then dotted overrides.")],
+    steps: Annotated[int, typer.Option(min=1, help="Training steps to profile.")] = 20,
+    output_dir: Annotated[Path | None, typer.Option(help="Where the run folder goes.")] = None,
+) -> None:
+    """Profile a few training steps: time per phase, syncs, costliest ops, a Chrome trace."""
+    from torchlab import api
+
+    report = api.profile(args[0], args[1:], steps=steps, output_dir=output_dir)
+    typer.echo(report.summary())
+    typer.echo(report.top_ops)
+    typer.echo(f"Chrome trace: {report.trace}")
 
 
 def print_metrics(metrics: dict[str, Any], title: str) -> None:
@@ -114,10 +288,21 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    if summary.get("kind") == "rl":  # an RL run: return of the agent beside a random policy
+        summary = {
+            **summary,
+            "test": {f"eval/{k}": v for k, v in summary["eval"].items()},
+            "baseline": {"name": "random policy"}
+            | {f"eval/{k}": v for k, v in summary["baseline"].items() if k != "name"},
+            "caption": f"best evaluation at step {summary['best_step']} of {summary['steps']}, "
+            f"trained in {summary['train_seconds']:.1f} s",
+        }
+
     baseline = summary.get("baseline") or {}
     table = Table(
         title=f"{summary['recipe']}: test metrics",
-        caption=f"best epoch {summary['best_epoch'] + 1} of {summary['epochs']}, "
+        caption=summary.get("caption")
+        or f"best epoch {summary['best_epoch'] + 1} of {summary['epochs']}, "
         f"trained in {summary['train_seconds']:.1f} s",
     )
     table.add_column("metric")

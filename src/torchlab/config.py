@@ -12,16 +12,17 @@ key path, what was expected and what was received.
 from __future__ import annotations
 
 import copy
+import math
 import types
 import typing
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from torchlab.errors import ConfigError
 from torchlab.registry import closest
@@ -61,7 +62,7 @@ class SplitConfig(Section):
 
 class DataConfig(Section):
     source: Component
-    batch_size: int = Field(64, gt=0)
+    batch_size: Annotated[int, Field(gt=0)] | Literal["auto"] = 64
     eval_batch_size: int | None = Field(None, gt=0)
     split: SplitConfig = SplitConfig()
     num_workers: int | Literal["auto"] = "auto"
@@ -80,9 +81,23 @@ class TaskConfig(Component):
 
 class OptimConfig(Component):
     name: str = "adamw"
-    lr: float = Field(1e-3, gt=0)
+    # "auto": a learning-rate range test picks it before training (torchlab.training.lr_finder).
+    lr: float | Literal["auto"] = 1e-3
     weight_decay: float = Field(0.0, ge=0)
     decay_norm_and_bias: bool = False
+
+    @field_validator("lr", mode="before")
+    @classmethod
+    def _positive_or_auto(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not number > 0 or isinstance(value, bool):
+            raise ValueError("expected a positive number or 'auto'")
+        return number
 
 
 class ScheduleConfig(Component):
@@ -109,6 +124,10 @@ class TrainerConfig(Section):
     checkpoint_every_n_steps: int | None = Field(None, gt=0)
     keep_checkpoints: int = Field(2, gt=0)
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
+    data_parallel: bool = False
+    compile: bool = False
+    channels_last: bool = False
+    distributed_timeout_s: float = Field(300.0, gt=0)
     callbacks: list[Component] = []
 
     @field_validator("precision", mode="before")
@@ -119,6 +138,76 @@ class TrainerConfig(Section):
     _callbacks = field_validator("callbacks", mode="before")(
         lambda value: [_component(v) for v in value] if isinstance(value, list) else value
     )
+
+
+class ParamSpace(Section):
+    """One searched setting of a ``tune.space``: a float, an int or a categorical choice.
+
+    ``when`` makes parameters conditional on a categorical's choice, e.g. the momentum of
+    ``sgd`` only when ``optim.name`` is ``sgd``: ``when: {sgd: {optim.momentum: {...}}}``.
+    """
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    choices: list[Any] | None = None
+    when: dict[str, dict[str, ParamSpace]] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamSpace:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty 'choices' list")
+            unknown = set(self.when) - {str(c) for c in self.choices}
+            if unknown:
+                raise ValueError(
+                    f"'when' names {sorted(unknown)}, which are not among the choices {self.choices}"
+                )
+            return self
+        if self.low is None or self.high is None or self.low > self.high:
+            raise ValueError(f"a {self.type} parameter needs 'low' <= 'high'")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scaled parameter needs 'low' > 0")
+        if self.log and self.step is not None:
+            raise ValueError("'step' and 'log: true' cannot be combined")
+        if self.when or self.choices is not None:
+            raise ValueError("'choices' and 'when' belong to categorical parameters only")
+        return self
+
+
+class PrunerConfig(Section):
+    """Stops unpromising trials early from their per-epoch validation metric."""
+
+    name: Literal["none", "median", "hyperband"] = "median"
+    startup_trials: int = Field(5, ge=0)  # median: trials that are never pruned
+    warmup_epochs: int = Field(2, ge=0)  # median: epochs of each trial that are never pruned
+    min_epochs: int = Field(1, gt=0)  # hyperband: the smallest budget of a bracket
+    reduction_factor: int = Field(3, gt=1)  # hyperband
+
+
+class TuneConfig(Section):
+    """An Optuna study over this config: ``torchlab tune CONFIG``."""
+
+    space: dict[str, ParamSpace] = Field(min_length=1)
+    metric: str | None = None  # default: trainer.monitor
+    direction: Literal["auto", "maximize", "minimize"] = "auto"
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: PrunerConfig = PrunerConfig()
+    trials: int = Field(20, gt=0)
+    timeout_minutes: float | None = Field(None, gt=0)
+    heartbeat_seconds: float = Field(10.0, gt=0)
+    grace_seconds: float = Field(60.0, gt=0)  # a trial silent this long is failed and retried
+    max_retries: int = Field(1, ge=0)
+    # Settings tried first, e.g. the recipe's own ({optim.lr: 0.003}), so a study starts
+    # from a known point; keys are tune.space keys.
+    enqueue: list[dict[str, Any]] = []
+
+    @field_validator("pruner", mode="before")
+    @classmethod
+    def _pruner_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) or value is None else value
 
 
 class RunConfig(Section):
@@ -134,6 +223,7 @@ class RunConfig(Section):
     schedule: ScheduleConfig = ScheduleConfig()
     trainer: TrainerConfig = TrainerConfig()
     baseline: Component | None = None
+    tune: TuneConfig | None = None
 
     _model = field_validator("model", "task", "optim", "schedule", "baseline", mode="before")(
         _component
@@ -175,6 +265,10 @@ def load_config(recipe: str | Path, overrides: list[str] | dict[str, Any] = ()) 
 
 
 def validate(raw: dict[str, Any]) -> RunConfig:
+    if isinstance(raw, dict) and "agent" in raw:  # reinforcement learning: torchlab.rl
+        from torchlab.rl.config import validate_rl
+
+        return validate_rl(raw)  # type: ignore[return-value]
     try:
         config = RunConfig.model_validate(raw)
     except pydantic.ValidationError as exc:
@@ -308,9 +402,9 @@ def raise_config_error(
     section's ``name``, ``optim.lr``), offered in the hint for an unknown key.
     """
     error = exc.errors()[0]
-    loc = [str(p) for p in error["loc"] if not str(p).startswith("function-")]
+    loc = key_path(error["loc"])
     path = ".".join(filter(None, [prefix, *loc]))
-    more = len(exc.errors()) - 1
+    more = len({tuple(key_path(e["loc"])) for e in exc.errors()}) - 1
     tail = f" ({more} more problem{'s' if more > 1 else ''} after this one)" if more else ""
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -331,6 +425,16 @@ def raise_config_error(
         f"Config key '{path}' has a bad value: {error['msg'][0].lower()}{error['msg'][1:]}; "
         f"received {received!r}.{tail}"
     )
+
+
+# Parts of pydantic's error locations that name a validator or a union member, not a key.
+_NOT_KEYS = {"int", "float", "str", "bool", "list", "dict", "tuple", "none"}
+
+
+def key_path(loc: tuple[Any, ...]) -> list[str]:
+    """The config keys of an error location (``data.batch_size``, not ``...constrained-int``)."""
+    parts = [str(p) for p in loc]
+    return [p for p in parts if not ("-" in p or "[" in p or p.lower() in _NOT_KEYS)]
 
 
 def allowed_keys(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:

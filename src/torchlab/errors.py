@@ -39,3 +39,7 @@ class RunError(TorchlabError):
     """A run directory cannot be created, found or resumed."""
 
     exit_code = 2
+
+
+class ExportError(TorchlabError):
+    """A model cannot be exported faithfully, or an export directory is unusable."""

@@ -167,3 +167,10 @@ SCHEDULERS = Registry("scheduler", ["torchlab.training.schedules"])
 METRICS = Registry("metric", ["torchlab.tasks.metrics"])
 CALLBACKS = Registry("callback", ["torchlab.training.callbacks", "torchlab.training.averaging"])
 BASELINES = Registry("baseline", ["torchlab.baselines"])
+AGENTS = Registry(
+    "agent",
+    [
+        f"torchlab.rl.agents.{m}"
+        for m in ("q_learning", "dqn", "reinforce", "a2c", "ppo", "ddpg", "td3")
+    ],
+)

@@ -9,6 +9,8 @@ runs/<recipe>/<timestamp>/
   metrics.jsonl      one line per epoch and per logged step
   tensorboard/       event files                  checkpoints/   resumable checkpoints
   model.safetensors  best weights                 learning_curves.png
+  report.html        one self-contained page      MODEL_CARD.md  intended use, data, metrics, limits
+  lr_finder.png/.json  the range test, when optim.lr is auto
   summary.json       test metrics and the baseline (written last, only when the run completes)
 ```
 """

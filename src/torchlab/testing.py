@@ -25,3 +25,20 @@ class KillAtStep(Callback):
         if trainer.state.global_step == self.step and not self.marker.exists():
             self.marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SaveWeightsPerRank(Callback):
+    """At the end of training, every rank writes its own weights to ``folder/rank<r>.safetensors``.
+
+    Shows that data-parallel ranks end with the same weights (rank 0 alone writes the run).
+    """
+
+    def __init__(self, *, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def on_fit_end(self, trainer: Any) -> None:
+        from torchlab.training.checkpoint import save_weights
+
+        save_weights(
+            self.folder / f"rank{trainer.world.rank}.safetensors", trainer.model.state_dict()
+        )

@@ -18,8 +18,16 @@ class Batch:
     inputs: Any
     target: Any
 
-    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
-        return Batch(_to(self.inputs, device, non_blocking), _to(self.target, device, non_blocking))
+    def to(
+        self,
+        device: torch.device,
+        non_blocking: bool = False,
+        memory_format: torch.memory_format | None = None,
+    ) -> Batch:
+        inputs = _to(self.inputs, device, non_blocking)
+        if memory_format is not None and isinstance(inputs, torch.Tensor) and inputs.ndim == 4:
+            inputs = inputs.contiguous(memory_format=memory_format)  # channels_last for CNNs
+        return Batch(inputs, _to(self.target, device, non_blocking))
 
     def __len__(self) -> int:
         first = self.inputs if isinstance(self.inputs, torch.Tensor) else self.target

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from torchlab.data.base import Batch, TensorSplit
+from torchlab.distributed import World, shard
 
 
 def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
@@ -27,6 +28,13 @@ def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool) -> torch.Tensor
         return torch.arange(n)
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=generator)
+
+
+def local_size(n: int, world: World, pad: bool) -> int:
+    """How many of ``n`` samples this rank sees in an epoch (see :func:`shard`)."""
+    if not world.distributed:
+        return n
+    return -(-n // world.size) if pad else len(range(world.rank, n, world.size))
 
 
 class Loader(Sized):
@@ -46,18 +54,20 @@ class TensorLoader(Loader):
     seed: int
     device: torch.device
     drop_last: bool = False
+    world: World = field(default_factory=World)
+    pad: bool = False  # training pads so every rank has as many batches (see ``shard``)
 
     def __post_init__(self) -> None:
         self.inputs = self.split.inputs.to(self.device)
         self.target = self.split.target.to(self.device)
 
     def __len__(self) -> int:
-        n = len(self.inputs)
+        n = local_size(len(self.inputs), self.world, self.pad)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         order = epoch_order(len(self.inputs), seed=self.seed, epoch=epoch, shuffle=self.shuffle)
-        order = order.to(self.device)
+        order = shard(order, self.world, self.pad).to(self.device)
         for i in range(start, len(self)):
             index = order[i * self.batch_size : (i + 1) * self.batch_size]
             yield Batch(self.inputs[index], self.target[index])
@@ -66,16 +76,19 @@ class TensorLoader(Loader):
 class EpochSampler(Sampler[int]):
     """Indices of one epoch in :func:`epoch_order`, skipping samples already seen."""
 
-    def __init__(self, n: int, *, seed: int, shuffle: bool) -> None:
-        self.n, self.seed, self.shuffle = n, seed, shuffle
+    def __init__(
+        self, n: int, *, seed: int, shuffle: bool, world: World | None = None, pad: bool = False
+    ) -> None:
+        world = world or World()
+        self.n, self.seed, self.shuffle, self.world, self.pad = n, seed, shuffle, world, pad
         self.epoch, self.skip = 0, 0
 
     def __iter__(self) -> Iterator[int]:
         order = epoch_order(self.n, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle)
-        return iter(order[self.skip :].tolist())
+        return iter(shard(order, self.world, self.pad)[self.skip :].tolist())
 
     def __len__(self) -> int:
-        return self.n - self.skip
+        return local_size(self.n, self.world, self.pad) - self.skip
 
 
 def collate_pairs(samples: list[tuple[Any, Any]]) -> Batch:
@@ -97,9 +110,17 @@ class DatasetLoader(Loader):
         num_workers: int,
         pin_memory: bool,
         collate: Any = collate_pairs,
+        world: World | None = None,
+        pad: bool = False,
     ) -> None:
         self.batch_size = batch_size
-        self.sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle)  # type: ignore[arg-type]
+        self.sampler = EpochSampler(
+            len(dataset),  # type: ignore[arg-type]
+            seed=seed,
+            shuffle=shuffle,
+            world=world,
+            pad=pad,
+        )
         self.seed = seed
         self.loader = DataLoader(
             dataset,
@@ -114,7 +135,7 @@ class DatasetLoader(Loader):
         )
 
     def __len__(self) -> int:
-        n = self.sampler.n
+        n = local_size(self.sampler.n, self.sampler.world, self.sampler.pad)
         return n // self.batch_size if self.loader.drop_last else -(-n // self.batch_size)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
@@ -140,10 +161,16 @@ def build_loader(
     drop_last: bool = False,
     num_workers: int | str = "auto",
     pin_memory: bool | str = "auto",
+    world: World | None = None,
 ) -> Loader:
-    """The fastest correct loader for ``split`` on ``device``."""
+    """The fastest correct loader for ``split`` on ``device``.
+
+    Under DDP each rank gets its shard; shuffled (training) loaders are padded so every
+    rank runs the same number of steps.
+    """
+    world = world or World()
     if isinstance(split, TensorSplit):
-        return TensorLoader(split, batch_size, shuffle, seed, device, drop_last)
+        return TensorLoader(split, batch_size, shuffle, seed, device, drop_last, world, pad=shuffle)
     workers = default_workers() if num_workers == "auto" else int(num_workers)
     pin = device.type == "cuda" if pin_memory == "auto" else bool(pin_memory)
     return DatasetLoader(
@@ -154,4 +181,6 @@ def build_loader(
         drop_last=drop_last,
         num_workers=workers,
         pin_memory=pin,
+        world=world,
+        pad=shuffle,
     )

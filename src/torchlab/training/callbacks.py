@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from torchlab.distributed import barrier
 from torchlab.registry import CALLBACKS
 from torchlab.training.checkpoint import prune, save_checkpoint, save_weights
 
@@ -75,7 +76,15 @@ class CallbackList:
             cb.on_fit_end(trainer)
 
     def _keys(self) -> list[str]:
-        return [f"{i}:{type(cb).__name__}" for i, cb in enumerate(self.callbacks)]
+        """``EarlyStopping``, ``EMA``, ``EMA#2``...: stable when ranks hold different lists
+        (only rank 0 has loggers), so every rank finds its callbacks' state on resume."""
+        seen: dict[str, int] = {}
+        keys = []
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            seen[name] = seen.get(name, 0) + 1
+            keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+        return keys
 
     def state_dict(self) -> dict[str, Any]:
         return {key: cb.state_dict() for key, cb in zip(self._keys(), self.callbacks, strict=True)}
@@ -151,7 +160,9 @@ class BestWeights(Callback):
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         if self.tracker.improved(logs):
             self.best_epoch = logs["epoch"]
-            save_weights(self.path, trainer.model.state_dict())
+            if trainer.world.is_main:
+                save_weights(self.path, trainer.model.state_dict())
+            barrier()  # no rank reads the file before it is whole
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.tracker.best, "best_epoch": self.best_epoch}
@@ -176,5 +187,8 @@ class Checkpointer(Callback):
 
     def save(self, trainer: Trainer) -> None:
         name = f"step-{trainer.state.global_step:09d}-e{trainer.state.epoch:04d}b{trainer.state.batch_in_epoch:06d}"
-        save_checkpoint(self.folder, name, trainer.model.state_dict(), trainer.state_dict())
-        prune(self.folder, self.keep)
+        state = trainer.state_dict()  # a collective: every rank takes part
+        if trainer.world.is_main:
+            save_checkpoint(self.folder, name, trainer.model.state_dict(), state)
+            prune(self.folder, self.keep)
+        barrier()

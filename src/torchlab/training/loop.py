@@ -9,6 +9,7 @@ batch into a loss and metric updates.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from torchlab.config import TrainerConfig
 from torchlab.data.loaders import Loader
+from torchlab.distributed import World, all_reduce_sum, gather_objects
 from torchlab.errors import TorchlabError
 from torchlab.tasks.base import Task
 from torchlab.training.callbacks import Callback, CallbackList, StepLog
@@ -37,6 +39,7 @@ class LoopState:
     batch_in_epoch: int = 0  # batches of ``epoch`` already trained on
     global_step: int = 0  # optimizer steps taken
     should_stop: bool = False
+    world_size: int = 1  # processes that trained; a resume on another count maps the position
 
 
 class Trainer:
@@ -54,18 +57,40 @@ class Trainer:
         val_loader: Loader | None,
         device: torch.device,
         callbacks: list[Callback],
+        world: World | None = None,
     ) -> None:
         self.config = config
         self.model, self.task, self.optimizer, self.schedule = model, task, optimizer, schedule
         self.train_loader, self.val_loader = train_loader, val_loader
         self.device = device
+        self.world = world or World()
         self.precision = Precision(config.precision, device)
         self.callbacks = CallbackList(callbacks)
-        self.state = LoopState()
+        self.state = LoopState(world_size=self.world.size)
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.net = self.parallel(model)  # what the forward pass runs: the model or its wrapper
+        self.eager_net = self.net
+        if config.compile:
+            self.net = torch.compile(self.net)
+        self.memory_format = torch.channels_last if config.channels_last else None
         self._loss_sum = torch.zeros((), device=device)  # stays on device: no sync per step
         self._loss_count = 0
         self._metrics = task.metrics().to(device)
+
+    def parallel(self, model: nn.Module) -> nn.Module:
+        """DDP under torchrun; DataParallel when asked for on a multi-GPU machine."""
+        if self.world.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if self.config.data_parallel:
+            if torch.cuda.device_count() < 2:
+                warnings.warn(
+                    "trainer.data_parallel is ignored: fewer than two GPUs are visible.",
+                    stacklevel=3,
+                )
+                return model
+            return nn.DataParallel(model)
+        return model
 
     @property
     def lr(self) -> float:
@@ -91,9 +116,8 @@ class Trainer:
         accumulate = self.config.accumulate_grad_batches
         last = len(self.train_loader)
         for batch in self.train_loader.epoch(self.state.epoch, start=self.state.batch_in_epoch):
-            batch = batch.to(self.device, non_blocking=True)
-            with self.precision.autocast():
-                loss = self.task.training_step(self.model, batch).loss
+            batch = batch.to(self.device, non_blocking=True, memory_format=self.memory_format)
+            loss = self.training_step(batch)
             # Average over the batches of this accumulation group (the last one of an epoch
             # may be short), so N micro-batches give the gradient of one N-times batch.
             group = min(accumulate, last - self.state.batch_in_epoch // accumulate * accumulate)
@@ -105,7 +129,9 @@ class Trainer:
                 grad_norm = self.optimizer_step()
                 self.state.global_step += 1
                 self.callbacks.on_train_step_end(self, StepLog(loss.detach(), grad_norm))
-        mean_loss = (self._loss_sum / max(1, self._loss_count)).item()
+        totals = torch.stack([self._loss_sum, self._loss_sum.new_tensor(float(self._loss_count))])
+        loss_sum, count = all_reduce_sum(totals).tolist()  # one sync per epoch, all ranks
+        mean_loss = loss_sum / max(1.0, count)
         self._loss_sum.zero_()
         self._loss_count = 0
         if not math.isfinite(mean_loss):
@@ -114,6 +140,22 @@ class Trainer:
                 "set trainer.grad_clip_norm, or check the data for extreme values."
             )
         return {"train/loss": mean_loss}
+
+    def training_step(self, batch: Any) -> torch.Tensor:
+        """Forward and loss; a model torch.compile cannot handle falls back to eager once."""
+        try:
+            with self.precision.autocast():
+                return self.task.training_step(self.net, batch).loss
+        except Exception as exc:
+            if self.net is self.eager_net or not is_compile_error(exc):
+                raise
+            warnings.warn(
+                f"torch.compile failed ({type(exc).__name__}: {exc}); training on in "
+                "eager mode (set trainer.compile=false to skip the attempt).",
+                stacklevel=2,
+            )
+            self.net = self.eager_net
+            return self.training_step(batch)
 
     def optimizer_step(self) -> torch.Tensor | None:
         """Unscale, clip, step and schedule; returns the gradient norm when it was computed."""
@@ -162,18 +204,30 @@ class Trainer:
             "scaler": self.precision.scaler.state_dict(),
             "train_loss": {"sum": self._loss_sum.detach().cpu(), "count": self._loss_count},
             "callbacks": self.callbacks.state_dict(),
-            "rng": rng_state(),
+            "rng": gather_objects(rng_state()),  # one per rank
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.state = LoopState(**state["loop"])
+        if self.state.world_size != self.world.size:
+            self.state.batch_in_epoch = (
+                self.state.batch_in_epoch * self.state.world_size // self.world.size
+            )
+            warnings.warn(
+                f"Resuming a run trained on {self.state.world_size} process(es) on "
+                f"{self.world.size}: the epoch continues at batch {self.state.batch_in_epoch} and "
+                "random streams are reseeded, so the run is no longer bit-identical.",
+                stacklevel=2,
+            )
+            self.state.world_size = self.world.size
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.precision.scaler.load_state_dict(state["scaler"])
         self._loss_sum = state["train_loss"]["sum"].to(self.device)
         self._loss_count = state["train_loss"]["count"]
         self.callbacks.load_state_dict(state["callbacks"])
-        set_rng_state(state["rng"])  # last: nothing after it may draw random numbers
+        if len(state["rng"]) == self.world.size:  # last: nothing after it may draw numbers
+            set_rng_state(state["rng"][self.world.rank])
 
 
 @torch.inference_mode()
@@ -198,8 +252,16 @@ def evaluate(
         loss_sum += out.loss.float() * len(batch)
         count += len(batch)
         task.update_metrics(metrics, out.outputs, batch)
-    values = {"loss": loss_sum / max(1, count), **metrics.compute()}
+    totals = all_reduce_sum(torch.stack([loss_sum, loss_sum.new_tensor(float(count))]))
+    values = {"loss": totals[0] / totals[1].clamp(min=1), **metrics.compute()}  # metrics sync too
     return {f"{prefix}/{name}": as_python(value) for name, value in values.items()}
+
+
+def is_compile_error(exc: Exception) -> bool:
+    """Whether ``exc`` came from torch.compile's tracing or code generation."""
+    import torch._dynamo.exc as dynamo
+
+    return isinstance(exc, (dynamo.TorchDynamoException, dynamo.BackendCompilerFailed))
 
 
 def as_python(value: torch.Tensor | float) -> float | list[Any]:

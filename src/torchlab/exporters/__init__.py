@@ -1,0 +1,114 @@
+"""Export a trained run to TorchScript, ONNX, a torch.export program or a TorchServe archive.
+
+    >>> torchlab.export("runs/digits/2026-11-25T10-00-00", "onnx")
+    PosixPath('runs/digits/2026-11-25T10-00-00/exports/onnx')
+
+Every export is verified against the eager model (see :mod:`torchlab.exporters.verify`) and
+written with a sidecar ``export.json`` (see :mod:`torchlab.exporters.sidecar`). The export
+directory is then usable by ``torchlab predict`` and ``torchlab serve`` without the run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from torchlab.errors import ExportError
+
+FORMATS = ("torchscript", "onnx", "exported-program", "mar")
+
+
+def export(
+    run: Any,
+    format: str = "onnx",
+    *,
+    quantize: str | None = None,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Export a run's best weights, verify parity with the eager model, write the sidecar.
+
+    Args:
+        run: A :class:`~torchlab.run.Run` or a run directory.
+        format: ``torchscript``, ``onnx``, ``exported-program`` or ``mar`` (TorchServe).
+        quantize: ``dynamic-int8`` to quantise Linear/LSTM weights to int8, or None.
+        output: The export directory (default ``<run>/exports/<format>[-int8]``).
+        overwrite: Replace an existing export directory.
+
+    Returns:
+        The export directory: the artefact, ``export.json`` (and ``model.mar`` for mar).
+
+    Raises:
+        ExportError: The format or quantisation is unsupported for this model, or the
+            artefact does not match the eager model within tolerance.
+    """
+    from torchlab.exporters.base import exporter
+    from torchlab.exporters.inputs import input_kind
+    from torchlab.exporters.quantize import QUANTIZE_METHODS
+    from torchlab.exporters.sidecar import SIDECAR, build_sidecar
+    from torchlab.exporters.verify import FLOAT, INT8, verify
+    from torchlab.memory import keep_freed_memory
+    from torchlab.run import Run, write_json
+    from torchlab.tasks import build_task
+
+    keep_freed_memory()
+    run = run if isinstance(run, Run) else Run(run)
+    chosen = exporter(format)
+    if quantize is not None and quantize not in QUANTIZE_METHODS:
+        raise ExportError(
+            f"Unknown quantisation '{quantize}'; use one of: {', '.join(QUANTIZE_METHODS)}."
+        )
+    target = Path(output) if output is not None else default_output(run.dir, format, quantize)
+    if target.exists() and not overwrite:
+        raise ExportError(
+            f"Export directory '{target}' already exists; pass --overwrite or choose --output."
+        )
+    spec, kind = run.spec, input_kind(run.featurizer.kind)
+    model = run.load_model()
+    num_outputs = build_task(run.config.task, spec).num_outputs
+    example = kind.example(spec.input_shape, batch=2)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        artefact = staging / chosen.filename
+        try:
+            details = chosen.save(model, example, kind, artefact, quantize is not None)
+        except ExportError:
+            raise
+        except Exception as exc:
+            raise ExportError(
+                f"Model '{run.config.model.name}' cannot be exported to {format} "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "try another --format."
+            ) from exc
+        tolerance = INT8 if quantize else FLOAT
+        verification = verify(model, chosen.load(artefact), kind, spec.input_shape, tolerance)
+        sidecar = build_sidecar(
+            format_name=format,
+            filename=chosen.filename,
+            quantize=quantize,
+            run=run,
+            kind=kind,
+            details=details,
+            verification=verification,
+            num_outputs=num_outputs,
+        )
+        write_json(staging / SIDECAR, sidecar)
+        if hasattr(chosen, "package"):
+            chosen.package(staging, run.config.name)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return target
+
+
+def default_output(run_dir: Path, format: str, quantize: str | None) -> Path:
+    return run_dir / "exports" / (format + ("-int8" if quantize else ""))
+
+
+__all__ = ["FORMATS", "export"]

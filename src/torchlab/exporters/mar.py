@@ -1,0 +1,64 @@
+"""TorchServe archives (``.mar``): the verified TorchScript model, its sidecar and a handler.
+
+The handler (:mod:`torchlab.exporters.torchserve_handler`) loads the archive's ``export.json``
+and feeds requests through the run's own featurizer, so TorchServe computes what
+``torchlab predict`` does. TorchServe is in limited maintenance upstream (see docs).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from torchlab.errors import ExportError
+from torchlab.exporters import torchserve_handler
+from torchlab.exporters.base import EXPORTERS, Runner
+from torchlab.exporters.inputs import InputKind
+from torchlab.exporters.sidecar import SIDECAR
+from torchlab.exporters.torchscript import TorchScriptExporter
+
+ARCHIVE = "model.mar"
+
+
+@EXPORTERS.register("mar")
+class MarExporter:
+    name: ClassVar[str] = "mar"
+    filename: ClassVar[str] = TorchScriptExporter.filename
+    quantizable: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        self.torchscript = TorchScriptExporter()
+
+    def save(
+        self, model: nn.Module, example: torch.Tensor, kind: InputKind, path: Path, quantize: bool
+    ) -> dict[str, Any]:
+        details = self.torchscript.save(model, example, kind, path, quantize)
+        return {**details, "archive": ARCHIVE, "handler": "torchserve_handler.py"}
+
+    def load(self, path: Path) -> Runner:
+        return self.torchscript.load(path)
+
+    def package(self, directory: Path, name: str) -> Path:
+        """Build ``model.mar`` in ``directory`` from its TorchScript file and sidecar."""
+        command = [
+            sys.executable, "-m", "model_archiver.model_packaging",
+            "--model-name", "model",
+            "--version", "1.0",
+            "--serialized-file", str(directory / self.filename),
+            "--handler", torchserve_handler.__file__,
+            "--extra-files", str(directory / SIDECAR),
+            "--export-path", str(directory),
+            "--force",
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise ExportError(
+                f"torch-model-archiver failed for '{name}': {done.stderr.strip()[-500:]}; "
+                "check that torch-model-archiver is installed (pip install 'torchlab[deploy]')."
+            )
+        return directory / ARCHIVE

@@ -1,0 +1,78 @@
+"""ONNX through the torch.export-based exporter, checked with ``onnx.checker``, run in ONNX Runtime."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from torchlab.errors import ExportError
+from torchlab.exporters.base import EXPORTERS, Runner, quiet_deprecations
+from torchlab.exporters.exported_program import dynamic_shapes
+from torchlab.exporters.inputs import InputKind
+from torchlab.exporters.quantize import check_quantizable, quantize_onnx
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+
+
+@EXPORTERS.register("onnx")
+class OnnxExporter:
+    name: ClassVar[str] = "onnx"
+    filename: ClassVar[str] = "model.onnx"
+    quantizable: ClassVar[bool] = True
+
+    def save(
+        self, model: nn.Module, example: torch.Tensor, kind: InputKind, path: Path, quantize: bool
+    ) -> dict[str, Any]:
+        import onnx
+
+        if quantize:
+            check_quantizable(model)
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / "float.onnx" if quantize else path
+            with quiet_deprecations():
+                torch.onnx.export(
+                    model,
+                    (example,),
+                    target,
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamic_shapes=dynamic_shapes(kind, example),
+                    external_data=False,
+                    verbose=False,
+                    dynamo=True,
+                )
+            if quantize:
+                quantize_onnx(target, path)
+        proto = onnx.load(str(path))
+        try:
+            onnx.checker.check_model(proto, full_check=True)
+        except onnx.checker.ValidationError as exc:
+            raise ExportError(f"The ONNX graph in '{path}' fails onnx.checker: {exc}") from None
+        return {
+            "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+            "input_name": INPUT_NAME,
+            "output_name": OUTPUT_NAME,
+        }
+
+    def load(self, path: Path, threads: int | None = None) -> Runner:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        # Idle intra-op threads would otherwise spin for a while after every call, taking the
+        # CPU that a server's event loop (or the next request's preprocessing) needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+        def run(inputs: torch.Tensor) -> torch.Tensor:
+            array = inputs.detach().cpu().contiguous().numpy()
+            return torch.from_numpy(session.run(None, {INPUT_NAME: array})[0])
+
+        run.session = session  # type: ignore[attr-defined]
+        return run

@@ -1,0 +1,103 @@
+"""The sidecar JSON written beside every artefact: all a user needs to run it elsewhere.
+
+``export.json`` holds the input schema, the preprocessing (the run's featurizer: image size
+and normalisation, or column scalers, fills and categories), class or target names, how
+outputs become predictions, the verification result and library versions.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from torchlab.errors import ExportError
+
+SIDECAR = "export.json"
+STEPS = {
+    "image": "decode; convert to 1 channel (L) or 3 (RGB) as 'channels' says; scale pixels to "
+    "[0, 1]; resize to 'size' (bilinear, antialiased); subtract 'mean', divide by 'std'; "
+    "layout (N, C, H, W) float32",
+    "tabular": "per column in order: numeric -> blank filled with 'fill', then (x - mean) / std; "
+    "categorical -> blank filled with 'fill', one-hot over 'categories' (unseen -> zeros); "
+    "features concatenated in column order, float32",
+}
+SCHEMA_VERSION = 1
+
+
+def versions(format_name: str) -> dict[str, str]:
+    import torch
+
+    from torchlab import __version__
+
+    found = {
+        "torchlab": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    modules = {"onnx": ["onnx", "onnxruntime"], "mar": ["model_archiver"]}.get(format_name, [])
+    for module in modules:
+        try:
+            found[module] = __import__(module).__version__
+        except (ImportError, AttributeError):
+            continue
+    return found
+
+
+def build_sidecar(
+    *,
+    format_name: str,
+    filename: str,
+    quantize: str | None,
+    run: Any,
+    kind: Any,
+    details: dict[str, Any],
+    verification: dict[str, Any],
+    num_outputs: int,
+) -> dict[str, Any]:
+    spec = run.spec
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "format": format_name,
+        "file": filename,
+        "quantize": quantize,
+        "source_run": str(run.dir),
+        "recipe": run.config.name,
+        "model": run.config.model.model_dump(mode="json"),
+        "task": run.config.task.model_dump(mode="json"),
+        "spec": asdict(spec),
+        "input": kind.to_dict(spec.input_shape),
+        "output": {
+            "shape": ["batch", num_outputs],
+            "meaning": f"raw model outputs; task '{run.config.task.name}' turns them into "
+            "predictions (softmax/sigmoid for classification, target units for regression)",
+        },
+        "class_names": list(spec.class_names),
+        "target_names": list(spec.target_names),
+        "preprocessing": run.featurizer.to_dict(),
+        "preprocessing_steps": STEPS.get(kind.name, "see the featurizer named in preprocessing"),
+        "format_details": details,
+        "verification": verification,
+        "versions": versions(format_name),
+    }
+
+
+def read_sidecar(directory: Path) -> dict[str, Any]:
+    path = directory / SIDECAR
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ExportError(
+            f"'{directory}' is not a torchlab export directory (no {SIDECAR}); "
+            "create one with: torchlab export RUN_DIR --format onnx"
+        ) from None
+    except ValueError:
+        raise ExportError(f"'{path}' is not valid JSON; export the run again.") from None
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ExportError(
+            f"'{path}' has schema version {data.get('schema_version')}, this torchlab reads "
+            f"{SCHEMA_VERSION}; export the run again with this version."
+        )
+    return data

@@ -1,0 +1,184 @@
+"""``report.html`` (one self-contained page, images embedded) and ``MODEL_CARD.md`` of a run.
+
+:func:`write_reports` is called by :func:`torchlab.api.fit` once ``summary.json`` exists;
+:func:`report` rebuilds both for an existing run directory (it re-runs the test split).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import warnings
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from torchlab.report.analysis import Analysis, analyse, class_balance, image_grid, predictions
+
+DESCRIPTIONS = {"cnn": "A convolutional network", "mlp": "A multilayer perceptron"}
+
+
+@cache
+def environment_for_templates() -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("torchlab", "report/templates"),
+        autoescape=jinja2.select_autoescape(["html", "html.j2"]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def write_run_reports(run: Any, parts: Any, data: dict[str, Any]) -> None:
+    """What training calls: a report that cannot be written warns, never fails a trained run."""
+    try:
+        write_reports(run, parts, data)
+    except Exception as exc:
+        warnings.warn(
+            f"The report of '{run.dir}' could not be written ({type(exc).__name__}: {exc}); "
+            f"the run itself is complete. Rebuild it with "
+            f"torchlab.report.html.report('{run.dir}').",
+            stacklevel=2,
+        )
+
+
+def write_reports(run: Any, parts: Any, data: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``report.html`` and ``MODEL_CARD.md`` into the run directory; returns both paths.
+
+    Args:
+        run: The :class:`~torchlab.run.Run` (its ``summary.json`` already written).
+        parts: The built model, task, data bundle and device (best weights loaded).
+        data: The run's loaders by split name.
+    """
+    analysis = Analysis()
+    if "test" in data:
+        pred = predictions(parts.model, parts.task, data["test"], parts.device)
+        try:
+            analysis = analyse(pred, parts.bundle.spec)
+        except ValueError as exc:  # e.g. NaN predictions: report the rest, say why this is missing
+            note = f"The test predictions could not be analysed: {exc}"
+            warnings.warn(note, stacklevel=2)
+            analysis = Analysis(note=note)
+    context = _context(run, parts.bundle, analysis)
+    templates = environment_for_templates()
+    html = run.dir / "report.html"
+    html.write_text(templates.get_template("report.html.j2").render(**context))
+    card = run.dir / "MODEL_CARD.md"
+    card.write_text(templates.get_template("MODEL_CARD.md.j2").render(**context))
+    return html, card
+
+
+def report(run_dir: str | Path) -> Path:
+    """Rebuild ``report.html`` and ``MODEL_CARD.md`` of a completed run; returns the HTML path."""
+    from torchlab import api
+    from torchlab.run import Run
+    from torchlab.training.checkpoint import load_into, load_weights
+
+    run = Run(run_dir)
+    run.summary  # noqa: B018 - raises a clear error for a run that did not complete
+    parts = api.build(run.config)
+    weights = run.dir / "model.safetensors"
+    load_into(parts.model, load_weights(weights), weights)
+    return write_reports(run, parts, api.loaders(parts))[0]
+
+
+def _context(run: Any, bundle: Any, analysis: Analysis) -> dict[str, Any]:
+    from torchlab import __version__
+
+    summary = run.summary
+    spec = bundle.spec
+    config = run.config
+    results, baseline, verdict = results_table(summary)
+    curves = [
+        (title, data_uri(path.read_bytes()))
+        for title, path in (
+            (
+                "Loss, validation metrics and learning rate per epoch",
+                run.dir / "learning_curves.png",
+            ),
+            ("Learning-rate range test (optim.lr: auto)", run.dir / "lr_finder.png"),
+        )
+        if path.is_file()
+    ]
+    data_figures = []
+    classes = list(spec.class_names)
+    balance = class_balance(bundle.summary, classes)
+    if balance is not None:
+        data_figures.append(("Class balance per split", data_uri(balance)))
+    inputs = getattr(bundle.train, "inputs", None)
+    if inputs is not None and inputs.ndim == 4 and len(inputs):
+        data_figures.append(
+            ("Training samples", data_uri(image_grid(inputs, bundle.train.target, classes)))
+        )
+    facts = {k: v for k, v in bundle.summary.items() if k not in ("sizes", "class_counts")}
+    info = json.loads((run.dir / "run.json").read_text())
+    env_path = run.dir / "environment.json"
+    rows = analysis.tables.get("per-class metrics", [])
+    worst = min(rows, key=lambda r: r["f1"]) if rows else None
+    total = sum(bundle.summary.get("sizes", {}).values()) or "?"
+    return {
+        "name": config.name,
+        "run_dir": str(run.dir),
+        "status": "completed",
+        "created": info.get("created", ""),
+        "summary": summary,
+        "results": results,
+        "baseline": baseline,
+        "verdict": verdict,
+        "curves": curves,
+        "analysis": analysis,
+        "analysis_figures": [(t, data_uri(b)) for t, b in analysis.figures.items()],
+        "data": bundle.summary,
+        "data_figures": data_figures,
+        "data_facts": json.dumps(facts, indent=2) if facts else "",
+        "spec": spec,
+        "config": config,
+        "config_yaml": config.to_yaml(),
+        "environment": json.loads(env_path.read_text()) if env_path.is_file() else {},
+        "version": __version__,
+        "model_desc": DESCRIPTIONS.get(config.model.name, f"A `{config.model.name}` model"),
+        "task_desc": config.task.name,
+        "target_desc": _target_desc(spec),
+        "input_desc": f"inputs of shape {tuple(spec.input_shape)}",
+        "total": total,
+        "worst": f"{worst['class']} (F1 {worst['f1']:.3f})" if worst else "",
+    }
+
+
+def _target_desc(spec: Any) -> str:
+    if spec.target_kind == "continuous":
+        return ", ".join(spec.target_names) or "a continuous target"
+    return f"one of {len(spec.class_names)} classes" if spec.class_names else "the target"
+
+
+def results_table(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], dict | None, str]:
+    """Rows of scalar test metrics beside the baseline's, and a one-line verdict."""
+    from torchlab.tasks.classification import _HIGHER
+
+    baseline = summary.get("baseline") or None
+    rows = []
+    for key, value in summary["test"].items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        other = baseline.get(key) if baseline else None
+        higher = key.rpartition("/")[2] in _HIGHER or key.endswith("/r2")
+        verdict = ""
+        if other is not None and math.isfinite(value) and value != other:
+            verdict = "better" if (value > other) == higher else "worse"
+        rows.append({"metric": key, "value": value, "baseline": other, "verdict": verdict})
+    compared = [r for r in rows if r["verdict"]]
+    wins = sum(r["verdict"] == "better" for r in compared)
+    text = ""
+    if baseline:
+        text = (
+            f"torchlab beats the {baseline['name']} baseline on {wins} of {len(compared)} shared metrics."
+            if compared
+            else f"The {baseline['name']} baseline shares no differing metric with the model."
+        )
+    return rows, baseline, text

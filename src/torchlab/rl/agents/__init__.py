@@ -1,0 +1,1 @@
+"""One agent per file, maths only; shared pieces live in :mod:`torchlab.rl.common`."""

@@ -1,0 +1,96 @@
+"""Advantage actor-critic, the synchronous variant of A3C (Mnih et al. 2016,
+https://arxiv.org/abs/1602.01783): short rollouts of many copies, one update each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from torchlab.registry import AGENTS
+from torchlab.rl.common.agent import Agent, EnvSpec, Iteration
+from torchlab.rl.common.buffers import RolloutBuffer
+from torchlab.rl.common.policies import ActorCritic, collect_rollout
+
+
+class A2C(Agent):
+    def __init__(self, spec: EnvSpec, **hp: Any) -> None:
+        super().__init__(spec)
+        self.hp = hp
+        self.net = ActorCritic(
+            spec.observation_space, spec.action_space, hp["hidden"], hp["activation"], "a2c"
+        ).to(self.device)
+        # RMSprop with these settings, as in the A3C paper and SB3.
+        self.optimizer = torch.optim.RMSprop(
+            self.net.parameters(), lr=hp["lr"], alpha=0.99, eps=1e-5
+        )
+        self.buffer = RolloutBuffer(
+            hp["n_steps"],
+            spec.num_envs,
+            spec.observation_space.shape,
+            spec.action_space.shape,
+            self.device,
+        )
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        return self.net(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+
+    def learn(self, env: Any, obs: np.ndarray, progress: float) -> Iteration:
+        hp = self.hp
+        obs = collect_rollout(env, obs, self.net, self.buffer, self.device)
+        self.buffer.compute(hp["gamma"], hp["gae_lambda"])
+        (batch,) = self.buffer.minibatches(hp["n_steps"] * self.spec.num_envs)
+        dist = self.net.dist(batch.obs)
+        # grad J = E[grad log pi(a|s) * A(s, a)]; the critic regresses the n-step return.
+        policy_loss = -(self.net.log_prob(dist, batch.actions) * batch.advantages).mean()
+        value_loss = ((self.net.value(batch.obs) - batch.returns) ** 2).mean()
+        entropy = self.net.entropy(dist).mean()
+        loss = policy_loss + hp["vf_coef"] * value_loss - hp["ent_coef"] * entropy
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.parameters(), hp["max_grad_norm"])
+        self.optimizer.step()
+        logs = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy}
+        return Iteration(
+            obs, hp["n_steps"] * self.spec.num_envs, {k: v.detach() for k, v in logs.items()}
+        )
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def policy(self) -> nn.Module:
+        return self.net
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"net": self.optimizer}
+
+
+@AGENTS.register("a2c")
+def a2c(
+    spec: EnvSpec,
+    /,
+    *,
+    lr: float = 7e-4,
+    n_steps: int = 5,
+    gamma: float = 0.99,
+    gae_lambda: float = 1.0,
+    ent_coef: float = 0.0,
+    vf_coef: float = 0.5,
+    max_grad_norm: float = 0.5,
+    hidden: tuple[int, ...] = (64, 64),
+    activation: str = "tanh",
+) -> Agent:
+    """A2C for Discrete or Box actions.
+
+    Args:
+        lr: RMSprop learning rate.
+        n_steps: Steps per copy before each update (the n of the n-step return).
+        gae_lambda: 1 gives the plain n-step advantage of the paper.
+        ent_coef: Weight of the entropy bonus.
+        vf_coef: Weight of the value loss.
+        max_grad_norm: Gradient norm clipping.
+    """
+    return A2C(spec, **{k: v for k, v in locals().items() if k != "spec"})

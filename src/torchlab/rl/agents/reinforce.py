@@ -1,0 +1,102 @@
+"""REINFORCE with a learned baseline (Williams 1992, https://doi.org/10.1007/BF00992696;
+Sutton & Barto 2018, section 13.4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from torchlab.registry import AGENTS
+from torchlab.rl.common.agent import Agent, EnvSpec, Iteration
+from torchlab.rl.common.buffers import RolloutBuffer
+from torchlab.rl.common.policies import ActorCritic, collect_rollout
+
+
+class Reinforce(Agent):
+    def __init__(self, spec: EnvSpec, **hp: Any) -> None:
+        super().__init__(spec)
+        self.hp = hp
+        self.net = ActorCritic(
+            spec.observation_space, spec.action_space, hp["hidden"], hp["activation"], "reinforce"
+        ).to(self.device)
+        self.policy_optimizer = torch.optim.Adam(self.net.actor.parameters(), lr=hp["lr"])
+        self.baseline_optimizer = torch.optim.Adam(
+            self.net.critic.parameters(), lr=hp["baseline_lr"]
+        )
+        self.buffer = RolloutBuffer(
+            hp["n_steps"],
+            spec.num_envs,
+            spec.observation_space.shape,
+            spec.action_space.shape,
+            self.device,
+        )
+        if self.net.log_std.numel():
+            self.policy_optimizer.add_param_group({"params": [self.net.log_std]})
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        return self.net(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+
+    def learn(self, env: Any, obs: np.ndarray, progress: float) -> Iteration:
+        hp = self.hp
+        obs = collect_rollout(env, obs, self.net, self.buffer, self.device)
+        # Monte-Carlo returns G_t (GAE with lambda = 1). An episode still running when the
+        # batch ends, or cut by a time limit, is completed by the baseline's estimate.
+        self.buffer.compute(hp["gamma"], 1.0)
+        (batch,) = self.buffer.minibatches(hp["n_steps"] * self.spec.num_envs)
+        advantages = batch.returns - batch.old_values  # G_t - b(s_t)
+        if hp["normalize_advantage"] and len(advantages) > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        dist = self.net.dist(batch.obs)
+        # grad J = E[sum_t grad log pi(a_t|s_t) * (G_t - b(s_t))]
+        policy_loss = -(self.net.log_prob(dist, batch.actions) * advantages).mean()
+        policy_loss = policy_loss - hp["ent_coef"] * self.net.entropy(dist).mean()
+        self.policy_optimizer.zero_grad(set_to_none=True)
+        policy_loss.backward()
+        self.policy_optimizer.step()
+        for _ in range(hp["baseline_steps"]):  # fit b(s) to the returns
+            baseline_loss = ((self.net.value(batch.obs) - batch.returns) ** 2).mean()
+            self.baseline_optimizer.zero_grad(set_to_none=True)
+            baseline_loss.backward()
+            self.baseline_optimizer.step()
+        logs = {"policy_loss": policy_loss.detach(), "baseline_loss": baseline_loss.detach()}
+        return Iteration(obs, hp["n_steps"] * self.spec.num_envs, logs)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def policy(self) -> nn.Module:
+        return self.net
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"policy": self.policy_optimizer, "baseline": self.baseline_optimizer}
+
+
+@AGENTS.register("reinforce")
+def reinforce(
+    spec: EnvSpec,
+    /,
+    *,
+    lr: float = 1e-3,
+    baseline_lr: float = 1e-3,
+    baseline_steps: int = 5,
+    n_steps: int = 500,
+    gamma: float = 0.99,
+    normalize_advantage: bool = True,
+    ent_coef: float = 0.0,
+    hidden: tuple[int, ...] = (64, 64),
+    activation: str = "tanh",
+) -> Agent:
+    """REINFORCE: one policy-gradient step per batch of ``n_steps * num_envs`` steps.
+
+    Args:
+        lr: Adam learning rate of the policy.
+        baseline_lr: Adam learning rate of the value baseline.
+        baseline_steps: Regression steps of the baseline per batch.
+        n_steps: Steps per copy in each batch (make it at least an episode long).
+        normalize_advantage: Standardise ``G_t - b(s_t)`` within the batch.
+    """
+    return Reinforce(spec, **{k: v for k, v in locals().items() if k != "spec"})

@@ -1,0 +1,321 @@
+"""``train`` and ``evaluate`` for RL configs; :mod:`torchlab.api` hands them over here.
+
+A run directory of an RL run::
+
+  config.yaml  run.json  environment.json
+  metrics.jsonl       one line per log_every steps (train/return, losses) and per evaluation
+  tensorboard/        the same as event files, plus time/fps
+  checkpoints/        resumable checkpoints (weights, optimizers, replay buffer, RNG, ...)
+  model.safetensors   every network at the best periodic evaluation
+  evaluation.gif      one deterministic episode of the best weights (if the env renders)
+  learning_curve.png  evaluation and training return against environment steps
+  summary.json        evaluation of the best weights on fresh seeds, beside a random policy
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from torchlab.errors import ConfigError, RunError
+from torchlab.rl.config import RLConfig
+
+FINAL_SEED = 2_000_000  # final evaluation and `torchlab evaluate` use seed + FINAL_SEED + i
+OBS_STATS = "obs_normalization.json"  # statistics that go with model.safetensors
+RESUMABLE = {"trainer.total_steps", "trainer.progress", "trainer.device", "trainer.threads"}
+
+
+def restores_threads(verb: Callable[..., Any]) -> Callable[..., Any]:
+    """Give torch's thread count back after a verb (``trainer.threads`` sets it for the run)."""
+
+    @functools.wraps(verb)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            return verb(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return wrapper
+
+
+def build(config: RLConfig) -> tuple[Any, Any]:
+    """Seed everything, then the vector env and the agent, in a fixed order."""
+    import torch
+
+    from torchlab.registry import AGENTS
+    from torchlab.rl.common.agent import EnvSpec
+    from torchlab.rl.common.env import make_vec_env
+    from torchlab.training.precision import resolve_device
+    from torchlab.training.state import seed_everything
+
+    if config.trainer.threads is not None:
+        torch.set_num_threads(config.trainer.threads)
+    seed_everything(config.seed)
+    device = resolve_device(config.trainer.device)
+    env = make_vec_env(config.env)
+    spec = EnvSpec(
+        env.single_observation_space,
+        env.single_action_space,
+        config.env.num_envs,
+        config.trainer.total_steps,
+        config.seed,
+        device,
+    )
+    env.single_action_space.seed(config.seed)
+    agent = AGENTS.build(config.agent, "agent", spec)
+    return env, agent
+
+
+def is_rl_source(recipe: str | Path | None, resume: str | Path | None) -> bool:
+    """Whether a recipe (or the run being resumed) is an RL config (has ``agent:``)."""
+    import yaml
+
+    from torchlab.config import read_recipe
+    from torchlab.rl.config import is_rl
+
+    if resume is not None:
+        path = Path(resume) / "config.yaml"
+        return path.is_file() and is_rl(yaml.safe_load(path.read_text()))
+    return recipe is not None and is_rl(read_recipe(recipe))
+
+
+@restores_threads
+def train(
+    recipe: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] = (),
+    *,
+    resume: str | Path | None = None,
+    output_dir: str | Path | None = None,
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """Train an RL recipe (or resume an RL run) and return its completed run."""
+    from torchlab.config import load_config
+    from torchlab.run import Run, create_run_dir, environment, write_json
+    from torchlab.training.checkpoint import latest_checkpoint, load_checkpoint
+
+    if resume is not None:
+        run = Run(resume)
+        config = resumed_config(run, recipe, overrides)
+    else:
+        config = load_config(recipe, overrides)
+        run = None
+    env, agent = build(config)
+    if run is None:
+        path = create_run_dir(config, output_dir)  # type: ignore[arg-type]
+        (path / "config.yaml").write_text(config.to_yaml())
+        run = Run(path)
+        run.set_status("running", created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        write_json(
+            run.dir / "environment.json",
+            {**environment(agent.device, config.seed), "env": config.env.id},
+        )
+    (run.dir / "config.yaml").write_text(config.to_yaml())
+    run.__dict__.pop("config", None)
+    from torchlab.rl.loop import Loop
+
+    loop = Loop(config, agent, env, run.dir, list(callbacks))
+    try:
+        latest = latest_checkpoint(run.dir / "checkpoints") if resume is not None else None
+        if latest is not None:
+            checkpoint = load_checkpoint(latest)
+            agent.load_weights(checkpoint.weights)
+            loop.load_state_dict(checkpoint.state)
+        if resume is not None:
+            run.set_status("running", resumed_from=str(latest) if latest else None)
+            if latest is None:  # killed before the first checkpoint: start over cleanly
+                (run.dir / "metrics.jsonl").unlink(missing_ok=True)
+        loop.fit()
+        finish(run, config, loop)
+    except BaseException as exc:
+        if (
+            resume is None
+            and isinstance(exc, ConfigError)
+            and not (run.dir / "checkpoints").exists()
+        ):
+            shutil.rmtree(run.dir)
+        else:
+            run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        env.close()
+    return run
+
+
+def finish(run: Any, config: RLConfig, loop: Any) -> None:
+    """Evaluate the best weights on fresh seeds, record a GIF, plot, write the summary."""
+    from torchlab.rl.common.evaluation import evaluate_policy, record_gif
+    from torchlab.run import write_json
+    from torchlab.training.checkpoint import load_weights
+
+    loop.agent.load_weights(load_weights(run.dir / "model.safetensors"))
+    seed = config.seed + FINAL_SEED
+    normalize = best_normalizer(run.dir, loop.env)
+    result = evaluate_policy(
+        loop.agent.act, config.env, config.trainer.eval_episodes, seed, normalize
+    )
+    gif = None
+    if config.trainer.record_gif:
+        gif = record_gif(loop.agent.act, config.env, run.dir / "evaluation.gif", seed, normalize)
+    learning_curve(run.history, run.dir / "learning_curve.png")
+    state = loop.state
+    summary = {
+        "recipe": config.name,
+        "kind": "rl",
+        "env": config.env.id,
+        "agent": config.agent.name,
+        "eval": {
+            "return_mean": result.mean,
+            "return_std": result.std,
+            "episodes": len(result.returns),
+        },
+        "baseline": {"name": "random policy", **random_policy(config, seed)},
+        "steps": state.steps,
+        "episodes": state.episodes,
+        "best_step": state.best_step,
+        "best_eval_return": state.best_return,
+        "solved_step": state.solved_step,
+        "solved_seconds": state.solved_seconds,
+        "train_seconds": round(state.seconds, 3),
+        "gif": gif.name if gif else None,
+        "parameters": sum(p.numel() for p in loop.agent.policy().parameters()),
+    }
+    write_json(run.dir / "summary.json", summary)
+    run.set_status("completed")
+
+
+def random_policy(config: RLConfig, seed: int) -> dict[str, float]:
+    """Mean and std of return of uniformly random actions: the classical baseline."""
+    import numpy as np
+
+    from torchlab.rl.common.env import make_env
+    from torchlab.rl.common.evaluation import evaluate_policy
+
+    space = make_env(config.env.id, **config.env.kwargs).action_space
+    space.seed(seed)
+    result = evaluate_policy(
+        lambda obs: np.asarray([space.sample()]), config.env, config.trainer.eval_episodes, seed
+    )
+    return {"return_mean": result.mean, "return_std": result.std}
+
+
+def learning_curve(history: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key in ("train/return", "eval/return"):
+        points = [(r["step"], r[key]) for r in history if key in r]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", markersize=2, label=key)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("return")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def resumed_config(run: Any, recipe: Any, overrides: Any) -> RLConfig:
+    """The saved config; only the step budget, progress and device may change."""
+    from torchlab.api import _flatten
+    from torchlab.config import load_config, parse_override, set_dotted, validate
+
+    saved = run.config
+    if recipe is not None:
+        wanted = load_config(recipe, overrides)
+    else:
+        raw = saved.model_dump(mode="json")
+        items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+        for key, value in items:
+            set_dotted(raw, key, value)
+        wanted = validate(raw)
+    if not isinstance(wanted, RLConfig):
+        raise ConfigError(f"Run '{run.dir}' is an RL run; resume it with an RL config.")
+    changed = sorted(set(_flatten(saved.model_dump())) ^ set(_flatten(wanted.model_dump())))
+    changed = sorted({key for key, _ in changed} - RESUMABLE)
+    if changed:
+        raise ConfigError(
+            f"Cannot resume '{run.dir}' with a different config (changed: {', '.join(changed)}); "
+            f"only {', '.join(sorted(RESUMABLE))} may change. Start a new run instead."
+        )
+    if run.status == "completed" and wanted.trainer.total_steps <= saved.trainer.total_steps:
+        raise RunError(
+            f"Run '{run.dir}' already completed {saved.trainer.total_steps} steps; "
+            "raise trainer.total_steps to train it further."
+        )
+    return wanted
+
+
+@restores_threads
+def evaluate(run: Any, episodes: int | None = None) -> dict[str, Any]:
+    """Mean and std of return of a run's best weights over ``episodes`` deterministic episodes."""
+    from torchlab.rl.common.evaluation import evaluate_policy
+    from torchlab.training.checkpoint import load_weights
+
+    config: RLConfig = run.config
+    episodes = episodes or config.trainer.eval_episodes
+    if episodes <= 0:
+        raise ConfigError(f"--episodes must be a positive integer; received {episodes}.")
+    env, agent = build(config)
+    try:
+        agent.load_weights(load_weights(run.dir / "model.safetensors"))
+        normalize = best_normalizer(run.dir, env)
+        result = evaluate_policy(
+            agent.act, config.env, episodes, config.seed + FINAL_SEED, normalize
+        )
+    finally:
+        env.close()
+    return {
+        "eval/return_mean": result.mean,
+        "eval/return_std": result.std,
+        "eval/episodes": len(result.returns),
+        "eval/length_mean": float(sum(result.lengths) / len(result.lengths)),
+    }
+
+
+def best_normalizer(run_dir: Path, env: Any) -> Any:
+    """The observation normalisation in force when the best weights were saved, if any."""
+    from torchlab.rl.common.env import NormalizeObservation, find
+    from torchlab.run import read_json
+
+    norm = find(env, NormalizeObservation)
+    if norm is None:
+        return None
+    path = run_dir / OBS_STATS
+    if path.is_file():
+        norm.load_state_dict(read_json(path))
+    return norm.normalize
+
+
+@restores_threads
+def load_policy(run: Any) -> tuple[Any, Any]:
+    """The run's deterministic policy (best weights, eval mode, CPU) and an example input.
+
+    The hook for ``torchlab export``: trace or export ``policy(example)``; it maps a batch
+    of (already normalised, see ``obs_normalization.json``) observations to actions.
+    """
+    import torch
+
+    from torchlab.training.checkpoint import load_weights
+
+    config: RLConfig = run.config
+    env, agent = build(
+        config.model_copy(update={"trainer": config.trainer.model_copy(update={"device": "cpu"})})
+    )
+    try:
+        agent.load_weights(load_weights(run.dir / "model.safetensors"))
+        obs, _ = env.reset(seed=config.seed)
+    finally:
+        env.close()
+    return agent.policy().eval(), torch.as_tensor(obs[:1])

@@ -1,0 +1,1 @@
+"""What every agent shares: environments, buffers, networks, GAE, schedules, evaluation."""

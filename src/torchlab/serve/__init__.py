@@ -1,0 +1,64 @@
+"""Serve a run or an export over HTTP: FastAPI + uvicorn with dynamic batching.
+
+    torchlab serve runs/digits/2026-11-25T10-00-00 --port 8000
+    torchlab serve runs/digits/2026-11-25T10-00-00/exports/onnx
+
+Binds 127.0.0.1 unless told otherwise; see :class:`~torchlab.serve.app.ServeSettings` for
+batching, limits and the optional API key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import warnings
+from pathlib import Path
+
+from torchlab.serve.app import ServeSettings, create_app
+
+LOOPBACK = "127.0.0.1"
+
+
+def serve(
+    path: str | Path,
+    *,
+    host: str = LOOPBACK,
+    port: int = 8000,
+    settings: ServeSettings | None = None,
+    log_level: str = "info",
+    access_log: bool = False,
+) -> None:
+    """Load a run or export directory once, then answer HTTP requests until interrupted."""
+    import uvicorn
+
+    from torchlab.exporters.runtime import load_predictor
+    from torchlab.memory import keep_freed_memory
+
+    keep_freed_memory()
+    settings = settings or ServeSettings()
+    if not is_loopback(host) and settings.api_key is None:
+        warnings.warn(
+            f"Serving on {host} without an API key: anyone who reaches this address can use "
+            "the model. Pass --api-key (or TORCHLAB_API_KEY) to require one.",
+            stacklevel=2,
+        )
+    app = create_app(load_predictor(path), settings)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,  # one log line per request costs throughput; /metrics counts them
+        timeout_keep_alive=5,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+__all__ = ["ServeSettings", "create_app", "serve"]

@@ -1,0 +1,150 @@
+"""Dynamic batching: concurrent requests are run through the model together.
+
+Each request's rows wait in a bounded queue; one worker takes requests until the batch
+holds ``max_batch`` rows or ``max_wait`` has passed since the first, runs the model once in
+a worker thread (the event loop keeps accepting requests meanwhile) and hands each caller
+its own slice of the outputs. A full queue refuses at once (503); a caller that gives up
+(timeout, 504) is skipped; a model error fails only the requests of that batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import torch
+
+from torchlab.serve.metrics import Metrics
+
+
+class QueueFull(Exception):
+    """The request queue is full; the caller should retry later (503)."""
+
+
+class ModelFailed(Exception):
+    """The model raised on the batch this request was part of (500)."""
+
+
+@dataclass
+class _Pending:
+    inputs: torch.Tensor
+    future: asyncio.Future[torch.Tensor] = field(repr=False)
+
+
+class DynamicBatcher:
+    """Queue requests and run them through ``model`` in batches.
+
+    Args:
+        model: Model inputs ``(B, ...)`` -> outputs ``(B, K)``; called in a worker thread.
+        max_batch: Most rows per model call (1 turns batching off).
+        max_wait: Seconds the first request of a batch waits for others.
+        queue_size: Most requests waiting; more are refused with :class:`QueueFull`.
+        metrics: Where batch sizes and queue depth are recorded.
+    """
+
+    def __init__(
+        self,
+        model: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        max_batch: int = 32,
+        max_wait: float = 0.005,
+        queue_size: int = 1024,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.model, self.max_batch, self.max_wait = model, max_batch, max_wait
+        self.metrics = metrics or Metrics()
+        self.queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=queue_size)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchlab-model")
+        self._worker: asyncio.Task[None] | None = None
+        self._held: _Pending | None = None
+
+    async def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        self.executor.shutdown(wait=True)
+
+    async def submit(self, inputs: torch.Tensor, timeout: float | None = None) -> torch.Tensor:
+        """The model's outputs for ``inputs`` (rows of one request).
+
+        Raises:
+            QueueFull: Too many requests are waiting.
+            TimeoutError: No answer within ``timeout`` seconds (other requests go on).
+            ModelFailed: The model raised on this request's batch.
+        """
+        future: asyncio.Future[torch.Tensor] = asyncio.get_running_loop().create_future()
+        try:
+            self.queue.put_nowait(_Pending(inputs, future))
+        except asyncio.QueueFull:
+            raise QueueFull from None
+        self.metrics.queue_depth = self.queue.qsize()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            future.cancel()  # the worker skips it if it has not run yet
+            raise
+
+    async def _next(self, timeout: float | None) -> _Pending | None:
+        if self._held is not None:
+            item, self._held = self._held, None
+            return item
+        if timeout is None:
+            return await self.queue.get()
+        try:  # a request already waiting needs no timer (the common case under load)
+            return self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            if timeout <= 0:
+                return None
+        try:
+            return await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch: list[_Pending] = []
+            rows = 0
+            first = await self._next(None)
+            deadline = loop.time() + self.max_wait
+            item: _Pending | None = first
+            while item is not None:
+                if not item.future.done():  # a caller that timed out is skipped
+                    if batch and rows + len(item.inputs) > self.max_batch:
+                        self._held = item  # starts the next batch
+                        break
+                    batch.append(item)
+                    rows += len(item.inputs)
+                if rows >= self.max_batch:
+                    break
+                item = await self._next(max(0.0, deadline - loop.time()))
+            self.metrics.queue_depth = self.queue.qsize()
+            if batch:
+                await self._execute(batch, rows)
+
+    async def _execute(self, batch: list[_Pending], rows: int) -> None:
+        self.metrics.batch(rows)
+        inputs = torch.cat([item.inputs for item in batch])
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.model, inputs
+            )
+        except Exception as exc:  # fails this batch only, the server goes on
+            message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(ModelFailed(message))
+            return
+        start = 0
+        for item in batch:
+            end = start + len(item.inputs)
+            if not item.future.done():
+                item.future.set_result(outputs[start:end])
+            start = end

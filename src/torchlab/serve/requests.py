@@ -1,0 +1,98 @@
+"""Request bodies per input kind: a pydantic model (so the OpenAPI schema is exact) and how
+a validated body becomes model inputs. A new input kind (text, series) registers its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import pydantic
+import torch
+from pydantic import ConfigDict, Field
+
+from torchlab.errors import DataError
+from torchlab.registry import Registry
+
+REQUEST_KINDS = Registry("request kind", ["torchlab.serve.requests"])
+
+
+class BadRequest(Exception):
+    """A request that is well-formed JSON but wrong (400), naming the field."""
+
+
+@dataclass(frozen=True)
+class RequestKind:
+    """How one input kind is posted to ``/predict``.
+
+    Attributes:
+        model: The pydantic model of the JSON body (shown in the OpenAPI schema).
+        decode: Validated body -> model inputs ``(B, ...)``.
+    """
+
+    model: type[pydantic.BaseModel]
+    decode: Callable[[Any], torch.Tensor]
+
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+@REQUEST_KINDS.register("tabular")
+def tabular(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
+    """``{"rows": [{column: value}, ...]}``: every trained column, null for a blank."""
+    fields: dict[str, Any] = {}
+    for i, column in enumerate(predictor.featurizer.columns):
+        kind = Finite | None if column.kind == "numeric" else str | Finite | None
+        fields[f"c{i}"] = (kind, Field(..., alias=column.name))
+    row = pydantic.create_model(
+        "Row", __config__=ConfigDict(extra="forbid", populate_by_name=False), **fields
+    )
+    body = pydantic.create_model(
+        "TabularRequest",
+        __config__=ConfigDict(extra="forbid"),
+        rows=(list[row], Field(..., min_length=1, max_length=max_rows)),  # type: ignore[valid-type]
+    )
+
+    def decode(request: Any) -> torch.Tensor:
+        return predictor.rows_to_inputs([r.model_dump(by_alias=True) for r in request.rows])
+
+    return RequestKind(body, decode)
+
+
+@REQUEST_KINDS.register("image")
+def image(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
+    """``{"images": ["<base64 PNG/JPEG>", ...]}``."""
+    body = pydantic.create_model(
+        "ImageRequest",
+        __config__=ConfigDict(extra="forbid"),
+        images=(list[str], Field(..., min_length=1, max_length=max_rows)),
+    )
+
+    def decode(request: Any) -> torch.Tensor:
+        images = [b64(i, text) for i, text in enumerate(request.images)]
+        try:
+            return predictor.images_to_inputs(images, max_pixels=max_pixels)
+        except DataError as exc:
+            raise DataError(f"Field 'images': {exc}") from None
+
+    return RequestKind(body, decode)
+
+
+def b64(index: int, text: str) -> bytes:
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(
+            f"Field 'images.{index}' is not valid base64; send the image file base64-encoded."
+        ) from None
+    if not data:
+        raise BadRequest(f"Field 'images.{index}' is empty; send an image file base64-encoded.")
+    return data
+
+
+def request_kind(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
+    entry = REQUEST_KINDS.get(predictor.kind.name, "input kind")
+    return entry.builder(predictor, max_rows, max_pixels)
