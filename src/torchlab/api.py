@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torchlab.config import RunConfig, load_config, validate
+from torchlab.config import RunConfig, config_for_resume, load_config
 from torchlab.distributed import barrier, broadcast_object, shutdown
 from torchlab.errors import ConfigError, DataError, RunError
 from torchlab.memory import keep_freed_memory
@@ -210,23 +210,7 @@ def elastic_restart_of(config: RunConfig, output_dir: str | Path | None) -> Path
 def resumed_config(run: Run, recipe: str | Path | None, overrides: Any) -> RunConfig:
     """The saved config, allowing only changes that keep the run the same run."""
     saved = run.config
-    if recipe is not None:
-        wanted = load_config(recipe, overrides)
-    else:
-        from torchlab.config import parse_override, set_dotted
-
-        raw = saved.model_dump(mode="json")
-        items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
-        for key, value in items:
-            set_dotted(raw, key, value)
-        wanted = validate(raw)
-    changed = sorted(set(_flatten(saved.model_dump())) ^ set(_flatten(wanted.model_dump())))
-    changed = sorted({key for key, _ in changed} - RESUMABLE_CHANGES)
-    if changed:
-        raise ConfigError(
-            f"Cannot resume '{run.dir}' with a different config (changed: {', '.join(changed)}); "
-            f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change. Start a new run instead."
-        )
+    wanted = config_for_resume(saved, recipe, overrides, RESUMABLE_CHANGES, run.dir)
     longer = wanted.trainer.max_epochs != saved.trainer.max_epochs
     if longer and saved.schedule.name in SCHEDULES_OVER_MAX_EPOCHS:
         raise ConfigError(
@@ -240,16 +224,6 @@ def resumed_config(run: Run, recipe: str | Path | None, overrides: Any) -> RunCo
             "raise trainer.max_epochs to train it further."
         )
     return wanted
-
-
-def _flatten(data: Any, prefix: str = "") -> set[tuple[str, str]]:
-    if isinstance(data, dict):
-        return (
-            set().union(*(_flatten(v, f"{prefix}{k}.") for k, v in data.items()))
-            if data
-            else {(prefix[:-1], "{}")}
-        )
-    return {(prefix[:-1], repr(data))}
 
 
 def monitored(parts: Parts, data: dict[str, Any]) -> tuple[str, str]:

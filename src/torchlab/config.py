@@ -364,6 +364,38 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def config_for_resume(
+    saved: Any, recipe: str | Path | None, overrides: Any, may_change: set[str], where: Path
+) -> Any:
+    """The config that resumes a saved run: the recipe named again, or the saved config with
+    ``overrides``; raises unless only keys in ``may_change`` differ from the saved one."""
+    if recipe is not None:
+        wanted = load_config(recipe, overrides)
+    else:
+        raw = saved.model_dump(mode="json")
+        items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+        for key, value in items:
+            set_dotted(raw, key, value)
+        wanted = validate(raw)
+    differ = set(_flatten(saved.model_dump())) ^ set(_flatten(wanted.model_dump()))
+    changed = sorted({key for key, _ in differ} - may_change)
+    if changed:
+        raise ConfigError(
+            f"Cannot resume '{where}' with a different config (changed: {', '.join(changed)}); "
+            f"only {', '.join(sorted(may_change))} may change. Start a new run instead."
+        )
+    return wanted
+
+
+def _flatten(data: Any, prefix: str = "") -> set[tuple[str, str]]:
+    """``{"a": {"b": 1}}`` -> ``{("a.b", "1")}``: every leaf key with its value."""
+    if isinstance(data, dict):
+        if not data:
+            return {(prefix[:-1], "{}")}
+        return set().union(*(_flatten(v, f"{prefix}{k}.") for k, v in data.items()))
+    return {(prefix[:-1], repr(data))}
+
+
 # --- components and error messages --------------------------------------------------------
 
 

@@ -228,27 +228,12 @@ def learning_curve(history: list[dict[str, Any]], path: Path) -> Path:
 
 def resumed_config(run: Any, recipe: Any, overrides: Any) -> RLConfig:
     """The saved config; only the step budget, progress and device may change."""
-    from torchlab.api import _flatten
-    from torchlab.config import load_config, parse_override, set_dotted, validate
+    from torchlab.config import config_for_resume, load_config
 
     saved = run.config
-    if recipe is not None:
-        wanted = load_config(recipe, overrides)
-    else:
-        raw = saved.model_dump(mode="json")
-        items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
-        for key, value in items:
-            set_dotted(raw, key, value)
-        wanted = validate(raw)
-    if not isinstance(wanted, RLConfig):
+    if recipe is not None and not isinstance(load_config(recipe, overrides), RLConfig):
         raise ConfigError(f"Run '{run.dir}' is an RL run; resume it with an RL config.")
-    changed = sorted(set(_flatten(saved.model_dump())) ^ set(_flatten(wanted.model_dump())))
-    changed = sorted({key for key, _ in changed} - RESUMABLE)
-    if changed:
-        raise ConfigError(
-            f"Cannot resume '{run.dir}' with a different config (changed: {', '.join(changed)}); "
-            f"only {', '.join(sorted(RESUMABLE))} may change. Start a new run instead."
-        )
+    wanted = config_for_resume(saved, recipe, overrides, RESUMABLE, run.dir)
     if run.status == "completed" and wanted.trainer.total_steps <= saved.trainer.total_steps:
         raise RunError(
             f"Run '{run.dir}' already completed {saved.trainer.total_steps} steps; "
