@@ -12,14 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchlab.registry import AGENTS
-from torchlab.rl.common.agent import Agent, EnvSpec, Iteration, require
+from torchlab.rl.common.agent import Agent, EnvSpec, require
 from torchlab.rl.common.buffers import ReplayBuffer
-from torchlab.rl.common.continuous import Actor, Critic, explore
-from torchlab.rl.common.env import next_obs
+from torchlab.rl.common.continuous import Actor, Critic, OffPolicyContinuous
 from torchlab.rl.common.networks import soft_update
 
 
-class DDPG(Agent):
+class DDPG(OffPolicyContinuous):
     def __init__(self, spec: EnvSpec, **hp: Any) -> None:
         super().__init__(spec)
         require(spec.action_space, (gym.spaces.Box,), "ddpg", "action")
@@ -39,29 +38,6 @@ class DDPG(Agent):
             self.device,
         )
         self.steps = 0
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        return self.actor(torch.as_tensor(obs, device=self.device)).cpu().numpy()
-
-    def learn(self, env: Any, obs: np.ndarray, progress: float) -> Iteration:
-        hp, space = self.hp, self.spec.action_space
-        if self.steps < hp["learning_starts"]:
-            actions = self.rng.uniform(space.low, space.high, (len(obs), *space.shape)).astype(
-                np.float32
-            )
-        else:
-            actions = explore(self.act(obs), space, hp["noise_std"], self.rng)
-        new_obs, reward, terminated, truncated, info = env.step(actions)
-        self.buffer.add(
-            obs, actions, reward, next_obs(new_obs, info, terminated | truncated), terminated
-        )
-        self.steps += len(obs)
-        logs: dict[str, Any] = {}
-        if self.steps >= hp["learning_starts"]:
-            for _ in range(hp["gradient_steps"]):
-                logs = self.update()
-        return Iteration(new_obs, len(obs), logs)
 
     def update(self) -> dict[str, Any]:
         hp = self.hp

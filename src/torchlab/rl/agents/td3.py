@@ -13,14 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchlab.registry import AGENTS
-from torchlab.rl.common.agent import Agent, EnvSpec, Iteration, require
+from torchlab.rl.common.agent import Agent, EnvSpec, require
 from torchlab.rl.common.buffers import ReplayBuffer
-from torchlab.rl.common.continuous import Actor, Critic, explore
-from torchlab.rl.common.env import next_obs
+from torchlab.rl.common.continuous import Actor, Critic, OffPolicyContinuous
 from torchlab.rl.common.networks import soft_update
 
 
-class TD3(Agent):
+class TD3(OffPolicyContinuous):
     def __init__(self, spec: EnvSpec, **hp: Any) -> None:
         super().__init__(spec)
         require(spec.action_space, (gym.spaces.Box,), "td3", "action")
@@ -46,29 +45,6 @@ class TD3(Agent):
         self.low = torch.as_tensor(space.low, device=self.device)
         self.high = torch.as_tensor(space.high, device=self.device)
         self.steps, self.updates = 0, 0
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        return self.actor(torch.as_tensor(obs, device=self.device)).cpu().numpy()
-
-    def learn(self, env: Any, obs: np.ndarray, progress: float) -> Iteration:
-        hp, space = self.hp, self.spec.action_space
-        if self.steps < hp["learning_starts"]:
-            actions = self.rng.uniform(space.low, space.high, (len(obs), *space.shape)).astype(
-                np.float32
-            )
-        else:
-            actions = explore(self.act(obs), space, hp["noise_std"], self.rng)
-        new_obs, reward, terminated, truncated, info = env.step(actions)
-        self.buffer.add(
-            obs, actions, reward, next_obs(new_obs, info, terminated | truncated), terminated
-        )
-        self.steps += len(obs)
-        logs: dict[str, Any] = {}
-        if self.steps >= hp["learning_starts"]:
-            for _ in range(hp["gradient_steps"]):
-                logs = self.update()
-        return Iteration(new_obs, len(obs), logs)
 
     def update(self) -> dict[str, Any]:
         hp = self.hp
