@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -135,7 +136,18 @@ class Registry:
         if not self._loaded:
             self._loaded = True
             for module in self._modules:
-                importlib.import_module(module)
+                for name in expand_modules(module):
+                    importlib.import_module(name)
+
+
+def expand_modules(module: str) -> list[str]:
+    """``package.*`` is every module below that package (so a new leaf file registers
+    itself with no edit here); any other name is just that module."""
+    if not module.endswith(".*"):
+        return [module]
+    package = importlib.import_module(module.removesuffix(".*"))
+    found = pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}.")
+    return sorted(info.name for info in found)
 
 
 def import_attr(path: str, where: str) -> Callable[..., Any]:
@@ -158,19 +170,14 @@ def import_attr(path: str, where: str) -> Callable[..., Any]:
 
 
 ACTIVATIONS = Registry("activation", ["torchlab.models.layers"])
-MODELS = Registry("model", ["torchlab.models.mlp", "torchlab.models.cnn"])
-DATASETS = Registry("dataset", ["torchlab.data.tabular", "torchlab.data.images"])
-TASKS = Registry("task", ["torchlab.tasks.classification", "torchlab.tasks.regression"])
-LOSSES = Registry("loss", ["torchlab.training.losses"])
+MODELS = Registry("model", ["torchlab.models.*"])
+DATASETS = Registry("dataset", ["torchlab.data.*"])
+TASKS = Registry("task", ["torchlab.tasks.*"])
+# Tasks register the losses and metrics only they use (Dice, pinball, mAP, ...).
+LOSSES = Registry("loss", ["torchlab.training.losses", "torchlab.tasks.*"])
 OPTIMIZERS = Registry("optimizer", ["torchlab.training.optim"])
 SCHEDULERS = Registry("scheduler", ["torchlab.training.schedules"])
-METRICS = Registry("metric", ["torchlab.tasks.metrics"])
+METRICS = Registry("metric", ["torchlab.tasks.*"])
 CALLBACKS = Registry("callback", ["torchlab.training.callbacks", "torchlab.training.averaging"])
-BASELINES = Registry("baseline", ["torchlab.baselines"])
-AGENTS = Registry(
-    "agent",
-    [
-        f"torchlab.rl.agents.{m}"
-        for m in ("q_learning", "dqn", "reinforce", "a2c", "ppo", "ddpg", "td3")
-    ],
-)
+BASELINES = Registry("baseline", ["torchlab.baselines.*"])
+AGENTS = Registry("agent", ["torchlab.rl.agents.*"])

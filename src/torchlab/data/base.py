@@ -102,7 +102,10 @@ class DataBundle:
         summary: Facts for the run's report (sizes, class balance, imputed values).
         baseline_inputs: Per split, the features a classical baseline should see when
             they differ from the model inputs (e.g. raw digit pixels, the scale
-            ``SVC(gamma=0.001)`` is tuned for); by default the flattened model inputs.
+            ``SVC(gamma=0.001)`` is tuned for, or raw texts); by default the flattened
+            model inputs.
+        baseline_targets: Per split, the baseline's targets when the splits are not
+            in-memory tensors; by default each split's ``target``.
     """
 
     train: TensorSplit | Dataset
@@ -112,6 +115,7 @@ class DataBundle:
     featurizer: Any
     summary: dict[str, Any] = field(default_factory=dict)
     baseline_inputs: dict[str, Any] | None = None
+    baseline_targets: dict[str, Any] | None = None
 
     def split(self, name: str) -> TensorSplit | Dataset:
         if name not in ("train", "val", "test"):

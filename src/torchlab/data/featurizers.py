@@ -13,7 +13,7 @@ import torch
 
 from torchlab.registry import Registry
 
-FEATURIZERS = Registry("featurizer", ["torchlab.data.tabular", "torchlab.data.images"])
+FEATURIZERS = Registry("featurizer", ["torchlab.data.*"])
 
 
 class Featurizer(Protocol):

@@ -2,6 +2,8 @@
 
 A baseline is fitted on the training and validation splits together (it has no epochs to
 choose, so it needs no validation data) and scored on the same test split as the model.
+Builders live in this package's modules (``estimators`` for scikit-learn ones) and register
+in :data:`torchlab.registry.BASELINES`.
 """
 
 from __future__ import annotations
@@ -10,42 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from torchlab.data.base import DataBundle, TargetKind, TensorSplit
+from torchlab.data.base import DataBundle, TensorSplit
 from torchlab.registry import BASELINES
-
-
-@BASELINES.register("logistic_regression")
-def logistic_regression(kind: TargetKind, /, *, C: float = 1.0, max_iter: int = 2000) -> Any:
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(C=C, max_iter=max_iter)
-
-
-@BASELINES.register("svc")
-def svc(
-    kind: TargetKind, /, *, C: float = 1.0, gamma: float | str = "scale", kernel: str = "rbf"
-) -> Any:
-    """Support-vector classifier; ``gamma=0.001`` is scikit-learn's classic digits setting."""
-    from sklearn.svm import SVC
-
-    return SVC(C=C, gamma=gamma, kernel=kernel)
-
-
-@BASELINES.register("ridge")
-def ridge(kind: TargetKind, /, *, alpha: float = 1.0) -> Any:
-    from sklearn.linear_model import Ridge
-
-    return Ridge(alpha=alpha)
-
-
-@BASELINES.register("random_forest")
-def random_forest(
-    kind: TargetKind, /, *, n_estimators: int = 300, max_depth: int | None = None, seed: int = 0
-) -> Any:
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-
-    cls = RandomForestRegressor if kind == "continuous" else RandomForestClassifier
-    return cls(n_estimators=n_estimators, max_depth=max_depth, random_state=seed)
 
 
 def arrays(bundle: DataBundle, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -55,18 +23,22 @@ def arrays(bundle: DataBundle, name: str) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(bundle.baseline_inputs[name])
     else:
         x = split.inputs.reshape(len(split), -1).numpy()
-    y = split.target.numpy()
+    if bundle.baseline_targets is not None:
+        y = np.asarray(bundle.baseline_targets[name])
+    else:
+        y = split.target.numpy()
     return x, (y.ravel() if y.ndim == 2 and y.shape[1] == 1 else y)
 
 
 def run_baseline(component: Any, bundle: DataBundle) -> dict[str, Any] | None:
     """Fit the baseline a config names and score it on the test split.
 
-    Returns None when the data does not fit in memory as arrays.
+    Returns None when the data does not fit in memory as arrays and the source gives no
+    ``baseline_inputs`` and ``baseline_targets`` of its own (e.g. raw texts for TF-IDF).
     """
-    if component is None or not all(
-        isinstance(s, TensorSplit) for s in (bundle.train, bundle.val, bundle.test)
-    ):
+    in_memory = all(isinstance(s, TensorSplit) for s in (bundle.train, bundle.val, bundle.test))
+    own = bundle.baseline_inputs is not None and bundle.baseline_targets is not None
+    if component is None or not (in_memory or own):
         return None
     from sklearn import metrics
 
