@@ -78,6 +78,7 @@ def loaders(parts: Parts) -> dict[str, Any]:
         "num_workers": data.num_workers,
         "pin_memory": data.pin_memory,
         "world": parts.world,
+        "collate": parts.bundle.collate,
     }
     out = {
         "train": build_loader(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -106,6 +107,8 @@ class DataBundle:
             model inputs.
         baseline_targets: Per split, the baseline's targets when the splits are not
             in-memory tensors; by default each split's ``target``.
+        collate: Turns a list of dataset items into a :class:`Batch` (padding texts,
+            keeping detection targets as lists); by default tensors are stacked.
     """
 
     train: TensorSplit | Dataset
@@ -116,6 +119,7 @@ class DataBundle:
     summary: dict[str, Any] = field(default_factory=dict)
     baseline_inputs: dict[str, Any] | None = None
     baseline_targets: dict[str, Any] | None = None
+    collate: Callable[[list[Any]], Batch] | None = None
 
     def split(self, name: str) -> TensorSplit | Dataset:
         if name not in ("train", "val", "test"):

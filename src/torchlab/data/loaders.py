@@ -162,6 +162,7 @@ def build_loader(
     num_workers: int | str = "auto",
     pin_memory: bool | str = "auto",
     world: World | None = None,
+    collate: Any = None,
 ) -> Loader:
     """The fastest correct loader for ``split`` on ``device``.
 
@@ -183,4 +184,5 @@ def build_loader(
         pin_memory=pin,
         world=world,
         pad=shuffle,
+        collate=collate or collate_pairs,
     )

@@ -14,7 +14,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from torchlab.registry import Registry
 from torchlab.report.analysis import Analysis, analyse, class_balance, image_grid, predictions
+
+# Task name -> ``builder(parts, test_loader) -> Analysis``: figures and tables a task needs
+# beyond the generic ones by target kind. Modules of this package register here.
+ANALYSES = Registry("analysis", ["torchlab.report.*"])
 
 DESCRIPTIONS = {"cnn": "A convolutional network", "mlp": "A multilayer perceptron"}
 
@@ -58,9 +63,8 @@ def write_reports(run: Any, parts: Any, data: dict[str, Any]) -> tuple[Path, Pat
     """
     analysis = Analysis()
     if "test" in data:
-        pred = predictions(parts.model, parts.task, data["test"], parts.device)
         try:
-            analysis = analyse(pred, parts.bundle.spec)
+            analysis = test_analysis(parts, data["test"])
         except ValueError as exc:  # e.g. NaN predictions: report the rest, say why this is missing
             note = f"The test predictions could not be analysed: {exc}"
             warnings.warn(note, stacklevel=2)
@@ -72,6 +76,15 @@ def write_reports(run: Any, parts: Any, data: dict[str, Any]) -> tuple[Path, Pat
     card = run.dir / "MODEL_CARD.md"
     card.write_text(templates.get_template("MODEL_CARD.md.j2").render(**context))
     return html, card
+
+
+def test_analysis(parts: Any, loader: Any) -> Analysis:
+    """The task's own analysis when one is registered under its name (segmentation overlays,
+    forecast plots, ...), else the one that fits the target kind."""
+    task_name = parts.config.task.name
+    if task_name in ANALYSES:
+        return ANALYSES.get(task_name).builder(parts, loader)
+    return analyse(predictions(parts.model, parts.task, loader, parts.device), parts.bundle.spec)
 
 
 def report(run_dir: str | Path) -> Path:
