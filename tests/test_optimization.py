@@ -87,7 +87,6 @@ def normed_net() -> nn.Module:
 
 def test_param_groups_exempt_biases_and_norm_weights_from_decay() -> None:
     net = normed_net()
-    net[3].bias.requires_grad_(False)  # frozen parameters are left out entirely
     decay, no_decay = param_groups(net, weight_decay=0.1, decay_norm_and_bias=False)
     names = {id(p): n for n, p in net.named_parameters()}
     assert {names[id(p)] for p in decay["params"]} == {"0.weight", "3.weight"}
@@ -95,10 +94,34 @@ def test_param_groups_exempt_biases_and_norm_weights_from_decay() -> None:
         "0.bias",
         "1.weight",
         "1.bias",
+        "3.bias",
         "4.weight",
         "4.bias",
     }
     assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.1, 0.0)
+
+
+def test_frozen_parameters_stay_put_until_unfrozen_then_train() -> None:
+    net = normed_net()
+    net[0].requires_grad_(False)
+    optimizer = torch.optim.AdamW(param_groups(net, 0.1, False, lr=0.1), lr=0.1)
+    frozen = net[0].weight.detach().clone()
+    for unfrozen in (False, True):
+        net[0].requires_grad_(unfrozen)
+        optimizer.zero_grad()
+        net(torch.randn(16, 4)).square().mean().backward()
+        optimizer.step()
+        assert torch.equal(net[0].weight, frozen) != unfrozen
+
+
+def test_a_model_scales_the_learning_rate_of_its_parts() -> None:
+    net = normed_net()
+    net.lr_scale = lambda name: 0.1 if name.startswith("0.") else 1.0
+    groups = param_groups(net, 0.0, False, lr=0.01)
+    by_scale = {g["lr_scale"]: g for g in groups}
+    assert set(by_scale) == {0.1, 1.0}
+    assert by_scale[0.1]["lr"] == pytest.approx(0.001)
+    assert len(by_scale[0.1]["params"]) == 2  # the first layer's weight and bias
 
 
 @pytest.mark.parametrize(("weight_decay", "decay_all"), [(0.0, False), (0.1, True)])

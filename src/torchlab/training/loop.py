@@ -94,7 +94,8 @@ class Trainer:
 
     @property
     def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        group = self.optimizer.param_groups[0]  # the base rate, whatever the group's scale
+        return group["lr"] / group.get("lr_scale", 1.0)
 
     def fit(self) -> None:
         self.callbacks.on_fit_start(self)

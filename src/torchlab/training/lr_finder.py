@@ -164,7 +164,7 @@ def _sweep(
         for batch in loader.epoch(epoch):
             lr = start_lr * gamma ** len(lrs)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             batch = batch.to(device, non_blocking=True)
             with precision.autocast():
                 loss = task.training_step(model, batch).loss

@@ -14,21 +14,27 @@ from torchlab.registry import OPTIMIZERS
 
 
 def param_groups(
-    model: nn.Module, weight_decay: float, decay_norm_and_bias: bool
+    model: nn.Module, weight_decay: float, decay_norm_and_bias: bool, lr: float = 1.0
 ) -> list[dict[str, Any]]:
-    """Split parameters so biases and normalisation weights are not decayed.
+    """Parameter groups by weight decay and learning-rate scale.
 
-    Decaying them only pulls activations toward zero and hurts accuracy (as in BERT and
-    timm); every parameter with fewer than two dimensions is one of them.
+    Biases and normalisation weights (every parameter with fewer than two dimensions) are not
+    decayed: decaying them only pulls activations toward zero and hurts accuracy (as in
+    BERT and timm). A model may scale the learning rate of its parts with a method
+    ``lr_scale(parameter_name) -> float`` (a pretrained backbone lower than its new head,
+    layer-wise decay); each group keeps its ``lr_scale`` so schedules and the LR finder
+    preserve the ratios. Frozen parameters are included, so unfreezing them later trains
+    them (optimizers skip parameters without a gradient).
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if decay_norm_and_bias or weight_decay == 0:
-        return [{"params": params, "weight_decay": weight_decay}]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
+    scale_of = getattr(model, "lr_scale", None)
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        decay = weight_decay if decay_norm_and_bias or param.ndim >= 2 else 0.0
+        scale = float(scale_of(name)) if scale_of is not None else 1.0
+        groups.setdefault((scale, decay), []).append(param)
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": params, "weight_decay": decay, "lr": lr * scale, "lr_scale": scale}
+        for (scale, decay), params in groups.items()
     ]
 
 
@@ -116,5 +122,5 @@ def rmsprop(
 
 def build_optimizer(config: Any, model: nn.Module) -> optim.Optimizer:
     """The optimizer a config's ``optim`` section names, over ``model``'s parameters."""
-    groups = param_groups(model, config.weight_decay, config.decay_norm_and_bias)
+    groups = param_groups(model, config.weight_decay, config.decay_norm_and_bias, config.lr)
     return OPTIMIZERS.build(config, "optim", groups, config.lr, config.weight_decay)
