@@ -121,7 +121,8 @@ def test_the_policy_loads_for_export_and_matches_the_agent(tmp_path: Path) -> No
         },
         output_dir=tmp_path,
     )
-    policy, example = load_policy(Run(run.dir))
+    loaded = load_policy(Run(run.dir))
+    policy, example = loaded.module, loaded.example
     assert example.shape == (1, 4)
     exported = torch.export.export(policy, (example,)).module()
     batch = torch.randn(1, 4)

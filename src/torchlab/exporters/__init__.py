@@ -30,6 +30,8 @@ def export(
 ) -> Path:
     """Export a run's best weights, verify parity with the eager model, write the sidecar.
 
+    For an RL run the deterministic policy (observations -> actions) is exported.
+
     Args:
         run: A :class:`~torchlab.run.Run` or a run directory.
         format: ``torchscript``, ``onnx``, ``exported-program`` or ``mar`` (TorchServe).
@@ -45,13 +47,12 @@ def export(
             artefact does not match the eager model within tolerance.
     """
     from torchlab.exporters.base import exporter
-    from torchlab.exporters.inputs import input_kind
     from torchlab.exporters.quantize import QUANTIZE_METHODS
     from torchlab.exporters.sidecar import SIDECAR, build_sidecar
+    from torchlab.exporters.sources import exportable
     from torchlab.exporters.verify import FLOAT, INT8, verify
     from torchlab.memory import keep_freed_memory
     from torchlab.run import Run, write_json
-    from torchlab.tasks import build_task
 
     keep_freed_memory()
     run = run if isinstance(run, Run) else Run(run)
@@ -65,10 +66,14 @@ def export(
         raise ExportError(
             f"Export directory '{target}' already exists; pass --overwrite or choose --output."
         )
-    spec, kind = run.spec, input_kind(run.featurizer.kind)
-    model = run.load_model()
-    num_outputs = build_task(run.config.task, spec).num_outputs
-    example = kind.example(spec.input_shape, batch=2)
+    if format == "mar" and getattr(run.config, "agent", None) is not None:
+        raise ExportError(
+            "A TorchServe archive serves supervised models; export an RL policy with "
+            "--format torchscript, onnx or exported-program."
+        )
+    source = exportable(run)
+    model, kind = source.model, source.kind
+    example = kind.example(source.input_shape, batch=2)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -79,21 +84,20 @@ def export(
             raise
         except Exception as exc:
             raise ExportError(
-                f"Model '{run.config.model.name}' cannot be exported to {format} "
+                f"The model of '{run.dir}' cannot be exported to {format} "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                 "try another --format."
             ) from exc
         tolerance = INT8 if quantize else FLOAT
-        verification = verify(model, chosen.load(artefact), kind, spec.input_shape, tolerance)
+        verification = verify(model, chosen.load(artefact), kind, source.input_shape, tolerance)
         sidecar = build_sidecar(
             format_name=format,
             filename=chosen.filename,
             quantize=quantize,
             run=run,
-            kind=kind,
+            source=source,
             details=details,
             verification=verification,
-            num_outputs=num_outputs,
         )
         write_json(staging / SIDECAR, sidecar)
         if hasattr(chosen, "package"):

@@ -19,6 +19,7 @@ from torchlab.errors import DataError, ExportError
 from torchlab.exporters.base import Runner, exporter
 from torchlab.exporters.inputs import InputKind, input_kind
 from torchlab.exporters.sidecar import SIDECAR, read_sidecar
+from torchlab.exporters.sources import require_supervised
 
 
 @dataclass
@@ -131,6 +132,7 @@ def load_export(directory: str | Path) -> Predictor:
 
     directory = Path(directory)
     sidecar = read_sidecar(directory)
+    require_supervised(sidecar, directory)
     artefact = directory / sidecar["file"]
     if not artefact.is_file():
         raise ExportError(f"'{artefact}' named in {SIDECAR} is missing; export the run again.")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import platform
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +51,11 @@ def build_sidecar(
     filename: str,
     quantize: str | None,
     run: Any,
-    kind: Any,
+    source: Any,
     details: dict[str, Any],
     verification: dict[str, Any],
-    num_outputs: int,
 ) -> dict[str, Any]:
-    spec = run.spec
+    """The sidecar of an export of ``source`` (an :class:`~torchlab.exporters.sources.Exportable`)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "format": format_name,
@@ -65,19 +63,8 @@ def build_sidecar(
         "quantize": quantize,
         "source_run": str(run.dir),
         "recipe": run.config.name,
-        "model": run.config.model.model_dump(mode="json"),
-        "task": run.config.task.model_dump(mode="json"),
-        "spec": asdict(spec),
-        "input": kind.to_dict(spec.input_shape),
-        "output": {
-            "shape": ["batch", num_outputs],
-            "meaning": f"raw model outputs; task '{run.config.task.name}' turns them into "
-            "predictions (softmax/sigmoid for classification, target units for regression)",
-        },
-        "class_names": list(spec.class_names),
-        "target_names": list(spec.target_names),
-        "preprocessing": run.featurizer.to_dict(),
-        "preprocessing_steps": STEPS.get(kind.name, "see the featurizer named in preprocessing"),
+        "input": source.kind.to_dict(source.input_shape),
+        **source.description,
         "format_details": details,
         "verification": verification,
         "versions": versions(format_name),

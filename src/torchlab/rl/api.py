@@ -18,6 +18,7 @@ import functools
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -283,15 +284,32 @@ def best_normalizer(run_dir: Path, env: Any) -> Any:
     return norm.normalize
 
 
-@restores_threads
-def load_policy(run: Any) -> tuple[Any, Any]:
-    """The run's deterministic policy (best weights, eval mode, CPU) and an example input.
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A run's deterministic policy, ready to export.
 
-    The hook for ``torchlab export``: trace or export ``policy(example)``; it maps a batch
-    of (already normalised, see ``obs_normalization.json``) observations to actions.
+    Attributes:
+        module: Observations ``(B, *obs_shape)`` -> actions (class indices for Discrete
+            actions, values within the bounds for Box actions); best weights, eval mode, CPU.
+        example: One real observation from the environment, shaped ``(1, *obs_shape)``.
+        observation_space, action_space: The environment's spaces (one copy).
+        normalization: The observation statistics the policy expects (``obs_normalization.json``),
+            or None when observations go in raw.
     """
+
+    module: Any
+    example: Any
+    observation_space: Any
+    action_space: Any
+    normalization: dict[str, Any] | None
+
+
+@restores_threads
+def load_policy(run: Any) -> LoadedPolicy:
+    """The run's deterministic policy: what ``torchlab export`` traces for an RL run."""
     import torch
 
+    from torchlab.run import read_json
     from torchlab.training.checkpoint import load_weights
 
     config: RLConfig = run.config
@@ -301,6 +319,13 @@ def load_policy(run: Any) -> tuple[Any, Any]:
     try:
         agent.load_weights(load_weights(run.dir / "model.safetensors"))
         obs, _ = env.reset(seed=config.seed)
+        spaces = env.single_observation_space, env.single_action_space
     finally:
         env.close()
-    return agent.policy().eval(), torch.as_tensor(obs[:1])
+    stats = run.dir / OBS_STATS
+    return LoadedPolicy(
+        agent.policy().eval(),
+        torch.as_tensor(obs[:1]),
+        *spaces,
+        read_json(stats) if stats.is_file() else None,
+    )

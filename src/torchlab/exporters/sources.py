@@ -1,0 +1,118 @@
+"""What a run exports: its model with the run's preprocessing, or an RL run's policy.
+
+Exporters and verification see only an :class:`Exportable` (a module, an input kind and
+shape); what the sidecar says about inputs, outputs and preprocessing comes from here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from torchlab.errors import ExportError
+from torchlab.exporters.inputs import InputKind, input_kind
+
+
+@dataclass(frozen=True)
+class Exportable:
+    """A module to export, what its input looks like, and what the sidecar says about it.
+
+    Attributes:
+        model: The module to export (eval mode, CPU).
+        kind: The input kind (dynamic axes, dtype, example inputs).
+        input_shape: One sample's input shape.
+        description: Sidecar fields describing inputs, outputs and preprocessing.
+    """
+
+    model: nn.Module
+    kind: InputKind
+    input_shape: tuple[int, ...]
+    description: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ObservationKind(InputKind):
+    """Observations of an RL environment: examples are drawn from its observation space, so
+    verification runs on states the policy can meet (in range for discrete spaces)."""
+
+    space: Any = None
+
+    def example(self, input_shape: tuple[int, ...], batch: int = 2, seed: int = 0) -> torch.Tensor:
+        self.space.seed(seed)
+        samples = np.stack([np.asarray(self.space.sample()) for _ in range(batch)])
+        return torch.as_tensor(samples).to(self.dtype).reshape(batch, *input_shape)
+
+
+def exportable(run: Any) -> Exportable:
+    """The run's exportable module: an RL run's policy, else the trained model."""
+    if getattr(run.config, "agent", None) is not None:
+        return policy_exportable(run)
+    return model_exportable(run)
+
+
+def model_exportable(run: Any) -> Exportable:
+    from torchlab.exporters.sidecar import STEPS
+    from torchlab.tasks import build_task
+
+    spec, kind = run.spec, input_kind(run.featurizer.kind)
+    num_outputs = build_task(run.config.task, spec).num_outputs
+    description = {
+        "model": run.config.model.model_dump(mode="json"),
+        "task": run.config.task.model_dump(mode="json"),
+        "spec": asdict(spec),
+        "output": {
+            "shape": ["batch", num_outputs],
+            "meaning": f"raw model outputs; task '{run.config.task.name}' turns them into "
+            "predictions (softmax/sigmoid for classification, target units for regression)",
+        },
+        "class_names": list(spec.class_names),
+        "target_names": list(spec.target_names),
+        "preprocessing": run.featurizer.to_dict(),
+        "preprocessing_steps": STEPS.get(kind.name, "see the featurizer named in preprocessing"),
+    }
+    return Exportable(run.load_model(), kind, tuple(spec.input_shape), description)
+
+
+def policy_exportable(run: Any) -> Exportable:
+    import gymnasium as gym
+
+    from torchlab.rl.api import load_policy
+
+    policy = load_policy(run)
+    obs_shape = tuple(policy.example.shape[1:])
+    kind = ObservationKind(
+        "observation", {0: "batch"}, dtype=policy.example.dtype, space=policy.observation_space
+    )
+    discrete = isinstance(policy.action_space, gym.spaces.Discrete)
+    steps = (
+        "observations as the environment returns them, batched (B, *shape)"
+        if policy.normalization is None
+        else "standardise each observation with 'normalization': (x - mean) / sqrt(var + 1e-8), "
+        "clipped to [-10, 10], float32, batched (B, *shape)"
+    )
+    description = {
+        "agent": run.config.agent.model_dump(mode="json"),
+        "env": run.config.env.model_dump(mode="json"),
+        "output": {
+            "shape": ["batch"] if discrete else ["batch", *policy.action_space.shape],
+            "meaning": "the deterministic action: the index of a Discrete action"
+            if discrete
+            else "the action, within the environment's bounds",
+        },
+        "preprocessing": {"kind": "observation", "normalization": policy.normalization},
+        "preprocessing_steps": steps,
+    }
+    return Exportable(policy.module, kind, obs_shape, description)
+
+
+def require_supervised(sidecar: dict[str, Any], directory: Any) -> None:
+    """Predict and serve run supervised exports only; say so for a policy export."""
+    if "spec" not in sidecar:
+        raise ExportError(
+            f"'{directory}' holds an RL policy (observations -> actions), which predict and "
+            "serve do not run; load its artefact directly (torch.jit.load or onnxruntime)."
+        )
