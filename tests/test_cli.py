@@ -16,8 +16,32 @@ from sklearn.datasets import load_digits, load_iris
 from torchlab.cli import main
 from torchlab.config import read_recipe, recipe_names
 
-# Supervised recipes; RL recipes (an `agent:` section) have their own smoke test, test_rl_recipes.py.
-SUPERVISED = [name for name in recipe_names() if "agent" not in read_recipe(name)]
+# Recipes too large to train whole in the suite: their field's own tests smoke-train each on
+# small settings (test_every_large_recipe_has_its_own_smoke_test keeps this list honest).
+OWN_SMOKE_TEST = {
+    "digits-transfer": "test_transfer.py",
+    "digits-scratch": "test_transfer.py",
+    "shapes-seg": "test_segmentation.py",
+    "shapes-det": "test_detection.py",
+    "bbc-lstm": "test_text_recipes.py",
+    "bbc-transformer": "test_text_recipes.py",
+    "bbc-minilm": "test_text_recipes.py",
+    "dates": "test_seq2seq.py",
+    "dates-transformer": "test_seq2seq.py",
+    "bbc-gpt": "test_language_model.py",
+    "word2vec-bbc": "test_word2vec.py",
+    "co2": "test_forecasting.py",
+    "sunspots": "test_forecasting.py",
+    "demand": "test_forecasting.py",
+    "stock": "test_forecasting.py",
+}
+# Supervised recipes trained whole for two epochs here; RL recipes (an `agent:` section) have
+# their own smoke test, test_rl_recipes.py.
+SUPERVISED = [
+    name
+    for name in recipe_names()
+    if "agent" not in read_recipe(name) and name not in OWN_SMOKE_TEST
+]
 
 SMOKE = ["trainer.max_epochs=2", "trainer.progress=plain", "--output-dir", "runs"]
 
@@ -56,6 +80,12 @@ def test_recipes_lists_every_recipe(cli) -> None:  # type: ignore[no-untyped-def
     assert result.returncode == 0
     for name in recipe_names():
         assert name in result.stdout
+
+
+def test_every_large_recipe_has_its_own_smoke_test() -> None:
+    assert set(OWN_SMOKE_TEST) <= set(recipe_names())
+    for recipe, test_file in OWN_SMOKE_TEST.items():
+        assert f'"{recipe}"' in (Path(__file__).parent / test_file).read_text(), recipe
 
 
 def test_help_and_recipes_do_not_import_torch() -> None:

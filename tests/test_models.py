@@ -52,7 +52,21 @@ def inputs(shape: tuple[int, ...], seed: int = 1) -> torch.Tensor:
     return torch.randn(BATCH, *shape, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.fixture(params=MODELS.names())
+# Model families whose inputs are not one tensor (token-id batches, ...) run the same
+# contract in their own test module (tests/test_text_models.py, ...).
+OWN_CONTRACT = ("torchlab.models.text.", "torchlab.models.forecasting.")
+# Per-pixel logits and detectors: tests/test_segmentation.py, tests/test_detection.py.
+OWN_CONTRACT += tuple(
+    f"torchlab.models.vision.{m}" for m in ("unet", "segmentation_heads", "detection")
+)
+# torchvision classification backbones (some of 100M+ parameters): tests/test_vision_models.py.
+OWN_CONTRACT += ("torchlab.models.vision.backbones",)
+TENSOR_MODELS = [
+    n for n in MODELS.names() if not MODELS.get(n).builder.__module__.startswith(OWN_CONTRACT)
+]
+
+
+@pytest.fixture(params=TENSOR_MODELS)
 def name(request: pytest.FixtureRequest) -> str:
     return request.param
 

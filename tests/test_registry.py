@@ -194,7 +194,12 @@ def test_every_registered_name_can_be_looked_up(family: Registry, name: str) -> 
     entry = family.get(name)
     assert entry.name == name and callable(entry.builder)
     assert issubclass(entry.schema, pydantic.BaseModel)
-    entry.validate({}, family.kind)  # every setting has a default
+    required = [k for k, f in entry.schema.model_fields.items() if f.is_required()]
+    if not required:
+        entry.validate({}, family.kind)
+        return
+    with pytest.raises(ConfigError, match=rf"'{family.kind}\.{required[0]}' is required"):
+        entry.validate({}, family.kind)  # a setting without a default (a path) is named
 
 
 def test_activations_build_fresh_modules() -> None:

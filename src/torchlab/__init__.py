@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from torchlab.api import evaluate, predict, train
     from torchlab.config import RunConfig, load_config
     from torchlab.exporters import export
+    from torchlab.forecasting import backtest, forecast
     from torchlab.run import Run
 
 _LAZY = {
@@ -27,14 +28,18 @@ _LAZY = {
     "load_config": "torchlab.config",
     "RunConfig": "torchlab.config",
     "Run": "torchlab.run",
+    "backtest": "torchlab.forecasting",
+    "forecast": "torchlab.forecasting",
 }
 
 __all__ = [
     "Run",
     "RunConfig",
     "__version__",
+    "backtest",
     "evaluate",
     "export",
+    "forecast",
     "load_config",
     "predict",
     "train",

@@ -57,7 +57,9 @@ def build(config: RunConfig) -> Parts:
     torch.backends.cudnn.benchmark = not config.trainer.deterministic
     target_kind = TASKS.get(config.task.name, "task.name").builder.target_kind
     split = config.data.split
-    context = SourceContext(split.val, split.test, split.stratify, config.seed, target_kind)
+    context = SourceContext(
+        split.val, split.test, split.stratify, config.seed, target_kind, config.model
+    )
     bundle = DATASETS.build(config.data.source, "data.source", context)
     task = build_task(config.task, bundle.spec)
     model = build_model(config.model, bundle.spec, task.num_outputs).to(device)
@@ -159,6 +161,8 @@ def train(
         run.set_status("running", created=time.strftime("%Y-%m-%dT%H:%M:%S"))
         write_json(run.dir / "environment.json", environment(parts.device, config.seed))
         write_json(run.dir / "featurizer.json", parts.bundle.featurizer.to_dict())
+        if hasattr(parts.bundle.featurizer, "save"):  # side files, e.g. tokenizer.json
+            parts.bundle.featurizer.save(run.dir)
         write_json(run.dir / "data.json", parts.bundle.summary)
         run.save_spec(parts.bundle.spec)
         broadcast_object(str(path))
@@ -280,6 +284,7 @@ def make_trainer(
     callbacks += [
         CALLBACKS.build(c, f"trainer.callbacks.{i}") for i, c in enumerate(config.callbacks)
     ]
+    callbacks += parts.bundle.callbacks  # e.g. listing skipped unreadable images
     callbacks += extra_callbacks
     best = BestWeights(run.dir / "model.safetensors", monitor, mode)
     callbacks += [
@@ -350,6 +355,10 @@ def fit(run: Run, parts: Parts, resuming: bool, extra_callbacks: list[Any] = ())
         "train_seconds": round(seconds, 3),
         "parameters": sum(p.numel() for p in parts.model.parameters()),
     }
+    for callback in parts.bundle.callbacks:  # the data's own facts (e.g. skipped files)
+        summary.update(getattr(callback, "summary", dict)())
+    if isinstance(summary["baseline"], dict) and "table" in summary["baseline"]:
+        summary["baselines"] = summary["baseline"].pop("table")  # forecasting: every method
     write_json(run.dir / "summary.json", summary)
     from torchlab.report.html import write_run_reports
 
@@ -422,8 +431,13 @@ def predict(
     inputs: list[str | Path],
     output: str | Path | None = None,
     overwrite: bool = False,
+    horizon: int | None = None,
 ) -> Any:
     """Predict for a user's files (a CSV for tabular runs, image files for image runs).
+
+    A forecasting run with ``horizon`` forecasts that many steps beyond the end of its data
+    (``inputs``: at most one file of known-future covariates); see
+    :func:`torchlab.forecasting.forecast`.
 
     ``run`` may also be an export directory (``torchlab export``): the exported artefact
     then runs (ONNX Runtime, TorchScript, ...) with the run's own preprocessing.
@@ -436,6 +450,11 @@ def predict(
     from torchlab.exporters.runtime import load_predictor
 
     keep_freed_memory()
+    if horizon is not None:  # forecasting: beyond the end of the run's own data
+        from torchlab.forecasting import forecast
+
+        future = inputs[0] if inputs else None
+        return forecast(run, horizon, future=future, output=output, overwrite=overwrite)
     if output is not None and Path(output).exists() and not overwrite:
         raise RunError(
             f"Output file '{output}' already exists; choose another name or pass --overwrite."
@@ -444,6 +463,12 @@ def predict(
     spec = predictor.spec
     features, ids = predictor.featurizer.load_inputs([Path(p) for p in inputs])
     outputs = predictor(features)
+    # Segmentation and detection write overlay images and their table into the folder
+    # ``output`` instead of one CSV file.
+    folder = Path(output) if output is not None else None
+    written = predictor.task.write_predictions(features, outputs, ids, folder, predictor.featurizer)
+    if written is not None:
+        return written
     frame = pd.DataFrame({"id": ids})
     for name, values in predictor.task.predict(outputs).items():
         frame = frame.join(prediction_columns(name, values, spec))

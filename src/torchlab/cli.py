@@ -86,17 +86,27 @@ def predict(
         Path, typer.Argument(help="A run directory, or an export directory (torchlab export).")
     ],
     inputs: Annotated[
-        list[Path], typer.Argument(help="A CSV/Parquet file (tabular) or image files/folders.")
-    ],
+        list[Path] | None,
+        typer.Argument(
+            help="A CSV/Parquet file (tabular) or image files/folders; with --horizon, an "
+            "optional file of known-future covariates."
+        ),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="CSV to write (default: print).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    horizon: Annotated[
+        int | None,
+        typer.Option(help="Forecasting runs: steps to forecast beyond the data's end.", min=1),
+    ] = None,
 ) -> None:
-    """Predict with a trained run or an exported model."""
+    """Predict with a trained run or an exported model (forecasting runs: --horizon N)."""
     from torchlab import api
 
-    frame = api.predict(run_dir, inputs, output=output, overwrite=overwrite)
+    if not inputs and horizon is None:
+        raise typer.BadParameter("give input files, or --horizon N for a forecasting run")
+    frame = api.predict(run_dir, inputs or [], output=output, overwrite=overwrite, horizon=horizon)
     if output is None:
         typer.echo(frame.to_csv(index=False), nl=False)
     else:
@@ -268,6 +278,66 @@ def profile(
     typer.echo(report.summary())
     typer.echo(report.top_ops)
     typer.echo(f"Chrome trace: {report.trace}")
+
+
+@app.command("validate-data")
+def validate_data(
+    args: Annotated[list[str], typer.Argument(help="RECIPE_OR_YAML then dotted overrides.")],
+) -> None:
+    """Read every image of a config's data once; list each bad file (exit 2 if any)."""
+    from torchlab.data.vision.inspect import validate_data as validate
+    from torchlab.errors import DataError
+
+    report = validate(args[0], args[1:])
+    if not report.ok:
+        raise DataError(
+            f"{report}\nFix or remove these files, or set data.source.on_error=skip to train without them."
+        )
+    typer.echo(str(report))
+
+
+@app.command("show-batch")
+def show_batch(
+    args: Annotated[list[str], typer.Argument(help="RECIPE_OR_YAML then dotted overrides.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="PNG to write (default: NAME-batch.png).")
+    ] = None,
+    count: Annotated[int, typer.Option(min=1, help="Samples to show.")] = 16,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing PNG.")] = False,
+) -> None:
+    """Save a PNG grid of augmented training samples with their labels."""
+    from torchlab.data.vision.inspect import show_batch as show
+
+    path = show(args[0], output, overrides=args[1:], count=count, overwrite=overwrite)
+    typer.echo(f"Wrote {path}")
+
+
+@app.command()
+def backtest(
+    args: Annotated[
+        list[str], typer.Argument(help="A forecasting RECIPE_OR_YAML then dotted overrides.")
+    ],
+    folds: Annotated[
+        int, typer.Option(min=1, help="Successive test origins (rolling origin).")
+    ] = 3,
+    output_dir: Annotated[Path | None, typer.Option(help="Where the backtest folder goes.")] = None,
+) -> None:
+    """Rolling-origin backtest: train and test at --folds origins, model vs classical methods."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from torchlab.forecasting import backtest as run_backtest
+
+    result = run_backtest(args[0], args[1:], folds=folds, output_dir=output_dir)
+    table = Table(title=f"Mean test metrics over {folds} folds")
+    columns = [k for k in result.table[0] if k != "forecaster"]
+    table.add_column("forecaster")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in result.table:
+        table.add_row(row["forecaster"], *(f"{row[c]:.4g}" for c in columns))
+    Console().print(table)
+    typer.echo(f"Backtest folder: {result.dir}")
 
 
 def print_metrics(metrics: dict[str, Any], title: str) -> None:

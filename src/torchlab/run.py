@@ -166,7 +166,7 @@ class Run:
     def featurizer(self) -> Any:
         from torchlab.data import load_featurizer
 
-        return load_featurizer(read_json(self.dir / "featurizer.json"))
+        return load_featurizer(read_json(self.dir / "featurizer.json"), self.dir)
 
     def load_model(self) -> Any:
         """The trained model with its best weights, in eval mode on the CPU."""
@@ -175,7 +175,7 @@ class Run:
         from torchlab.training.checkpoint import load_into, load_weights
 
         task = build_task(self.config.task, self.spec)
-        model = build_model(self.config.model, self.spec, task.num_outputs)
+        model = build_model(self.config.model, self.spec, task.num_outputs, trained=True)
         load_into(
             model, load_weights(self.dir / "model.safetensors"), self.dir / "model.safetensors"
         )

@@ -36,6 +36,10 @@ def run_baseline(component: Any, bundle: DataBundle) -> dict[str, Any] | None:
     Returns None when the data does not fit in memory as arrays and the source gives no
     ``baseline_inputs`` and ``baseline_targets`` of its own (e.g. raw texts for TF-IDF).
     """
+    if getattr(bundle, "series", None) is not None:  # forecasting windows: classical forecasters
+        from torchlab.baselines.forecasting import run_forecasting_baselines
+
+        return run_forecasting_baselines(component, bundle)
     in_memory = all(isinstance(s, TensorSplit) for s in (bundle.train, bundle.val, bundle.test))
     own = bundle.baseline_inputs is not None and bundle.baseline_targets is not None
     if component is None or not (in_memory or own):
@@ -47,7 +51,9 @@ def run_baseline(component: Any, bundle: DataBundle) -> dict[str, Any] | None:
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (arrays(bundle, n) for n in ("train", "val", "test"))
     estimator.fit(np.concatenate([x_tr, x_va]), np.concatenate([y_tr, y_va]))
     pred = estimator.predict(x_te)
-    if kind == "continuous":
+    if bundle.baseline_metrics is not None:  # the task's own metrics (mean IoU, ...)
+        scores = bundle.baseline_metrics(y_te, pred)
+    elif kind == "continuous":
         scores = {
             "mae": metrics.mean_absolute_error(y_te, pred),
             "rmse": metrics.root_mean_squared_error(y_te, pred),

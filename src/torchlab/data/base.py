@@ -67,6 +67,13 @@ class DataSpec:
         target_names: Names of the regression targets (continuous).
         target_mean, target_std: Training-split statistics of continuous targets, so a
             model head can predict in the targets' own units from a well-scaled start.
+        vocab_size, pad_id: For token-id inputs (texts): the tokenizer's number of ids
+            and its padding id; 0 for other inputs.
+        horizon, future_width: For forecasting windows: the steps forecast and the width of
+            the known-future inputs per step (``input_shape`` is then (lookback, past width));
+            0 for other inputs.
+        vocabulary: For token-id inputs from a tokenizer trained on the data: each id's
+            token string (so a model can load pretrained word vectors); empty otherwise.
     """
 
     input_shape: tuple[int, ...]
@@ -75,6 +82,11 @@ class DataSpec:
     target_names: tuple[str, ...] = ()
     target_mean: tuple[float, ...] = ()
     target_std: tuple[float, ...] = ()
+    vocab_size: int = 0
+    pad_id: int = 0
+    horizon: int = 0
+    future_width: int = 0
+    vocabulary: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -120,6 +132,12 @@ class DataBundle:
     baseline_inputs: dict[str, Any] | None = None
     baseline_targets: dict[str, Any] | None = None
     collate: Callable[[list[Any]], Batch] | None = None
+    # Training callbacks the data brings (e.g. listing skipped unreadable images each epoch);
+    # one with a ``summary() -> dict`` method adds its entries to the run's summary.json.
+    callbacks: list[Any] = field(default_factory=list)
+    # Scores of the baseline's test predictions ``(y_true, y_pred) -> {name: value}`` named
+    # like the task's metrics (e.g. per-pixel mean IoU), instead of accuracy and F1.
+    baseline_metrics: Callable[[Any, Any], dict[str, float]] | None = None
 
     def split(self, name: str) -> TensorSplit | Dataset:
         if name not in ("train", "val", "test"):
@@ -136,3 +154,6 @@ class SourceContext:
     stratify: bool
     seed: int
     target_kind: TargetKind
+    # The config's ``model`` section (a Component), so a source can match the model, e.g.
+    # normalise images with ImageNet statistics for a backbone that loads ImageNet weights.
+    model: Any = None

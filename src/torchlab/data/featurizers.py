@@ -30,7 +30,13 @@ class Featurizer(Protocol):
         ...
 
 
-def load_featurizer(state: dict[str, Any]) -> Featurizer:
-    """Rebuild a featurizer saved with ``to_dict``."""
+def load_featurizer(state: dict[str, Any], directory: Path | None = None) -> Featurizer:
+    """Rebuild a featurizer saved with ``to_dict``.
+
+    A featurizer that also writes side files (``save(directory)``, e.g. a text tokenizer's
+    ``tokenizer.json``) is rebuilt with ``load(state, directory)`` from the folder holding them.
+    """
     cls = FEATURIZERS.get(state["kind"], where="featurizer.json").builder
+    if directory is not None and hasattr(cls, "load"):
+        return cls.load(state, Path(directory))
     return cls.from_dict(state)

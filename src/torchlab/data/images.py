@@ -2,41 +2,59 @@
 
 ``digits`` is scikit-learn's 1,797 8x8 handwritten digits (offline, shipped with
 scikit-learn). Pixels are scaled to [0, 1] and standardised with training-split
-statistics; ``size`` upsamples them (e.g. to 32x32 for pretrained-style networks).
+statistics (or ImageNet's, for a pretrained backbone); ``size`` upsamples them (e.g. to
+64x64 for pretrained networks), ``channels: 3`` repeats the gray channel into RGB and
+``per_class`` keeps only that many training images per class (few-shot learning).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import v2
 
 from torchlab.data.base import DataBundle, DataSpec, SourceContext, TensorSplit
 from torchlab.data.featurizers import FEATURIZERS
 from torchlab.data.splits import split_indices
+from torchlab.data.vision.files import IMAGE_SUFFIXES, image_files, read_image
+from torchlab.data.vision.transforms import imagenet_stats, wants_imagenet
 from torchlab.errors import DataError
 from torchlab.registry import DATASETS
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+__all__ = ["IMAGE_SUFFIXES", "ImageFeaturizer", "digits", "image_files", "read_image"]
+
+
+def _per_channel(value: float | Sequence[float], channels: int) -> list[float]:
+    values = [float(value)] if isinstance(value, (int, float)) else [float(v) for v in value]
+    return values * channels if len(values) == 1 else values
 
 
 @FEATURIZERS.register("image")
 class ImageFeaturizer:
-    """Image files -> (N, C, H, W) float tensors: resize, scale to [0, 1], standardise."""
+    """Image files -> (N, C, H, W) float tensors: resize, scale to [0, 1], standardise.
+
+    ``mean`` and ``std`` are one number for every channel or one per channel (ImageNet's
+    for a pretrained backbone).
+    """
 
     kind: ClassVar[str] = "image"
 
-    def __init__(self, *, size: tuple[int, int], channels: int, mean: float, std: float) -> None:
-        self.size, self.channels, self.mean, self.std = tuple(size), channels, mean, std
+    def __init__(
+        self,
+        *,
+        size: tuple[int, int],
+        channels: int,
+        mean: float | Sequence[float],
+        std: float | Sequence[float],
+    ) -> None:
+        self.size, self.channels = tuple(size), channels
+        self.mean, self.std = _per_channel(mean, channels), _per_channel(std, channels)
         self.transform = v2.Compose(
-            [
-                v2.Resize(list(self.size), antialias=True),
-                v2.Normalize([mean] * channels, [std] * channels),
-            ]
+            [v2.Resize(list(self.size), antialias=True), v2.Normalize(self.mean, self.std)]
         )
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -45,8 +63,8 @@ class ImageFeaturizer:
 
     def load_inputs(self, paths: list[Path]) -> tuple[torch.Tensor, list[str]]:
         files = image_files(paths)
-        pixels = torch.stack([read_image(f, self.channels) for f in files])
-        return self.normalize(pixels), [str(f) for f in files]
+        pixels = [self.normalize(read_image(f, self.channels).unsqueeze(0))[0] for f in files]
+        return torch.stack(pixels), [str(f) for f in files]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,43 +85,35 @@ class ImageFeaturizer:
         )
 
 
-def image_files(paths: list[Path]) -> list[Path]:
-    """The image files named, with folders expanded to the images inside them (sorted)."""
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise DataError(f"Input '{path}' does not exist; check the path.")
-    if not files:
-        raise DataError(
-            f"No image files found in {', '.join(map(str, paths))}; give .png or .jpg files."
-        )
-    return files
-
-
-def read_image(path: Path, channels: int) -> torch.Tensor:
-    """One image as (C, H, W) floats in [0, 1], converted to ``channels`` (1 or 3)."""
-    try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            array = np.asarray(image, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise DataError(
-            f"Image '{path}' cannot be read ({exc}); replace or remove the file."
-        ) from None
-    tensor = torch.from_numpy(array)
-    return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+def few_shot(index: np.ndarray, labels: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
+    """The first ``per_class`` indices of each class in a seeded shuffle of ``index``."""
+    if per_class is None:
+        return index
+    order = np.random.default_rng(seed).permutation(index)
+    kept = [order[labels[order] == c][:per_class] for c in np.unique(labels)]
+    return np.sort(np.concatenate(kept))
 
 
 @DATASETS.register("digits")
-def digits(context: SourceContext, /, *, size: int = 8) -> DataBundle:
-    """scikit-learn's 8x8 digits as (1, size, size) images in 10 classes.
+def digits(
+    context: SourceContext,
+    /,
+    *,
+    size: int = 8,
+    channels: Literal[1, 3] = 1,
+    per_class: int | None = None,
+    normalize: Literal["auto", "dataset", "imagenet"] = "auto",
+) -> DataBundle:
+    """scikit-learn's 8x8 digits as (channels, size, size) images in 10 classes.
 
     Args:
         size: Height and width the 8x8 images are upsampled to (bilinear).
+        channels: 1 (gray) or 3 (the gray channel repeated, for RGB backbones).
+        per_class: Keep only this many training images per class (few-shot); val and
+            test stay whole.
+        normalize: ``dataset`` (training-split mean and std), ``imagenet`` (the statistics
+            ImageNet-pretrained weights expect) or ``auto`` (imagenet when the model loads
+            ImageNet weights, else dataset).
     """
     from sklearn.datasets import load_digits
 
@@ -112,23 +122,29 @@ def digits(context: SourceContext, /, *, size: int = 8) -> DataBundle:
             f"Data source 'digits' holds class labels; use task classification, not a "
             f"task for {context.target_kind} targets."
         )
+    if per_class is not None and per_class < 1:
+        raise DataError(f"data.source.per_class must be at least 1; received {per_class}.")
     raw = load_digits()
     pixels = torch.from_numpy(raw.images.astype(np.float32) / 16.0).unsqueeze(1)  # (N, 1, 8, 8)
+    pixels = pixels.expand(-1, channels, -1, -1)  # (N, C, 8, 8)
     labels = torch.from_numpy(raw.target.astype(np.int64))
     stratify = raw.target if context.stratify else None
     train, val, test = split_indices(
         len(labels), val=context.val, test=context.test, seed=context.seed, stratify=stratify
     )
-    resized = v2.Resize([size, size], antialias=True)(pixels[train])
-    featurizer = ImageFeaturizer(
-        size=(size, size), channels=1, mean=resized.mean().item(), std=resized.std().item()
-    )
+    train = few_shot(train, raw.target, per_class, context.seed)
+    if wants_imagenet(normalize, context):
+        mean, std = imagenet_stats(channels)
+    else:
+        resized = v2.Resize([size, size], antialias=True)(pixels[train])
+        mean, std = resized.mean().item(), resized.std().item()
+    featurizer = ImageFeaturizer(size=(size, size), channels=channels, mean=mean, std=std)
     splits = {
         name: TensorSplit(featurizer.normalize(pixels[idx]), labels[idx])
         for name, idx in (("train", train), ("val", val), ("test", test))
     }
     spec = DataSpec(
-        input_shape=(1, size, size),
+        input_shape=(channels, size, size),
         target_kind="categorical",
         class_names=tuple(str(c) for c in raw.target_names),
     )
@@ -138,6 +154,7 @@ def digits(context: SourceContext, /, *, size: int = 8) -> DataBundle:
         "class_counts": {
             k: np.bincount(v.target.numpy(), minlength=10).tolist() for k, v in splits.items()
         },
+        "normalization": {"mean": featurizer.mean, "std": featurizer.std},
     }
     raw_pixels = {
         name: raw.data[idx] for name, idx in (("train", train), ("val", val), ("test", test))

@@ -174,6 +174,17 @@ def build_loader(
         return TensorLoader(split, batch_size, shuffle, seed, device, drop_last, world, pad=shuffle)
     workers = default_workers() if num_workers == "auto" else int(num_workers)
     pin = device.type == "cuda" if pin_memory == "auto" else bool(pin_memory)
+    if shuffle and getattr(split, "bucket_lengths", None) is not None:  # e.g. texts
+        return BucketLoader(
+            split,
+            batch_size=batch_size,
+            seed=seed,
+            drop_last=drop_last,
+            num_workers=workers,
+            pin_memory=pin,
+            collate=collate or collate_pairs,
+            world=world,
+        )
     return DatasetLoader(
         split,
         batch_size=batch_size,
@@ -186,3 +197,106 @@ def build_loader(
         pad=shuffle,
         collate=collate or collate_pairs,
     )
+
+
+def bucket_batches(
+    lengths: torch.Tensor, batch_size: int, *, seed: int, epoch: int, pool: int = 50
+) -> list[list[int]]:
+    """Batches of samples of similar length, in an order drawn from ``(seed, epoch)`` alone.
+
+    The epoch's permutation is cut into pools of ``pool`` batches; each pool is sorted by
+    length and cut into batches, so little of a batch is padding, and the batches are then
+    shuffled so lengths do not rise steadily through an epoch.
+    """
+    order = epoch_order(len(lengths), seed=seed, epoch=epoch, shuffle=True)
+    batches: list[list[int]] = []
+    span = batch_size * pool
+    for start in range(0, len(order), span):
+        chunk = order[start : start + span]
+        chunk = chunk[torch.sort(lengths[chunk], stable=True).indices]
+        batches += [chunk[i : i + batch_size].tolist() for i in range(0, len(chunk), batch_size)]
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7_919)
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Length-bucketed batches of one epoch (see :func:`bucket_batches`), skipping those seen.
+
+    Under DDP each rank takes every ``size``-th batch, the list padded by repeating its
+    start so every rank runs the same number of steps.
+    """
+
+    def __init__(
+        self,
+        lengths: Any,
+        batch_size: int,
+        *,
+        seed: int,
+        drop_last: bool,
+        world: World | None = None,
+    ) -> None:
+        self.lengths = torch.as_tensor(lengths, dtype=torch.long)
+        self.batch_size, self.seed, self.drop_last = batch_size, seed, drop_last
+        self.world = world or World()
+        self.epoch, self.skip = 0, 0
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """Every batch this rank sees in ``epoch``, in order."""
+        batches = bucket_batches(self.lengths, self.batch_size, seed=self.seed, epoch=epoch)
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        if self.world.distributed:
+            if len(batches) % self.world.size:
+                batches += batches[: self.world.size - len(batches) % self.world.size]
+            batches = batches[self.world.rank :: self.world.size]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches(self.epoch)[self.skip :])
+
+    def __len__(self) -> int:
+        return len(self.batches(self.epoch)) - self.skip
+
+
+class BucketLoader(DatasetLoader):
+    """A :class:`DatasetLoader` whose training batches group samples of similar length.
+
+    Used for datasets with a ``bucket_lengths`` attribute (token counts per sample), so
+    padded text batches waste little compute; the order still depends on ``(seed, epoch)``
+    alone, so a resumed run sees exactly the remaining batches.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        batch_size: int,
+        seed: int,
+        drop_last: bool,
+        num_workers: int,
+        pin_memory: bool,
+        collate: Any = collate_pairs,
+        world: World | None = None,
+    ) -> None:
+        self.batch_size, self.seed = batch_size, seed
+        lengths = dataset.bucket_lengths  # type: ignore[attr-defined]
+        self.sampler = BucketBatchSampler(
+            lengths, batch_size, seed=seed, drop_last=drop_last, world=world
+        )
+        self.loader = DataLoader(
+            dataset,
+            batch_sampler=self.sampler,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            collate_fn=collate,
+            persistent_workers=False,
+            generator=torch.Generator(),
+        )
+
+    def __len__(self) -> int:
+        return len(self.sampler.batches(0))  # the same count every epoch
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        self.sampler.epoch, self.sampler.skip = epoch, start
+        self.loader.generator.manual_seed(self.seed * 1_000_003 + epoch)  # type: ignore[union-attr]
+        yield from self.loader

@@ -100,6 +100,9 @@ def export(
             verification=verification,
         )
         write_json(staging / SIDECAR, sidecar)
+        featurizer = run.featurizer if getattr(run.config, "agent", None) is None else None
+        if hasattr(featurizer, "save"):  # side files the preprocessing needs (tokenizer.json)
+            featurizer.save(staging)
         if hasattr(chosen, "package"):
             chosen.package(staging, run.config.name)
         if target.exists():

@@ -73,10 +73,23 @@ def image() -> InputKind:
     return InputKind("image", {0: "batch"})
 
 
+@INPUT_KINDS.register("pixels")
+def pixels() -> InputKind:
+    """RGB pixels ``(B, 3, H, W)`` in [0, 1] at the trained size (segmentation, detection)."""
+    return InputKind("pixels", {0: "batch"})
+
+
 @INPUT_KINDS.register("text")
 def text() -> InputKind:
     """Token ids ``(B, T)``: batch and sequence length both vary (padding id 0)."""
     return InputKind("text", {0: "batch", 1: "sequence"}, dtype=torch.int64)
+
+
+@INPUT_KINDS.register("series")
+def series() -> InputKind:
+    """Forecasting windows ``(B, lookback, features)``; a forecast beyond the data comes from
+    ``torchlab predict RUN_DIR --horizon N`` (the featurizer says so for input files)."""
+    return InputKind("series", {0: "batch"})
 
 
 def input_kind(name: str) -> InputKind:

@@ -42,9 +42,12 @@ class Predictor:
     kind: InputKind
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def __call__(self, inputs: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    def __call__(self, inputs: Any, chunk: int = 1024) -> torch.Tensor:
         with torch.inference_mode():
-            return torch.cat([self.runner(part) for part in inputs.split(chunk)])
+            parts = [self.runner(part) for part in _chunks(inputs, chunk)]
+        if isinstance(parts[0], list):  # detectors: one dict of boxes per image
+            return [output for part in parts for output in part]  # type: ignore[return-value]
+        return torch.cat(parts)
 
     def records(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
         """One JSON-ready prediction per row: label and class probabilities, or values."""
@@ -120,6 +123,23 @@ class Predictor:
         return torch.stack([self.featurizer.normalize(p.unsqueeze(0))[0] for p in pixels])
 
 
+def _chunks(inputs: Any, size: int) -> list[Any]:
+    """Row chunks of a tensor, or of a dict of tensors sharing their first dimension (texts)."""
+    if isinstance(inputs, dict):
+        parts = {name: value.split(size) for name, value in inputs.items()}
+        return [dict(zip(parts, row, strict=True)) for row in zip(*parts.values(), strict=True)]
+    return list(inputs.split(size))
+
+
+def _ids_only(runner: Runner) -> Runner:
+    """An exported text model takes bare token ids (mask and lengths follow from padding)."""
+
+    def run(inputs: Any) -> Any:
+        return runner(inputs["ids"] if isinstance(inputs, dict) else inputs)
+
+    return run
+
+
 def is_export_dir(path: str | Path) -> bool:
     return (Path(path) / SIDECAR).is_file()
 
@@ -142,14 +162,14 @@ def load_export(directory: str | Path) -> Predictor:
     from torchlab.config import TaskConfig
 
     task = build_task(TaskConfig.model_validate(sidecar["task"]), spec)
-    runner = exporter(sidecar["format"]).load(artefact)
+    runner = _ids_only(exporter(sidecar["format"]).load(artefact))
     metadata = {k: sidecar[k] for k in ("format", "quantize", "recipe", "input", "output")}
     metadata["verification"] = {
         k: sidecar["verification"][k] for k in ("tolerance", "max_abs_error", "label_agreement")
     }
     metadata["source"] = str(directory)
     return Predictor(
-        runner, spec, load_featurizer(sidecar["preprocessing"]), task,
+        runner, spec, load_featurizer(sidecar["preprocessing"], directory), task,
         input_kind(sidecar["input"]["kind"]), metadata,
     )  # fmt: skip
 
@@ -162,9 +182,13 @@ def load_run(run: Any) -> Predictor:
     run = run if isinstance(run, Run) else Run(run)
     model, spec, featurizer = run.load_model(), run.spec, run.featurizer
 
+    # A model may define ``infer`` for prediction when it differs from ``forward`` (seq2seq
+    # models decode, language models generate).
+    forward = getattr(model, "infer", model)
+
     def runner(inputs: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return model(inputs)
+            return forward(inputs)
 
     kind, task = input_kind(featurizer.kind), build_task(run.config.task, spec)
     metadata = {

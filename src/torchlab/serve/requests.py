@@ -81,6 +81,31 @@ def image(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
     return RequestKind(body, decode)
 
 
+@REQUEST_KINDS.register("text")
+def text(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
+    """``{"texts": ["...", ...]}``: token ids padded to the trained ``max_length``.
+
+    Fixed-width ids let the batcher concatenate requests; text models derive the mask and
+    lengths from the padding id, so the padding changes no result.
+    """
+    body = pydantic.create_model(
+        "TextRequest",
+        __config__=ConfigDict(extra="forbid"),
+        texts=(list[str], Field(..., min_length=1, max_length=max_rows)),
+    )
+    featurizer = predictor.featurizer
+
+    def decode(request: Any) -> torch.Tensor:
+        try:
+            ids = featurizer.texts_to_inputs(request.texts)["ids"]  # (B, T <= max_length)
+        except DataError as exc:
+            raise DataError(f"Field 'texts': {exc}") from None
+        width = featurizer.max_length - ids.shape[1]
+        return torch.nn.functional.pad(ids, (0, width), value=featurizer.tokenizer.pad_id)
+
+    return RequestKind(body, decode)
+
+
 def b64(index: int, text: str) -> bytes:
     try:
         data = base64.b64decode(text, validate=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -83,6 +84,14 @@ class Task:
     def predict(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named prediction columns for ``torchlab predict`` (e.g. label and probabilities)."""
         raise NotImplementedError
+
+    def write_predictions(
+        self, inputs: Any, outputs: Any, ids: list[str], folder: Path | None, featurizer: Any
+    ) -> Any:
+        """The prediction table of ``torchlab predict`` for tasks whose predictions are not
+        columns (masks, boxes), writing files such as overlay PNGs into ``folder`` when one is
+        given; None (the default) builds the table from :meth:`predict`."""
+        return None
 
     def mode_for(self, metric: str) -> str:
         """ "max" when a higher value of ``metric`` (e.g. ``val/accuracy``) is better."""

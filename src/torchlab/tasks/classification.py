@@ -21,6 +21,13 @@ class MulticlassClassification(Task):
     higher_is_better = _HIGHER
     report_metrics = ("confusion_matrix",)
 
+    def update_metrics(self, metrics, outputs, batch):  # type: ignore[no-untyped-def]
+        # MixUp/CutMix give soft targets (B, C), which cross-entropy takes as they are;
+        # metrics count the dominant class as the label.
+        target = batch.target
+        target = target.argmax(dim=-1) if target.ndim == 2 else target
+        metrics.update(self.scores(outputs), target)
+
     def scores(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.softmax(dim=-1)
 

@@ -1,0 +1,56 @@
+"""The featurizer of segmentation and detection runs: image files -> RGB pixels in [0, 1].
+
+Segmentation and detection models normalise their inputs themselves (torchvision detectors
+do it in their transform, the segmentation models here hold ImageNet statistics), so the
+featurizer only reads and resizes: the pixels it returns can be drawn on directly for
+prediction overlays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torchvision.transforms import v2
+
+from torchlab.data.featurizers import FEATURIZERS
+from torchlab.data.images import image_files, read_image
+
+
+@FEATURIZERS.register("pixels")
+class PixelFeaturizer:
+    """Image files -> ``(N, 3, H, W)`` floats in [0, 1] at the size the model was trained on.
+
+    Attributes:
+        sizes: Original ``(height, width)`` of each file of the last :meth:`load_inputs`,
+            by id, so predictions can be mapped back to the files' own pixels.
+    """
+
+    kind: ClassVar[str] = "pixels"
+
+    def __init__(self, *, size: tuple[int, int], channels: int = 3) -> None:
+        self.size, self.channels = (int(size[0]), int(size[1])), channels
+        self.resize = v2.Resize(list(self.size), antialias=True)
+        self.sizes: dict[str, tuple[int, int]] = {}
+
+    def load_inputs(self, paths: list[Path]) -> tuple[torch.Tensor, list[str]]:
+        files = image_files(paths)
+        pixels, ids = [], []
+        for file in files:
+            image = read_image(file, self.channels)  # (C, h, w)
+            self.sizes[str(file)] = (image.shape[1], image.shape[2])
+            pixels.append(self.resize(image))
+            ids.append(str(file))
+        return torch.stack(pixels), ids
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] shaped (N, C, h, w) -> model inputs shaped (N, C, H, W)."""
+        return self.resize(pixels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "size": list(self.size), "channels": self.channels}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> PixelFeaturizer:
+        return cls(size=tuple(state["size"]), channels=state.get("channels", 3))
