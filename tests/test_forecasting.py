@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import torchlab
-from torchlab.baselines.forecasting import run_forecasting_baselines
+from torchlab.baselines import run_baseline
 from torchlab.config import Component
 from torchlab.data.base import SourceContext
 from torchlab.errors import ConfigError, DataError, RunError
@@ -71,8 +71,8 @@ def test_baselines_match_statsmodels_run_directly_on_the_same_window() -> None:
     component = Component(
         name="forecasting", methods=["seasonal_naive", "ets", "ets_damped", "arima"], season=12
     )
-    result = run_forecasting_baselines(component, bundle)
-    rows = {r["name"]: r for r in result["baselines" if "baselines" in result else "table"]}
+    result = run_baseline(component, bundle)
+    rows = {r["name"]: r for r in result.table}
     s = bundle.series.prepared[0].series
     history = pd.Series(s.target[:, 0], index=s.index)[:"1999-12"]
     actual = s.target[len(history) : len(history) + 24, 0]
@@ -93,14 +93,14 @@ def test_baselines_match_statsmodels_run_directly_on_the_same_window() -> None:
     assert rows["seasonal_naive"]["test/mase"] == pytest.approx(1.450, abs=1e-3)
     assert rows["ets"]["test/mase"] == pytest.approx(0.182, abs=1e-3)
     assert rows["ets_damped"]["test/mase"] == pytest.approx(0.161, abs=1e-3)
-    assert result["name"] == "ets_damped"
+    assert result.best["name"] == "ets_damped"
 
 
 def test_baselines_score_every_test_window() -> None:
     bundle = co2_bundle(test_start="1998-01-01", val_size=24)  # two 24-month test windows
     windows = bundle.series.windows["test"]
     assert [o for _, o in windows] == [478, 502]
-    run_forecasting_baselines(Component(name="forecasting", methods=["naive"]), bundle)
+    run_baseline(Component(name="forecasting", methods=["naive"]), bundle)
     naive = bundle.series.cache["baselines"]["naive"]
     target = bundle.series.prepared[0].series.target[:, 0]
     np.testing.assert_allclose(naive[:, :, 0], [[target[477]] * 24, [target[501]] * 24])

@@ -245,8 +245,8 @@ def test_bbc_split_is_scikit_learns_and_tfidf_svm_reproduces_its_score() -> None
     )
     assert sorted(bundle.baseline_inputs["test"]) == sorted(texts[i] for i in test_idx)
     assert bundle.summary["sizes"] == {"train": 1557, "val": 223, "test": 445}
-    scores = run_baseline(Component(name="tfidf_svm"), bundle)
-    assert scores is not None and round(scores["test/accuracy"], 4) == 0.9865
+    result = run_baseline(Component(name="tfidf_svm"), bundle)
+    assert result is not None and round(result.best["test/accuracy"], 4) == 0.9865
 
 
 def test_text_featurizer_round_trip_and_prediction_inputs(tmp_path: Path) -> None:

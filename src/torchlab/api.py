@@ -14,11 +14,11 @@ from typing import Any
 from torchlab.config import RunConfig, config_for_resume, load_config
 from torchlab.distributed import barrier, broadcast_object, shutdown
 from torchlab.errors import ConfigError, DataError, RunError
-from torchlab.memory import keep_freed_memory
+from torchlab.memory import keep_freed_memory, set_threads
 from torchlab.run import Run, create_run_dir, environment, write_json
 
 # Keys that may differ between a saved run and the command that resumes it.
-RESUMABLE_CHANGES = {"trainer.max_epochs", "trainer.progress", "trainer.device"}
+RESUMABLE_CHANGES = {"trainer.max_epochs", "trainer.progress", "trainer.device", "trainer.threads"}
 # Schedules whose whole course is fixed by trainer.max_epochs.
 SCHEDULES_OVER_MAX_EPOCHS = {"cosine", "onecycle"}
 
@@ -48,6 +48,7 @@ def build(config: RunConfig) -> Parts:
     from torchlab.training.state import seed_everything
 
     seed_everything(config.seed)
+    set_threads(config.trainer.threads)
     device = resolve_device(config.trainer.device)
     world, device = init_world(device, config.trainer.distributed_timeout_s)
     Precision(config.trainer.precision, device)  # fail on a bad combination before any work
@@ -344,10 +345,12 @@ def fit(run: Run, parts: Parts, resuming: bool, extra_callbacks: list[Any] = ())
         barrier()  # wait until rank 0 has written the summary
         return
     learning_curves(run.history, run.dir / "learning_curves.png")
+    baseline = run_baseline(parts.config.baseline, parts.bundle)
     summary = {
         "recipe": parts.config.name,
         "test": test,
-        "baseline": run_baseline(parts.config.baseline, parts.bundle),
+        "baseline": baseline.best if baseline else None,
+        "baselines": baseline.table if baseline else [],
         "epochs": trainer.state.epoch,
         "steps": trainer.state.global_step,
         "best_epoch": best.best_epoch,
@@ -357,8 +360,6 @@ def fit(run: Run, parts: Parts, resuming: bool, extra_callbacks: list[Any] = ())
     }
     for callback in parts.bundle.callbacks:  # the data's own facts (e.g. skipped files)
         summary.update(getattr(callback, "summary", dict)())
-    if isinstance(summary["baseline"], dict) and "table" in summary["baseline"]:
-        summary["baselines"] = summary["baseline"].pop("table")  # forecasting: every method
     write_json(run.dir / "summary.json", summary)
     from torchlab.report.html import write_run_reports
 
@@ -450,6 +451,8 @@ def predict(
     from torchlab.exporters.runtime import load_predictor
 
     keep_freed_memory()
+    if isinstance(run, Run) or (Path(run) / "config.yaml").is_file():  # a run, not an export
+        set_threads((run if isinstance(run, Run) else Run(run)).config.trainer.threads)
     if horizon is not None:  # forecasting: beyond the end of the run's own data
         from torchlab.forecasting import forecast
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from torchlab.baselines import BaselineResult
 from torchlab.registry import BASELINES
 
 Method = Literal["naive", "zero", "mean", "drift", "seasonal_naive", "ets", "ets_damped", "arima"]
@@ -33,6 +34,40 @@ class ForecastBaselines:
     season: int | None
     order: tuple[int, int, int]
     seasonal_order: tuple[int, int, int]
+
+    def evaluate(self, bundle: Any) -> BaselineResult | None:
+        """Score every method on the test windows; the best one (by MASE) leads.
+
+        The forecasts are kept in ``bundle.series.cache["baselines"]`` for the report's plots.
+        """
+        from torchlab.tasks.forecasting import forecast_scores
+
+        if not bundle.series.windows["test"]:
+            return None
+        season = self.season or bundle.series.season
+        histories, actual, mase = test_windows(bundle)
+        horizon = bundle.series.window.horizon
+        rows, forecasts = [], {}
+        for method in self.methods:
+            name = label(method, self, season)
+            started = time.perf_counter()
+            try:
+                forecast = forecast_all(method, self, histories, horizon, season)
+            except Exception as exc:  # e.g. too short for a seasonal model: shown, not fatal
+                rows.append({"name": name, "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            scores = forecast_scores(*(torch.from_numpy(a) for a in (forecast, actual, mase)))
+            forecasts[name] = forecast
+            seconds = round(time.perf_counter() - started, 3)
+            rows.append(
+                {"name": name, **{f"test/{k}": v for k, v in scores.items()}, "seconds": seconds}
+            )
+        bundle.series.cache["baselines"] = forecasts
+        scored = [r for r in rows if "test/mase" in r and np.isfinite(r["test/mase"])]
+        if not scored:
+            return BaselineResult(None, rows)
+        best = min(scored, key=lambda r: r["test/mase"])
+        return BaselineResult({k: v for k, v in best.items() if k != "seconds"}, rows)
 
 
 @BASELINES.register("forecasting")
@@ -156,40 +191,3 @@ def forecast_all(method: str, settings: ForecastBaselines, histories: list[np.nd
             for t in range(history.shape[1]):
                 out[i, :, t] = fn(history[:, t], horizon, season, settings)
     return out
-
-
-def run_forecasting_baselines(component: Any, bundle: Any) -> dict[str, Any] | None:
-    """Score every configured method on the test windows; the best one (by MASE) leads.
-
-    Returns ``{"name": best, "test/mae": ..., ..., "table": [one row per method]}``; the
-    forecasts are kept in ``bundle.series.cache["baselines"]`` for the report's plots.
-    """
-    from torchlab.tasks.forecasting import forecast_scores
-
-    if component is None or not bundle.series.windows["test"]:
-        return None
-    settings = BASELINES.build(component, "baseline", "continuous")
-    season = settings.season or bundle.series.season
-    histories, actual, mase = test_windows(bundle)
-    horizon = bundle.series.window.horizon
-    rows, forecasts = [], {}
-    for method in settings.methods:
-        name = label(method, settings, season)
-        started = time.perf_counter()
-        try:
-            forecast = forecast_all(method, settings, histories, horizon, season)
-        except Exception as exc:  # e.g. too short for a seasonal model: shown, not fatal
-            rows.append({"name": name, "error": f"{type(exc).__name__}: {exc}"})
-            continue
-        scores = forecast_scores(*(torch.from_numpy(a) for a in (forecast, actual, mase)))
-        forecasts[name] = forecast
-        seconds = round(time.perf_counter() - started, 3)
-        rows.append(
-            {"name": name, **{f"test/{k}": v for k, v in scores.items()}, "seconds": seconds}
-        )
-    bundle.series.cache["baselines"] = forecasts
-    scored = [r for r in rows if "test/mase" in r and np.isfinite(r["test/mase"])]
-    if not scored:
-        return {"name": "none", "table": rows}
-    best = min(scored, key=lambda r: r["test/mase"])
-    return {**{k: v for k, v in best.items() if k != "seconds"}, "table": rows}

@@ -30,12 +30,13 @@ def comparison(
     parts: Any, model: dict[str, np.ndarray]
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """One row per forecaster (the model first) with the same metrics on the same windows."""
-    from torchlab.baselines.forecasting import run_forecasting_baselines, test_windows
+    from torchlab.baselines import run_baseline
+    from torchlab.baselines.forecasting import test_windows
     from torchlab.tasks.forecasting import forecast_scores
 
     bundle = parts.bundle
     if "baselines" not in bundle.series.cache:  # a rebuilt report: fit them again
-        run_forecasting_baselines(parts.config.baseline, bundle)
+        run_baseline(parts.config.baseline, bundle)
     baselines = bundle.series.cache.get("baselines", {})
     _, actual, mase = test_windows(bundle)
     names = ("mae", "rmse", "mape", "smape", "mase")
