@@ -123,6 +123,33 @@ def test_length_asked_mid_epoch_changes_nothing(kind: str) -> None:
     assert seen == full[1:]
 
 
+class NoisyItems(torch.utils.data.Dataset):
+    """Each item drawn with fresh noise from the global generator, as random augmentation is."""
+
+    def __len__(self) -> int:
+        return 24
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return torch.rand(3), index
+
+
+def noisy_epoch(workers: int, start: int) -> list[torch.Tensor]:
+    loader = DatasetLoader(
+        NoisyItems(), batch_size=4, shuffle=True, seed=1, drop_last=False,
+        num_workers=workers, pin_memory=False,
+    )  # fmt: skip
+    return [batch.inputs for batch in loader.epoch(2, start=start)]
+
+
+def test_augmentation_in_workers_repeats_after_a_mid_epoch_resume() -> None:
+    whole = noisy_epoch(workers=2, start=0)
+    assert len(whole) == 6 and not torch.equal(whole[0], whole[1])
+    for tail in (noisy_epoch(workers=2, start=3), noisy_epoch(workers=1, start=3)):
+        assert len(tail) == 3
+        for expected, got in zip(whole[3:], tail, strict=True):
+            assert torch.equal(expected, got)
+
+
 def test_unshuffled_order_is_sequential() -> None:
     loader = build_loader(tensor_split(), batch_size=4, shuffle=False, seed=0, device=CPU)
     assert order(loader, 5) == list(range(N))

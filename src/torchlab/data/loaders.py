@@ -6,17 +6,23 @@ batches an uninterrupted one would, starting at the batch where it stopped.
 In-memory splits are served by :class:`TensorLoader`, which indexes whole batches out of
 tensors already on the device instead of collating sample by sample: for small models
 this is most of an epoch's time in a plain ``DataLoader``.
+
+Random augmentation in loader workers draws from a seed of its own per batch, derived from
+``(seed, epoch, rank, batch position)``, so it too repeats exactly after a mid-epoch resume
+and does not depend on the number of workers.
 """
 
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterator, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from torchlab.data.base import Batch, TensorSplit
 from torchlab.distributed import World, shard
@@ -73,27 +79,75 @@ class TensorLoader(Loader):
             yield Batch(self.inputs[index], self.target[index])
 
 
-class EpochSampler(Sampler[int]):
-    """Indices of one epoch in :func:`epoch_order`, skipping samples already seen."""
-
-    def __init__(
-        self, n: int, *, seed: int, shuffle: bool, world: World | None = None, pad: bool = False
-    ) -> None:
-        world = world or World()
-        self.n, self.seed, self.shuffle, self.world, self.pad = n, seed, shuffle, world, pad
-        self.epoch, self.skip = 0, 0
-
-    def __iter__(self) -> Iterator[int]:
-        order = epoch_order(self.n, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle)
-        return iter(shard(order, self.world, self.pad)[self.skip :].tolist())
-
-    def __len__(self) -> int:
-        return local_size(self.n, self.world, self.pad) - self.skip
-
-
 def collate_pairs(samples: list[tuple[Any, Any]]) -> Batch:
     inputs, target = default_collate(samples)
     return Batch(inputs, target)
+
+
+class SeededBatch(list):
+    """The indices of one batch and the seed its augmentation draws from in a worker."""
+
+    seed: int
+
+
+def seeded(batches: list[list[int]], *, seed: int, epoch: int, world: World,
+           skip: int) -> Iterator[SeededBatch]:  # fmt: skip
+    """``batches[skip:]``, each carrying a seed fixed by its position in the epoch."""
+    base = ((seed * 1_000_003 + epoch) * 1_009 + world.rank) * 1_000_003
+    for position in range(skip, len(batches)):
+        batch = SeededBatch(batches[position])
+        batch.seed = (base + position) % 2**63
+        yield batch
+
+
+class SeededItems(Dataset):
+    """Fetches a :class:`SeededBatch`, seeding a worker's random generators from it first.
+
+    Worker processes otherwise draw from one stream per worker across many batches, so which
+    batches a worker happened to serve would change the augmentation after a resume. The
+    main process keeps its own stream (checkpointed with the run), so it is left alone.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index]
+
+    def __getitems__(self, batch: SeededBatch) -> list[Any]:
+        if get_worker_info() is not None:
+            torch.manual_seed(batch.seed)
+            random.seed(batch.seed)
+            np.random.seed(batch.seed % 2**32)
+        return [self.dataset[i] for i in batch]
+
+
+class EpochBatches(Sampler[SeededBatch]):
+    """Batches of one epoch in :func:`epoch_order`, skipping the batches already seen."""
+
+    def __init__(self, n: int, batch_size: int, *, seed: int, shuffle: bool, drop_last: bool,
+                 world: World, pad: bool) -> None:  # fmt: skip
+        self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
+        self.drop_last, self.world, self.pad = drop_last, world, pad
+        self.epoch, self.skip = 0, 0
+
+    def batches(self) -> list[list[int]]:
+        order = epoch_order(self.n, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle)
+        order = shard(order, self.world, self.pad).tolist()
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        return batches
+
+    def __iter__(self) -> Iterator[SeededBatch]:
+        return seeded(self.batches(), seed=self.seed, epoch=self.epoch, world=self.world,
+                      skip=self.skip)  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.batches()) - self.skip
 
 
 class DatasetLoader(Loader):
@@ -114,35 +168,31 @@ class DatasetLoader(Loader):
         pad: bool = False,
     ) -> None:
         self.batch_size = batch_size
-        self.sampler = EpochSampler(
-            len(dataset),  # type: ignore[arg-type]
-            seed=seed,
-            shuffle=shuffle,
-            world=world,
-            pad=pad,
-        )
         self.seed = seed
-        self.loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=self.sampler,
-            drop_last=drop_last,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
+        world = world or World()
+        n = len(dataset)  # type: ignore[arg-type]
+        self.sampler = EpochBatches(
+            n, batch_size, seed=seed, shuffle=shuffle, drop_last=drop_last, world=world, pad=pad
+        )
+        self.size = local_size(n, world, pad)
+        self.loader = self._data_loader(dataset, num_workers, pin_memory, collate)
+
+    def _data_loader(self, dataset: Dataset, workers: int, pin: bool, collate: Any) -> DataLoader:
+        return DataLoader(
+            SeededItems(dataset),
+            batch_sampler=self.sampler,
+            num_workers=workers,
+            pin_memory=pin,
             collate_fn=collate,
             persistent_workers=False,
-            generator=torch.Generator(),
         )
 
     def __len__(self) -> int:
-        n = local_size(self.sampler.n, self.sampler.world, self.sampler.pad)
-        return n // self.batch_size if self.loader.drop_last else -(-n // self.batch_size)
+        drop_last = self.sampler.drop_last
+        return self.size // self.batch_size if drop_last else -(-self.size // self.batch_size)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        self.sampler.epoch, self.sampler.skip = epoch, start * self.batch_size
-        # Worker seeds come from this generator: seed it per epoch so augmentation in
-        # workers repeats exactly after a resume.
-        self.loader.generator.manual_seed(self.seed * 1_000_003 + epoch)  # type: ignore[union-attr]
+        self.sampler.epoch, self.sampler.skip = epoch, start
         yield from self.loader
 
 
@@ -219,7 +269,7 @@ def bucket_batches(
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-class BucketBatchSampler(Sampler[list[int]]):
+class BucketBatchSampler(Sampler[SeededBatch]):
     """Length-bucketed batches of one epoch (see :func:`bucket_batches`), skipping those seen.
 
     Under DDP each rank takes every ``size``-th batch, the list padded by repeating its
@@ -251,8 +301,9 @@ class BucketBatchSampler(Sampler[list[int]]):
             batches = batches[self.world.rank :: self.world.size]
         return batches
 
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches(self.epoch)[self.skip :])
+    def __iter__(self) -> Iterator[SeededBatch]:
+        return seeded(self.batches(self.epoch), seed=self.seed, epoch=self.epoch,
+                      world=self.world, skip=self.skip)  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.batches(self.epoch)) - self.skip
@@ -283,20 +334,7 @@ class BucketLoader(DatasetLoader):
         self.sampler = BucketBatchSampler(
             lengths, batch_size, seed=seed, drop_last=drop_last, world=world
         )
-        self.loader = DataLoader(
-            dataset,
-            batch_sampler=self.sampler,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            collate_fn=collate,
-            persistent_workers=False,
-            generator=torch.Generator(),
-        )
+        self.loader = self._data_loader(dataset, num_workers, pin_memory, collate)
 
     def __len__(self) -> int:
         return len(self.sampler.batches(0))  # the same count every epoch
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        self.sampler.epoch, self.sampler.skip = epoch, start
-        self.loader.generator.manual_seed(self.seed * 1_000_003 + epoch)  # type: ignore[union-attr]
-        yield from self.loader
