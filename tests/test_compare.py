@@ -65,3 +65,25 @@ def test_compare_needs_two_completed_runs(runs: list[Any], tmp_path: Path, cli) 
         compare([runs[0].dir, unfinished])
     result = cli("compare", str(runs[0].dir), str(tmp_path / "nowhere"))
     assert result.returncode != 0 and "not a torchlab run directory" in result.stderr
+
+
+@pytest.mark.slow
+def test_rl_runs_compare_their_evaluation_and_return_curves(
+    runs: list[Any], tmp_path: Path
+) -> None:
+    tiny = {"trainer.total_steps": 256, "trainer.eval_every": 128, "trainer.eval_episodes": 1,
+            "trainer.checkpoint_every": 10_000, "trainer.progress": "none"}  # fmt: skip
+    rl = [
+        torchlab.train("cartpole-ppo", {**tiny, "seed": seed}, output_dir=tmp_path / str(seed))
+        for seed in (0, 1)
+    ]
+    result = compare([r.dir for r in rl], tmp_path / "cmp.html")
+    assert [row.key for row in result.config if row.differs] == ["seed"]
+    mean = next(r for r in result.metrics if r.key == "eval/return_mean")
+    values = [r.summary["eval"]["return_mean"] for r in rl]
+    assert mean.values == values and values[mean.best] == max(values)
+    html = (tmp_path / "cmp.html").read_text()
+    assert "Final evaluation" in html and "Return curves" in html
+    assert re.search(r'<img src="data:image/png;base64,[^"]+"', html)
+    with pytest.raises(RunError, match="is an RL run and others are not"):
+        compare([runs[0].dir, rl[0].dir])

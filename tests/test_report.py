@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import torchlab
@@ -29,6 +30,14 @@ def iris_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="module")
 def diabetes_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return torchlab.train("diabetes", QUICK, output_dir=tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def rl_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A few PPO iterations on CartPole: evaluations every 128 steps, a log line per iteration."""
+    tiny = {"trainer.total_steps": 768, "trainer.eval_every": 128, "trainer.eval_episodes": 2,
+            "trainer.log_every": 64, "trainer.checkpoint_every": 10_000, "trainer.progress": "none"}  # fmt: skip
+    return torchlab.train("cartpole-ppo", tiny, output_dir=tmp_path_factory.mktemp("runs"))
 
 
 def images(html: str) -> list[str]:
@@ -83,9 +92,108 @@ def test_report_can_be_rebuilt_for_an_existing_run(iris_run: Any) -> None:
 
 
 def test_image_data_gets_a_sample_grid(tmp_path: Path) -> None:
-    run = torchlab.train("digits", {**QUICK, "trainer.max_epochs": 1}, output_dir=tmp_path)
+    small = {"data.source.per_class": 10, "model.channels": [4], "baseline": None}
+    run = torchlab.train("digits", {**QUICK, **small, "trainer.max_epochs": 1}, output_dir=tmp_path)
     html = (run.dir / "report.html").read_text()
     assert 'alt="Training samples"' in html
+
+
+TEXT_SMOKE = ["trainer.max_epochs=1", "trainer.progress=none", "data.source.limit=120",
+              "data.source.max_length=48", "data.batch_size=16", "data.num_workers=0"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_text_report_has_a_token_length_histogram(tmp_path: Path) -> None:
+    from torchlab import api
+    from torchlab.report.analysis import token_lengths
+
+    run = torchlab.train("bbc-lstm", TEXT_SMOKE, output_dir=tmp_path)
+    html = (run.dir / "report.html").read_text()
+    assert 'alt="Tokens per text and split"' in html
+    bundle = api.build(run.config).bundle
+    lengths = token_lengths(bundle)
+    sizes = json.loads((run.dir / "data.json").read_text())["sizes"]
+    assert {k: len(v) for k, v in lengths.items()} == sizes
+    # counted before truncation: the texts at or over max_length are the ones the data
+    # summary reports as truncated, and BBC articles run far past 48 tokens
+    truncated = bundle.summary["train_tokens"]["truncated"]
+    assert sum(n >= 48 for n in lengths["train"]) == truncated > 0
+    assert max(lengths["train"]) > 48
+
+
+def test_forecasting_report_shows_the_split_series(tmp_path: Path) -> None:
+    overrides = {**QUICK, "trainer.max_epochs": 1, "baseline.methods": ["naive"]}
+    run = torchlab.train("co2", overrides, output_dir=tmp_path)
+    html = (run.dir / "report.html").read_text()
+    alt = "The series with its train, validation and test parts"
+    (src,) = re.findall(rf'<img src="([^"]+)" alt="{alt}"', html)
+    assert base64.b64decode(src.partition(",")[2])[:4] == b"\x89PNG"
+    assert "forecast, interval and actuals" in html  # the forecast plots stay beside it
+    assert 'alt="Tokens per text' not in html
+
+
+@pytest.mark.slow
+def test_rl_report_shows_returns_the_episode_and_the_random_policy(rl_run: Any) -> None:
+    html = (rl_run.dir / "report.html").read_text()
+    summary = rl_run.summary
+    for section in ("Evaluation results", "Return curves", "Periodic evaluations",
+                    "One evaluation episode", "Environment and agent", "Config",
+                    "Timings and size", "Environment", "baseline: random policy"):  # fmt: skip
+        assert section in html, section
+    curve, losses, gif = images(html)
+    assert 'alt="Return against environment steps"' in html
+    for src in (curve, losses):
+        assert base64.b64decode(src.partition(",")[2])[:4] == b"\x89PNG"
+    assert gif.startswith("data:image/gif;base64,")
+    assert base64.b64decode(gif.partition(",")[2]) == (rl_run.dir / "evaluation.gif").read_bytes()
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    # the table holds the run's own numbers: final evaluation beside the random policy
+    assert f"{summary['eval']['return_mean']:.4f}" in html
+    assert f"{summary['baseline']['return_mean']:.4f}" in html
+    evaluations = [r for r in rl_run.history if "eval/return" in r]
+    assert len(evaluations) >= 5  # every 128 of 768 steps
+    assert html.count('<td class="num">') >= 3 * len(evaluations)
+    for record in evaluations:
+        assert f'<td class="num">{record["step"]}</td>' in html
+    assert "CartPole-v1" in html and "Discrete(2)" in html  # env facts from gymnasium
+
+
+@pytest.mark.slow
+def test_rl_model_card_and_rebuild(rl_run: Any) -> None:
+    card = (rl_run.dir / "MODEL_CARD.md").read_text()
+    summary = rl_run.summary
+    for heading in ("# Model card: cartpole-ppo", "## Intended use", "## Data", "## Training",
+                    "## Limitations", "`ppo` agent", "`CartPole-v1`"):  # fmt: skip
+        assert heading in card, heading
+    row = (f"| mean return | {summary['eval']['return_mean']:.4f} | "
+           f"{summary['baseline']['return_mean']:.4f} |")  # fmt: skip
+    assert row in card
+    path = rl_run.dir / "report.html"
+    first = path.read_text()
+    path.unlink()
+    assert report(rl_run.dir) == path  # rebuilt from the run directory's files alone
+    assert path.read_text() == first
+
+
+def test_images_read_from_files_get_a_sample_grid(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("dark", "light")):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(8):
+            pixels = np.full((12, 12, 3), 40 + 160 * c) + rng.integers(-20, 20, (12, 12, 3))
+            Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / "images" / name / f"{i}.png")
+    overrides = {
+        "data.source": {"name": "image-folder", "root": str(tmp_path / "images"), "size": 16},
+        "data.batch_size": 4, "data.split": {"val": 0.25, "test": 0.25}, "data.num_workers": 0,
+        "model": {"name": "cnn", "channels": [4]}, "baseline": None,
+        "trainer.max_epochs": 1, "trainer.progress": "none",
+    }  # fmt: skip
+    run = torchlab.train("digits", overrides, output_dir=tmp_path / "runs")
+    html = (run.dir / "report.html").read_text()
+    assert html.count('alt="Training samples"') == 1
+    assert 'alt="Tokens per text' not in html and 'alt="The series' not in html
 
 
 # --- the report in a real browser ---------------------------------------------------------
@@ -174,11 +282,10 @@ def artifacts_dir() -> Path:
     return folder
 
 
-@pytest.mark.slow
-def test_report_renders_in_headless_chromium(iris_run: Any, browser: Browser) -> None:
-    for domain in ("Page", "Runtime", "Log"):
-        browser.call(f"{domain}.enable")
-    browser.call("Page.navigate", url=(iris_run.dir / "report.html").resolve().as_uri())
+def open_page(browser: Browser, path: Path, artifact: str) -> tuple[dict[str, Any], list[Any]]:
+    """Load a report, save a full-page screenshot; returns what the page shows and its errors."""
+    browser.events.clear()
+    browser.call("Page.navigate", url=path.resolve().as_uri())
     browser.wait_for("Page.loadEventFired")
     state = browser.call(
         "Runtime.evaluate",
@@ -188,20 +295,33 @@ def test_report_renders_in_headless_chromium(iris_run: Any, browser: Browser) ->
             sections: Array.from(document.querySelectorAll('section h2')).map(h => h.textContent)})""",
         returnByValue=True,
     )["result"]["value"]
-    page = json.loads(state)
     shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-    artifact = artifacts_dir() / "report-iris.png"
-    artifact.write_bytes(base64.b64decode(shot["data"]))
-
+    (artifacts_dir() / artifact).write_bytes(base64.b64decode(shot["data"]))
     errors = [
         e for e in browser.events
         if e.get("method") == "Runtime.exceptionThrown"
         or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "assert"))
         or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
     ]  # fmt: skip
+    return json.loads(state), errors
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(iris_run: Any, rl_run: Any, browser: Browser) -> None:
+    for domain in ("Page", "Runtime", "Log"):
+        browser.call(f"{domain}.enable")
+    page, errors = open_page(browser, iris_run.dir / "report.html", "report-iris.png")
     assert errors == []
     assert page["title"] == "iris: torchlab run report"
     assert len(page["images"]) == 4
     assert all(i["complete"] and i["width"] > 100 for i in page["images"]), page["images"]
     assert "Test results" in page["sections"] and "Environment" in page["sections"]
-    assert artifact.stat().st_size > 10_000
+    assert (artifacts_dir() / "report-iris.png").stat().st_size > 10_000
+
+    page, errors = open_page(browser, rl_run.dir / "report.html", "report-cartpole-ppo.png")
+    assert errors == []
+    assert page["title"] == "cartpole-ppo: torchlab run report"
+    assert len(page["images"]) == 3  # return curves, training losses, the evaluation GIF
+    assert all(i["complete"] and i["width"] > 100 for i in page["images"]), page["images"]
+    assert "Return curves" in page["sections"] and "Evaluation results" in page["sections"]
+    assert (artifacts_dir() / "report-cartpole-ppo.png").stat().st_size > 10_000

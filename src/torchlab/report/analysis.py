@@ -2,7 +2,8 @@
 
 Each figure is returned as PNG bytes so the HTML report can embed it (no external files).
 Classification gets a confusion matrix, per-class precision/recall/F1 and one-vs-rest ROC
-curves; regression gets predicted-vs-true and residual plots; image data gets a sample grid.
+curves; regression gets predicted-vs-true and residual plots; image data gets a sample grid,
+text data a histogram of token lengths.
 """
 
 from __future__ import annotations
@@ -221,4 +222,48 @@ def image_grid(inputs: torch.Tensor, target: torch.Tensor, classes: list[str]) -
         label = int(target[i]) if target.ndim == 1 else None
         if label is not None and label < len(classes):
             ax.set_title(classes[label], fontsize=8)
+    return png(fig)
+
+
+def token_lengths(bundle: Any) -> dict[str, list[int]] | None:
+    """Tokens per text and split of a text-classification bundle, before truncation.
+
+    The raw texts (``baseline_inputs``) are tokenized again without a length limit; when they
+    are absent the truncated ids the model sees are counted instead. Other bundles: None.
+    """
+    tokenizer = getattr(bundle.featurizer, "tokenizer", None)
+    splits = {n: getattr(bundle, n, None) for n in ("train", "val", "test")}
+    if tokenizer is None or not isinstance(getattr(splits["train"], "ids", None), list):
+        return None
+    texts = bundle.baseline_inputs or {}
+    out = {}
+    for name, split in splits.items():
+        if split is None or not len(split):
+            continue
+        if name in texts and len(texts[name]) == len(split):
+            out[name] = [len(ids) for ids in tokenizer.encode([str(t) for t in texts[name]])]
+        else:
+            out[name] = [len(ids) for ids in split.ids]
+    return out
+
+
+def length_histogram(lengths: dict[str, list[int]], max_length: int | None) -> bytes:
+    """Overlaid histograms of tokens per text, one per split, with the truncation length."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    longest = max(max(v) for v in lengths.values() if v)
+    bins = np.linspace(0, longest + 1, min(60, longest + 2))
+    for name, values in lengths.items():
+        share = np.full(len(values), 1 / len(values))  # bar heights sum to 1 per split
+        ax.hist(values, bins=bins, weights=share, histtype="step", lw=1.5,
+                label=f"{name} (median {int(np.median(values))})")  # fmt: skip
+    if max_length:
+        cut = sum(v > max_length for values in lengths.values() for v in values)
+        total = sum(len(v) for v in lengths.values())
+        ax.axvline(max_length, color="0.3", ls="--",
+                   label=f"max_length {max_length} ({cut} of {total} texts truncated)")  # fmt: skip
+    ax.set_xlabel("tokens per text")
+    ax.set_ylabel("share of texts")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     return png(fig)

@@ -2,6 +2,7 @@
 
 Config keys that differ between the runs come first and are highlighted; test metrics get
 the best value of each row marked; learning curves of every run are overlaid per metric.
+RL runs compare their final evaluation (mean and std of return) and their return curves.
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ def compare(run_dirs: list[str | Path], output: str | Path | None = None) -> Com
         raise RunError(f"Compare needs at least two run directories; received {len(run_dirs)}.")
     runs = [Run(d) for d in run_dirs]
     summaries = [run.summary for run in runs]  # a run that did not complete raises here
+    kinds = {s.get("kind") == "rl" for s in summaries}
+    if len(kinds) > 1:
+        rl = next(r.dir for r, s in zip(runs, summaries, strict=True) if s.get("kind") == "rl")
+        raise RunError(
+            f"'{rl}' is an RL run and others are not: compare RL runs with RL runs and "
+            "supervised runs with supervised runs."
+        )
     labels = _labels(runs)
     configs = [flatten(run.config.model_dump(mode="json", exclude={"tune"})) for run in runs]
     keys = list(dict.fromkeys(k for c in configs for k in c))
@@ -98,21 +106,30 @@ def _labels(runs: list[Run]) -> list[str]:
     return [f"{run.config.name}/{run.dir.name}" for run in runs]
 
 
+def scores(summary: dict[str, Any]) -> dict[str, Any]:
+    """The metrics a run is judged by: its test metrics, or an RL run's final evaluation."""
+    if summary.get("kind") == "rl":
+        evaluation = summary.get("eval") or {}
+        return {f"eval/{k}": v for k, v in evaluation.items() if k != "episodes"}
+    return summary["test"]
+
+
 def _metric_rows(summaries: list[dict[str, Any]]) -> list[Row]:
     from torchlab.tasks.classification import _HIGHER
 
+    tests = [scores(s) for s in summaries]
     keys = list(
-        dict.fromkeys(
-            k for s in summaries for k, v in s["test"].items() if isinstance(v, (int, float))
-        )
+        dict.fromkeys(k for t in tests for k, v in t.items() if isinstance(v, (int, float)))
     )
     rows = []
     for key in [*keys, "train_seconds", "parameters"]:
-        values = [s["test"].get(key) if "/" in key else s.get(key) for s in summaries]
+        values = [
+            t.get(key) if "/" in key else s.get(key) for s, t in zip(summaries, tests, strict=True)
+        ]
         finite = [(i, v) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
         best = None
-        if "/" in key and finite:
-            higher = key.rpartition("/")[2] in _HIGHER or key.endswith("/r2")
+        if "/" in key and finite and not key.endswith("_std"):
+            higher = key.rpartition("/")[2] in _HIGHER | {"return_mean"} or key.endswith("/r2")
             best = (max if higher else min)(finite, key=lambda iv: iv[1])[0]
         rows.append(Row(key, values, best=best))
     return rows
@@ -125,6 +142,8 @@ def curves(runs: list[Run], labels: list[str]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if all(run.summary.get("kind") == "rl" for run in runs):
+        return _return_curves(runs, labels)
     histories = [[r for r in run.history if "train/loss" in r] for run in runs]
     panels = ["train/loss", "val/loss"]
     panels += sorted(
@@ -149,12 +168,35 @@ def curves(runs: list[Run], labels: list[str]) -> bytes:
     return png(fig)
 
 
+def _return_curves(runs: list[Run], labels: list[str]) -> bytes:
+    """Evaluation and training return of RL runs against environment steps, one line per run."""
+    from torchlab.report.analysis import _plt
+
+    plt = _plt()
+    panels = ("eval/return", "train/return")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for label, run in zip(labels, runs, strict=True):
+            points = [(r["step"], r[panel]) for r in run.history if panel in r and "step" in r]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", markersize=2, label=label)
+        ax.set_title(panel)
+        ax.set_xlabel("environment steps")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize="small")
+    return png(fig)
+
+
 def write_html(comparison: Comparison, runs: list[Run], output: Path) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     html = (
         environment_for_templates()
         .get_template("compare.html.j2")
-        .render(c=comparison, curves=data_uri(curves(runs, comparison.labels)))
+        .render(
+            c=comparison,
+            curves=data_uri(curves(runs, comparison.labels)),
+            rl=all(run.summary.get("kind") == "rl" for run in runs),
+        )
     )
     output.write_text(html)
     return output

@@ -87,6 +87,38 @@ def window_figure(
     return png(fig)
 
 
+SERIES_SHOWN = 3  # series (and targets of each) drawn in the data section
+PARTS = (("train", "tab:blue"), ("validation", "tab:orange"), ("test", "tab:green"))
+
+
+def series_overview(bundle: Any) -> bytes | None:
+    """Each series' targets over time with its train, validation and test parts shaded."""
+    data = getattr(bundle, "series", None)
+    if data is None or not getattr(data, "prepared", None):
+        return None
+    plt = _plt()
+    shown = data.prepared[:SERIES_SHOWN]
+    targets = list(data.sset.target_names[:SERIES_SHOWN])
+    fig, axes = plt.subplots(len(shown) * len(targets), 1, squeeze=False,
+                             figsize=(10, 2.6 * len(shown) * len(targets)))  # fmt: skip
+    for k, prepared in enumerate(shown):
+        series, cuts = prepared.series, prepared.cuts
+        bounds = (0, cuts.val, cuts.test, cuts.end)
+        for t, name in enumerate(targets):
+            ax = axes[k * len(targets) + t, 0]
+            ax.plot(series.index, series.target[:, t], color="black", lw=1)
+            for (label, color), start, stop in zip(PARTS, bounds[:-1], bounds[1:], strict=True):
+                if stop > start:  # shade [start, stop): one part of the time split
+                    end = series.index[min(stop, len(series.index) - 1)]  # no gap between parts
+                    ax.axvspan(series.index[start], end, color=color,
+                               alpha=0.15, label=f"{label} ({stop - start})")  # fmt: skip
+            which = f" of series '{series.id}'" if len(data.prepared) > 1 else ""
+            ax.set_title(f"{name}{which}", fontsize=10)
+            ax.legend(loc="upper left", fontsize=8)
+            ax.grid(alpha=0.3)
+    return png(fig)
+
+
 @ANALYSES.register("forecasting")
 def forecasting(parts: Any, loader: Any) -> Analysis:
     """Metric table of the model beside every classical method, and forecast plots."""

@@ -1,7 +1,8 @@
 """``report.html`` (one self-contained page, images embedded) and ``MODEL_CARD.md`` of a run.
 
 :func:`write_reports` is called by :func:`torchlab.api.fit` once ``summary.json`` exists;
-:func:`report` rebuilds both for an existing run directory (it re-runs the test split).
+:func:`report` rebuilds both for an existing run directory (it re-runs the test split; an RL
+run's report comes from its files, see :mod:`torchlab.report.rl`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from torchlab.registry import Registry
-from torchlab.report.analysis import Analysis, analyse, class_balance, image_grid, predictions
+from torchlab.report.analysis import (
+    Analysis,
+    analyse,
+    class_balance,
+    image_grid,
+    length_histogram,
+    predictions,
+    token_lengths,
+)
 
 # Task name -> ``builder(parts, test_loader) -> Analysis``: figures and tables a task needs
 # beyond the generic ones by target kind. Modules of this package register here.
@@ -94,8 +103,11 @@ def report(run_dir: str | Path) -> Path:
     from torchlab.training.checkpoint import load_into, load_weights
 
     run = Run(run_dir)
-    run.summary  # noqa: B018 - raises a clear error for a run that did not complete
-    parts = api.build(run.config)
+    if run.summary.get("kind") == "rl":  # raises a clear error for a run that did not complete
+        from torchlab.report.rl import write_rl_reports
+
+        return write_rl_reports(run.dir)[0]
+    parts = api.build(run.config, run.dir)
     weights = run.dir / "model.safetensors"
     load_into(parts.model, load_weights(weights), weights)
     return write_reports(run, parts, api.loaders(parts))[0]
@@ -129,6 +141,7 @@ def _context(run: Any, bundle: Any, analysis: Analysis) -> dict[str, Any]:
         data_figures.append(
             ("Training samples", data_uri(image_grid(inputs, bundle.train.target, classes)))
         )
+    data_figures += more_data_figures(bundle)
     facts = {k: v for k, v in bundle.summary.items() if k not in ("sizes", "class_counts")}
     info = json.loads((run.dir / "run.json").read_text())
     env_path = run.dir / "environment.json"
@@ -162,6 +175,47 @@ def _context(run: Any, bundle: Any, analysis: Analysis) -> dict[str, Any]:
         "total": total,
         "worst": f"{worst['class']} (F1 {worst['f1']:.3f})" if worst else "",
     }
+
+
+def more_data_figures(bundle: Any) -> list[tuple[str, str]]:
+    """Samples of file-backed image data, token lengths of text data and the split series of
+    time-series data, when they apply."""
+    from torchlab.report.forecasting import series_overview
+
+    figures = []
+    images = stored_images(bundle.train)
+    if images is not None:
+        grid = image_grid(*images, list(bundle.spec.class_names))
+        figures.append(("Training samples", data_uri(grid)))
+    lengths = token_lengths(bundle)
+    if lengths:
+        limit = getattr(bundle.featurizer, "max_length", None)
+        figures.append(("Tokens per text and split", data_uri(length_histogram(lengths, limit))))
+    series = series_overview(bundle)
+    if series is not None:
+        figures.append(("The series with its train, validation and test parts", data_uri(series)))
+    return figures
+
+
+def stored_images(split: Any, count: int = 24) -> tuple[list[Any], Any] | None:
+    """The first images and labels of a split read from files (``ImageDataset``), untransformed.
+
+    Tensor splits have their grid from ``inputs``; unreadable files are left out.
+    """
+    import torch
+
+    from torchlab.errors import DataError
+
+    if not (hasattr(split, "read") and hasattr(split, "labels")) or not len(split):
+        return None
+    images, labels = [], []
+    for i in range(min(count, len(split))):
+        try:
+            images.append(split.read(i))
+        except DataError:  # a bad file is reported by training, not here
+            continue
+        labels.append(int(split.labels[i]))
+    return (images, torch.tensor(labels)) if images else None
 
 
 def _target_desc(spec: Any) -> str:

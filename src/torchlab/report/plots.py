@@ -27,8 +27,8 @@ def learning_curves(history: list[dict[str, Any]], path: Path) -> Path:
         ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        if panel == "lr":
-            ax.set_yscale("log")
+        if panel == "lr" and any((r.get("lr") or 0) > 0 for r in epochs):
+            ax.set_yscale("log")  # matplotlib warns on a log axis without positive values
         if panel == "loss":
             ax.legend()
     fig.tight_layout()
