@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import uvicorn
@@ -307,12 +308,14 @@ def test_batcher_refuses_when_the_queue_is_full() -> None:
 
 
 @pytest.mark.slow
-def test_fuzzing_the_openapi_schema_finds_no_server_error(iris, iris_server) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("served", ["iris", "co2"])
+def test_fuzzing_the_openapi_schema_finds_no_server_error(served, request) -> None:  # type: ignore[no-untyped-def]
     import schemathesis
     from hypothesis import HealthCheck, given, settings
 
+    server = request.getfixturevalue(f"{served}_server")
     schema = schemathesis.openapi.from_url(
-        f"{iris_server.base_url}/openapi.json", headers={"X-API-Key": "s3cret"}
+        f"{server.base_url}/openapi.json", headers={"X-API-Key": "s3cret"}
     )
     failures, statuses = [], set()
     for operation in schema.get_all_operations():
@@ -330,7 +333,178 @@ def test_fuzzing_the_openapi_schema_finds_no_server_error(iris, iris_server) -> 
 
         fuzz()
     assert not failures
-    assert 200 in statuses and statuses & {400, 422}, (
-        statuses
-    )  # it reached the model and the checks
-    assert iris_server.post("/predict", json={"rows": iris["rows"][:1]}).status_code == 200
+    assert 200 in statuses and statuses & {400, 422}, statuses  # reached the model and checks
+    data = request.getfixturevalue(served)
+    body = (
+        {"rows": data["rows"][:1]}
+        if served == "iris"
+        else {"series": [history(data["timestamps"], data["values"])]}
+    )
+    assert server.post("/predict", json=body).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def co2(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+    overrides = {**FAST, "baseline": None}
+    run = torchlab.train("co2", overrides, output_dir=tmp_path_factory.mktemp("co2") / "runs")
+    tail = run.featurizer.tails[0]  # the end of the run's data, where --horizon starts
+    return {
+        "run": run,
+        "timestamps": list(tail.index),
+        "values": [row[0] for row in tail.target],
+        "expected": torchlab.predict(run, [], horizon=run.featurizer.horizon),
+    }
+
+
+@pytest.fixture(scope="module")
+def co2_server(co2) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+    with LiveServer(create_app(load_predictor(co2["run"].dir), ServeSettings())) as client:
+        yield client
+
+
+def history(timestamps: list[str], values: list[float], **extra: object) -> dict:  # type: ignore[type-arg]
+    return {"timestamps": timestamps, "history": {"co2": values}, **extra}
+
+
+def test_series_get_the_forecast_of_torchlab_predict_horizon(co2, co2_server) -> None:  # type: ignore[no-untyped-def]
+    expected, stamps, values = co2["expected"], co2["timestamps"], co2["values"]
+    # A longer history than the model reads gives the same forecast: only the last steps count.
+    earlier = [str(t) for t in pd.date_range(end=stamps[0], periods=13, freq="MS")[:-1]]
+    shifted = [v + 5.0 for v in values]
+    body = {
+        "series": [
+            history(stamps, values),
+            history(earlier + stamps, [300.0] * 12 + values),
+            history(stamps, shifted),
+        ]
+    }
+    answer = co2_server.post("/predict", json=body)
+    assert answer.status_code == 200, answer.text
+    same, longer, moved = answer.json()["predictions"]
+    assert same["timestamps"] == [t.isoformat() for t in expected["timestamp"]]
+    for kind in ("forecast", "lower", "upper"):
+        np.testing.assert_allclose(same[kind]["co2"], expected[f"{kind}_co2"], rtol=1e-6)
+        np.testing.assert_allclose(longer[kind]["co2"], expected[f"{kind}_co2"], rtol=1e-6)
+    assert all(low <= mid <= up for low, mid, up in zip(same["lower"]["co2"], same["forecast"]["co2"], same["upper"]["co2"], strict=True))  # fmt: skip
+    assert not np.allclose(moved["forecast"]["co2"], same["forecast"]["co2"])
+
+    # Through the batcher from concurrent callers, each gets the forecast of its own history.
+    def ask(values: list[float]) -> list[float]:
+        answer = co2_server.post("/predict", json={"series": [history(stamps, values)]})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["predictions"][0]["forecast"]["co2"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(ask, [values, shifted] * 4))
+    for i, got in enumerate(answers):
+        np.testing.assert_allclose(
+            got, (same if i % 2 == 0 else moved)["forecast"]["co2"], rtol=1e-6
+        )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s, v: history(s[:30], v[:30]), "Field 'series.0.timestamps' holds 30 steps"),
+        (lambda s, v: {"timestamps": s, "history": {"co3": v}}, "series.0.history.co2"),
+        (lambda s, v: history(s[::-1], v), "'series.0.timestamps' is not in increasing order"),
+        (lambda s, v: history([*s[:-1], s[-2]], v), "is not in increasing order at position 59"),
+        (lambda s, v: history([*s[:-1], "2031-01-01"], v), "skips a step at position 59"),
+        (lambda s, v: history(s, v[:-1]), "'series.0.history.co2' has 59 values for 60"),
+        (lambda s, v: history(s, v, id="elsewhere"), "'series.0.id' names the series"),
+        (lambda s, v: history(s, v, future={"co2": v}), "series.0.future"),
+        (lambda s, v: history(s, [1e308] * len(v)), "too large to represent"),
+        (lambda s, v: history(["not a date"] * len(s), v), "series.0.timestamps.0"),
+    ],
+)
+def test_bad_series_get_a_422_naming_the_field(co2, co2_server, change, message) -> None:  # type: ignore[no-untyped-def]
+    answer = co2_server.post(
+        "/predict", json={"series": [change(co2["timestamps"], co2["values"])]}
+    )
+    assert answer.status_code == 422, answer.text
+    assert message in answer.json()["error"]
+
+
+def test_nan_in_a_series_gets_a_422(co2, co2_server) -> None:  # type: ignore[no-untyped-def]
+    values = ", ".join(map(str, co2["values"][:-1]))
+    stamps = ", ".join(f'"{t}"' for t in co2["timestamps"])
+    body = f'{{"series": [{{"timestamps": [{stamps}], "history": {{"co2": [{values}, NaN]}}}}]}}'
+    answer = co2_server.post(
+        "/predict", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 422, answer.text
+    assert "series.0.history.co2.59" in answer.json()["error"]
+    assert co2_server.get("/ready").status_code == 200
+
+
+@pytest.mark.slow
+def test_seq2seq_texts_get_the_generated_text_of_torchlab_predict(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    small = {"data.source.n": 300, "model.hidden_size": 16, "model.embedding_dim": 8}
+    run = torchlab.train("dates", {**FAST, **small, "model.beam_width": 2}, output_dir=tmp_path)
+    texts = ["the 3rd of March 1998", "12/25/04", "1 jan 2020", "Tuesday, 5 May 1987", "7.8.65"]
+    (tmp_path / "dates.csv").write_text("source\n" + "\n".join(f'"{t}"' for t in texts) + "\n")
+    expected = torchlab.predict(run.dir, [tmp_path / "dates.csv"])["output"].tolist()
+    with LiveServer(create_app(load_predictor(run.dir), ServeSettings(max_wait_ms=20))) as client:
+        answer = client.post("/predict", json={"texts": texts})
+        assert answer.status_code == 200, answer.text
+        assert [p["output"] for p in answer.json()["predictions"]] == expected
+
+        def ask(i: int) -> str:  # one text per request: batched with others of other lengths
+            answer = client.post("/predict", json={"texts": [texts[i]]})
+            assert answer.status_code == 200, answer.text
+            return answer.json()["predictions"][0]["output"]
+
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            assert list(pool.map(ask, range(5))) == expected
+        empty = client.post("/predict", json={"texts": ["  "]})
+        assert empty.status_code == 422 and "Field 'texts.0' is empty" in empty.json()["error"]
+        long = client.post("/predict", json={"texts": ["12/25/04", "1" * 2000]})
+        assert long.status_code == 422 and "Field 'texts.1'" in long.json()["error"]
+        assert "over the limit of 1024" in long.json()["error"]
+
+
+@pytest.mark.slow
+def test_language_model_prompts_get_the_continuation_of_torchlab_predict(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    words = [
+        "the",
+        "market",
+        "rose",
+        "as",
+        "shares",
+        "in",
+        "banks",
+        "fell",
+        "after",
+        "the",
+        "report",
+        "on",
+        "growth",
+        "and",
+        "jobs",
+    ]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        (corpus / f"doc{i}.txt").write_text(" ".join(rng.choice(words, 60)))
+    overrides = {
+        **FAST,
+        **{"data.source.path": str(corpus), "data.source.tokenization": "word"},
+        **{"data.source.block_size": 16, "data.batch_size": 8, "baseline": None},
+        **{"model.layers": 1, "model.heads": 2, "model.dim": 16, "model.max_new_tokens": 5},
+        "model.temperature": 0.0,  # greedy: the same continuation every time
+    }
+    run = torchlab.train("bbc-gpt", overrides, output_dir=tmp_path / "runs")
+    prompts = ["the market", "shares in banks fell after", "growth"]
+    (tmp_path / "prompts.csv").write_text("prompt\n" + "\n".join(prompts) + "\n")
+    expected = torchlab.predict(run.dir, [tmp_path / "prompts.csv"])["output"].tolist()
+    with LiveServer(create_app(load_predictor(run.dir), ServeSettings(max_wait_ms=20))) as client:
+        answer = client.post("/predict", json={"texts": prompts})
+        assert answer.status_code == 200, answer.text
+        assert [p["output"] for p in answer.json()["predictions"]] == expected
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            answers = pool.map(lambda p: client.post("/predict", json={"texts": [p]}), prompts)
+            assert [a.json()["predictions"][0]["output"] for a in answers] == expected
+        refused = client.post("/predict", json={"texts": prompts, "max_new_tokens": 3})
+        assert refused.status_code == 422
+        assert "Field 'max_new_tokens' is not part of this model's request" in refused.text

@@ -52,9 +52,12 @@ class Predictor:
     def records(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
         """One JSON-ready prediction per row: label and class probabilities, or values."""
         spec, named = self.spec, self.task.predict(outputs)
+        if hasattr(self.featurizer, "decode_predictions"):  # generated ids -> text
+            named = self.featurizer.decode_predictions(named)
         rows: list[dict[str, Any]] = [{} for _ in range(len(outputs))]
         for name, values in named.items():
-            for row, value in zip(rows, values.tolist(), strict=True):
+            values = values.tolist() if isinstance(values, torch.Tensor) else list(values)
+            for row, value in zip(rows, values, strict=True):
                 if name == "label" and isinstance(value, int) and spec.class_names:
                     row[name] = spec.class_names[value]
                 elif name == "label" and isinstance(value, list) and spec.class_names:
@@ -120,6 +123,8 @@ class Predictor:
                 raise DataError(
                     f"Image {i} (from 0) cannot be decoded; send a PNG, JPEG, BMP, GIF, TIFF or WebP file."
                 ) from None
+        if len({p.shape for p in pixels}) == 1:  # one resize + normalise call for them all
+            return self.featurizer.normalize(torch.stack(pixels))
         return torch.stack([self.featurizer.normalize(p.unsqueeze(0))[0] for p in pixels])
 
 

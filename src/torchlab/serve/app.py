@@ -69,9 +69,16 @@ class ServeSettings:
 
 
 class Prediction(BaseModel):
+    """One answer: a label and probabilities, values, generated text, or a forecast."""
+
     label: str | int | list[str] | None = None
     probabilities: dict[str, float] | None = None
     prediction: dict[str, float] | None = None
+    output: str | None = None
+    timestamps: list[str] | None = None
+    forecast: dict[str, list[float]] | None = None
+    lower: dict[str, list[float]] | None = None
+    upper: dict[str, list[float]] | None = None
 
 
 class PredictResponse(BaseModel):
@@ -102,7 +109,11 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         state["batcher"] = batcher
         # Warm up at batch 1 and the largest batch, so the first callers see normal latency.
         for rows in {1, settings.max_batch}:
-            example = predictor.kind.example(predictor.spec.input_shape, rows)
+            example = (
+                kind.example(rows)
+                if kind.example is not None
+                else predictor.kind.example(predictor.spec.input_shape, rows)
+            )
             await asyncio.get_running_loop().run_in_executor(batcher.executor, predictor, example)
         state["ready"] = True
         yield
@@ -127,9 +138,15 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
         metrics.error("validation")
         detail = [{"field": ".".join(map(str, e["loc"][1:])), "message": e["msg"]} for e in errors]
+        if first.get("type") == "extra_forbidden":  # e.g. max_new_tokens for a language model
+            message = (
+                f"Field '{where}' is not part of this model's request; remove it "
+                "(GET /metadata shows the request schema)."
+            )
+            return error(422, message, detail=detail[:20])
         return error(422, f"Field '{where}': {first['msg']}.", detail=detail[:20])
 
-    async def run(inputs: Any) -> JSONResponse | dict[str, Any]:
+    async def run(inputs: Any, body: Any = None) -> JSONResponse:
         try:
             outputs = await state["batcher"].submit(inputs, settings.timeout_s)
         except QueueFull:
@@ -141,7 +158,13 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         except ModelFailed as exc:
             metrics.error("model")
             return error(500, f"The model failed on the batch holding this request ({exc}).")
-        return {"predictions": predictor.records(outputs)}
+        if kind.records is not None:
+            try:
+                return JSONResponse({"predictions": kind.records(outputs, inputs, body)})
+            except DataError as exc:
+                metrics.error("bad_input")
+                return error(422, str(exc))
+        return JSONResponse({"predictions": predictor.records(outputs)})
 
     def decode(body: Any) -> Any:
         try:
@@ -160,9 +183,10 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         responses={400: {}, 401: {}, 413: {}, 422: {}, 503: {}, 504: {}},
     )
     async def predict(body: kind.model) -> Any:  # type: ignore[name-defined]
-        """Predict for table rows (tabular models) or base64-encoded images (image models)."""
+        """Predict for table rows, base64-encoded images, texts or series histories (the
+        request schema is the served model's)."""
         inputs = decode(body)
-        return inputs if isinstance(inputs, JSONResponse) else await run(inputs)
+        return inputs if isinstance(inputs, JSONResponse) else await run(inputs, body)
 
     if predictor.kind.name == "image":
 

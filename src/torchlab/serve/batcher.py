@@ -14,10 +14,12 @@ import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from torchlab.serve.metrics import Metrics
+from torchlab.serve.requests import concat, rows
 
 
 class QueueFull(Exception):
@@ -30,8 +32,9 @@ class ModelFailed(Exception):
 
 @dataclass
 class _Pending:
-    inputs: torch.Tensor
+    inputs: Any  # (B, ...) tensor, or a dict of them sharing B
     future: asyncio.Future[torch.Tensor] = field(repr=False)
+    rows: int = 0
 
 
 class DynamicBatcher:
@@ -71,7 +74,7 @@ class DynamicBatcher:
                 await self._worker
         self.executor.shutdown(wait=True)
 
-    async def submit(self, inputs: torch.Tensor, timeout: float | None = None) -> torch.Tensor:
+    async def submit(self, inputs: Any, timeout: float | None = None) -> torch.Tensor:
         """The model's outputs for ``inputs`` (rows of one request).
 
         Raises:
@@ -81,7 +84,7 @@ class DynamicBatcher:
         """
         future: asyncio.Future[torch.Tensor] = asyncio.get_running_loop().create_future()
         try:
-            self.queue.put_nowait(_Pending(inputs, future))
+            self.queue.put_nowait(_Pending(inputs, future, rows(inputs)))
         except asyncio.QueueFull:
             raise QueueFull from None
         self.metrics.queue_depth = self.queue.qsize()
@@ -111,27 +114,27 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         while True:
             batch: list[_Pending] = []
-            rows = 0
+            size = 0
             first = await self._next(None)
             deadline = loop.time() + self.max_wait
             item: _Pending | None = first
             while item is not None:
                 if not item.future.done():  # a caller that timed out is skipped
-                    if batch and rows + len(item.inputs) > self.max_batch:
+                    if batch and size + item.rows > self.max_batch:
                         self._held = item  # starts the next batch
                         break
                     batch.append(item)
-                    rows += len(item.inputs)
-                if rows >= self.max_batch:
+                    size += item.rows
+                if size >= self.max_batch:
                     break
                 item = await self._next(max(0.0, deadline - loop.time()))
             self.metrics.queue_depth = self.queue.qsize()
             if batch:
-                await self._execute(batch, rows)
+                await self._execute(batch, size)
 
     async def _execute(self, batch: list[_Pending], rows: int) -> None:
         self.metrics.batch(rows)
-        inputs = torch.cat([item.inputs for item in batch])
+        inputs = concat([item.inputs for item in batch])
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(
                 self.executor, self.model, inputs
@@ -144,7 +147,7 @@ class DynamicBatcher:
             return
         start = 0
         for item in batch:
-            end = start + len(item.inputs)
+            end = start + item.rows
             if not item.future.done():
                 item.future.set_result(outputs[start:end])
             start = end

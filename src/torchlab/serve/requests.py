@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field
 from torchlab.errors import DataError
 from torchlab.registry import Registry
 
-REQUEST_KINDS = Registry("request kind", ["torchlab.serve.requests"])
+REQUEST_KINDS = Registry("request kind", ["torchlab.serve.requests", "torchlab.serve.series"])
 
 
 class BadRequest(Exception):
@@ -30,14 +30,20 @@ class RequestKind:
 
     Attributes:
         model: The pydantic model of the JSON body (shown in the OpenAPI schema).
-        decode: Validated body -> model inputs ``(B, ...)``.
+        decode: Validated body -> model inputs ``(B, ...)`` (a tensor or a dict of them).
+        records: ``(outputs, inputs, body)`` -> one JSON-ready answer per row; by default
+            the predictor's label and probabilities (or values, or generated text).
+        example: Rows -> a model input to warm up with; by default the input kind's.
     """
 
     model: type[pydantic.BaseModel]
-    decode: Callable[[Any], torch.Tensor]
+    decode: Callable[[Any], Any]
+    records: Callable[[Any, Any, Any], list[dict[str, Any]]] | None = None
+    example: Callable[[int], Any] | None = None
 
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+MAX_TOKENS = 1024  # longest text a generation request may send, in tokens
 
 
 @REQUEST_KINDS.register("tabular")
@@ -94,6 +100,8 @@ def text(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
         texts=(list[str], Field(..., min_length=1, max_length=max_rows)),
     )
     featurizer = predictor.featurizer
+    if not hasattr(featurizer, "texts_to_inputs"):  # seq2seq and language models
+        return generation(predictor, body)
 
     def decode(request: Any) -> torch.Tensor:
         try:
@@ -104,6 +112,48 @@ def text(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
         return torch.nn.functional.pad(ids, (0, width), value=featurizer.tokenizer.pad_id)
 
     return RequestKind(body, decode)
+
+
+def generation(predictor: Any, body: type[pydantic.BaseModel]) -> RequestKind:
+    """Texts to generate from (seq2seq sources, language-model prompts): ids padded with -1,
+    as ``torchlab predict`` feeds them, and answered with the generated text."""
+    featurizer = predictor.featurizer
+    vocabulary = max(1, len(predictor.spec.class_names))
+
+    def decode(request: Any) -> torch.Tensor:
+        if any(not text.strip() for text in request.texts):
+            at = next(i for i, text in enumerate(request.texts) if not text.strip())
+            raise DataError(f"Field 'texts.{at}' is empty; send some text to generate from.")
+        ids = featurizer.encode(request.texts)  # (B, T), -1 after each text's end
+        if ids.shape[1] > MAX_TOKENS:  # bounded work per request; positional tables end too
+            at = int((ids >= 0).sum(1).argmax())
+            raise DataError(
+                f"Field 'texts.{at}' is {ids.shape[1]} tokens long, over the limit of "
+                f"{MAX_TOKENS}; send shorter texts."
+            )
+        return ids
+
+    def example(rows: int) -> torch.Tensor:
+        return torch.randint(0, vocabulary, (rows, max(1, predictor.spec.input_shape[0])))
+
+    return RequestKind(body, decode, example=example)
+
+
+def concat(parts: list[Any]) -> Any:
+    """Model inputs of several requests as one batch: tensors (or dicts of them) joined on
+    the batch axis; token ids of different lengths are padded with -1, the padding
+    ``torchlab predict`` uses for generation (models derive lengths from it)."""
+    if isinstance(parts[0], dict):
+        return {name: concat([part[name] for part in parts]) for name in parts[0]}
+    width = max(part.shape[-1] for part in parts) if parts[0].ndim == 2 else None
+    if width is not None and any(part.shape[-1] != width for part in parts):
+        parts = [torch.nn.functional.pad(p, (0, width - p.shape[-1]), value=-1) for p in parts]
+    return torch.cat(parts)
+
+
+def rows(inputs: Any) -> int:
+    """The batch size of model inputs (a tensor or a dict of tensors)."""
+    return len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
 
 
 def b64(index: int, text: str) -> bytes:
