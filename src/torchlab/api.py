@@ -35,8 +35,12 @@ class Parts:
     world: Any = None  # torchlab.distributed.World: this process among the DDP ranks
 
 
-def build(config: RunConfig) -> Parts:
-    """Seed, then build data, task and model in a fixed order (so a resume matches)."""
+def build(config: RunConfig, run_dir: Path | None = None) -> Parts:
+    """Seed, then build data, task and model in a fixed order (so a resume matches).
+
+    ``run_dir`` is the saved run being rebuilt, whose fitted files (e.g. a tokenizer) the
+    data source reuses.
+    """
     import torch
 
     from torchlab.data.base import SourceContext
@@ -59,7 +63,7 @@ def build(config: RunConfig) -> Parts:
     target_kind = TASKS.get(config.task.name, "task.name").builder.target_kind
     split = config.data.split
     context = SourceContext(
-        split.val, split.test, split.stratify, config.seed, target_kind, config.model
+        split.val, split.test, split.stratify, config.seed, target_kind, config.model, run_dir
     )
     bundle = DATASETS.build(config.data.source, "data.source", context)
     task = build_task(config.task, bundle.spec)
@@ -136,7 +140,7 @@ def train(
             raise ConfigError("Name a recipe or YAML file to train, or give --resume RUN_DIR.")
         config = load_config(recipe, overrides)
         run = None
-    parts = build(config)
+    parts = build(config, run.dir if run is not None else None)
     if config.data.batch_size == "auto":  # the fastest per sample; config.yaml records it
         from torchlab.training.batch_size_finder import resolve_auto_batch_size
 
@@ -385,7 +389,7 @@ def evaluate(
         return evaluate_rl(run, episodes)
     if split not in ("train", "val", "test"):
         raise ConfigError(f"Split '{split}' does not exist; use train, val or test.")
-    parts = build(run.config)
+    parts = build(run.config, run.dir)
     load_into(
         parts.model, load_weights(run.dir / "model.safetensors"), run.dir / "model.safetensors"
     )

@@ -157,3 +157,6 @@ class SourceContext:
     # The config's ``model`` section (a Component), so a source can match the model, e.g.
     # normalise images with ImageNet statistics for a backbone that loads ImageNet weights.
     model: Any = None
+    # The saved run being rebuilt (evaluate, resume, report), else None: a source reuses
+    # what the run saved (e.g. its tokenizer.json) instead of fitting it again.
+    run_dir: Any = None

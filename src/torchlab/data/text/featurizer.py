@@ -16,7 +16,7 @@ import torch
 from torchlab.data.featurizers import FEATURIZERS
 from torchlab.data.text.collate import pad, text_inputs
 from torchlab.data.text.files import read_inputs
-from torchlab.data.text.tokenization import TextTokenizer
+from torchlab.data.text.tokenization import TextTokenizer, Truncation
 from torchlab.errors import DataError
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -30,6 +30,8 @@ class TextFeaturizer:
         tokenizer: Trained on the training split, or a pretrained model's.
         max_length: Longest token sequence kept (special tokens included); longer texts
             are truncated.
+        truncation: Which tokens of a longer text are kept: ``head``, ``tail`` or
+            ``head_tail`` (see :meth:`TextTokenizer.encode`).
         text_column: The CSV column holding the texts.
         encoding: Encoding of the user's text files.
     """
@@ -43,13 +45,16 @@ class TextFeaturizer:
         max_length: int,
         text_column: str = "text",
         encoding: str = "utf-8",
+        truncation: Truncation = "head",
     ) -> None:
-        self.tokenizer, self.max_length = tokenizer, max_length
+        self.tokenizer, self.max_length, self.truncation = tokenizer, max_length, truncation
         self.text_column, self.encoding = text_column, encoding
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated to ``max_length``."""
-        return self.tokenizer.encode(list(texts), max_length=self.max_length)
+        return self.tokenizer.encode(
+            list(texts), max_length=self.max_length, truncation=self.truncation
+        )
 
     def texts_to_inputs(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Model inputs of in-memory texts (an HTTP request, the Python API)."""
@@ -73,6 +78,7 @@ class TextFeaturizer:
             "tokenizer_kind": self.tokenizer.kind,
             "vocab_size": self.tokenizer.vocab_size,
             "max_length": self.max_length,
+            "truncation": self.truncation,
             "text_column": self.text_column,
             "encoding": self.encoding,
         }
@@ -95,6 +101,7 @@ class TextFeaturizer:
             max_length=state["max_length"],
             text_column=state.get("text_column", "text"),
             encoding=state.get("encoding", "utf-8"),
+            truncation=state.get("truncation", "head"),
         )
 
     @classmethod

@@ -24,8 +24,8 @@ from torchlab.data.text import files
 from torchlab.data.text.augment import Augmenter, TextAugment, synonym_table
 from torchlab.data.text.bbc import bbc_articles
 from torchlab.data.text.collate import TextCollate
-from torchlab.data.text.featurizer import TextFeaturizer
-from torchlab.data.text.tokenization import TextTokenizer, pretrained_directory
+from torchlab.data.text.featurizer import TOKENIZER_FILE, TextFeaturizer
+from torchlab.data.text.tokenization import TextTokenizer, Truncation, pretrained_directory
 from torchlab.errors import DataError
 from torchlab.registry import DATASETS
 
@@ -91,6 +91,19 @@ def build_tokenizer(settings: TokenizerSettings, texts: list[str]) -> TextTokeni
     )
 
 
+def saved_tokenizer(context: SourceContext) -> TextTokenizer | None:
+    """The tokenizer a saved run trained with, when the run is being rebuilt.
+
+    Evaluating, resuming or reporting a run reads its ``tokenizer.json`` rather than
+    training again: the ids then mean what the model learned even if the data files or the
+    ``tokenizers`` version changed since, and nothing is refitted.
+    """
+    run_dir = getattr(context, "run_dir", None)
+    if run_dir is None or not (Path(run_dir) / TOKENIZER_FILE).is_file():
+        return None
+    return TextTokenizer.load(Path(run_dir) / TOKENIZER_FILE)
+
+
 def _matched_to_model(settings: TokenizerSettings, context: SourceContext) -> TokenizerSettings:
     """A pretrained encoder reads its own tokenizer's ids: use it unless one is named."""
     model = getattr(context, "model", None)
@@ -142,6 +155,7 @@ def text_bundle(
     bucket: bool,
     text_column: str = "text",
     encoding: str = "utf-8",
+    truncation: Truncation = "head",
 ) -> DataBundle:
     """Split, tokenize and package labelled texts (shared by every text source)."""
     if context.target_kind != "categorical":
@@ -165,10 +179,13 @@ def text_bundle(
     )  # fmt: skip
     names = ("train", "val", "test")
     split_texts = {n: [texts[i] for i in idx] for n, idx in zip(names, parts, strict=True)}
-    tok = build_tokenizer(_matched_to_model(tokenizer, context), split_texts["train"])
-    featurizer = TextFeaturizer(
-        tok, max_length=max_length, text_column=text_column, encoding=encoding
+    tok = saved_tokenizer(context) or build_tokenizer(
+        _matched_to_model(tokenizer, context), split_texts["train"]
     )
+    featurizer = TextFeaturizer(
+        tok, max_length=max_length, text_column=text_column, encoding=encoding,
+        truncation=truncation,
+    )  # fmt: skip
     augmenter = _augmenter(augment, tok)
     datasets, lengths = {}, {}
     for name, idx in zip(names, parts, strict=True):
@@ -195,7 +212,12 @@ def text_bundle(
             n: np.bincount(y[idx], minlength=len(class_names)).tolist()
             for n, idx in zip(names, parts, strict=True)
         },
-        "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "max_length": max_length},
+        "tokenizer": {
+            "kind": tok.kind,
+            "vocab_size": tok.vocab_size,
+            "max_length": max_length,
+            "truncation": truncation,
+        },
         "train_tokens": {
             "mean": round(float(np.mean(lengths["train"])), 1),
             "truncated": int(sum(n >= max_length for n in lengths["train"])),
@@ -223,6 +245,7 @@ def text_csv(
     encoding: str = "utf-8",
     tokenizer: TokenizerSettings = DEFAULT_TOKENIZER,
     max_length: int = 256,
+    truncation: Truncation = "head",
     limit: int | None = None,
     augment: TextAugment | None = None,
     bucket: bool = True,
@@ -235,6 +258,8 @@ def text_csv(
         encoding: The file's text encoding.
         tokenizer: How texts become token ids (see :class:`TokenizerSettings`).
         max_length: Longest token sequence kept; longer texts are truncated.
+        truncation: Which tokens of a longer text are kept: the first (``head``), the
+            last (``tail``), or the first and last halves (``head_tail``).
         limit: Use a stratified sample of this many texts (quick trials).
         augment: Augmentation of training texts (see :class:`TextAugment`).
         bucket: Batch training texts of similar length together.
@@ -244,7 +269,8 @@ def text_csv(
     )
     return text_bundle(
         texts, labels, context, source="text-csv", tokenizer=tokenizer, max_length=max_length,
-        limit=limit, augment=augment, bucket=bucket, text_column=text_column, encoding=encoding,
+        truncation=truncation, limit=limit, augment=augment, bucket=bucket,
+        text_column=text_column, encoding=encoding,
     )  # fmt: skip
 
 
@@ -259,6 +285,7 @@ def text_jsonl(
     encoding: str = "utf-8",
     tokenizer: TokenizerSettings = DEFAULT_TOKENIZER,
     max_length: int = 256,
+    truncation: Truncation = "head",
     limit: int | None = None,
     augment: TextAugment | None = None,
     bucket: bool = True,
@@ -272,7 +299,7 @@ def text_jsonl(
     )
     return text_bundle(
         texts, labels, context, source="text-jsonl", tokenizer=tokenizer, max_length=max_length,
-        limit=limit, augment=augment, bucket=bucket, encoding=encoding,
+        truncation=truncation, limit=limit, augment=augment, bucket=bucket, encoding=encoding,
     )  # fmt: skip
 
 
@@ -285,6 +312,7 @@ def text_folder(
     encoding: str = "utf-8",
     tokenizer: TokenizerSettings = DEFAULT_TOKENIZER,
     max_length: int = 256,
+    truncation: Truncation = "head",
     limit: int | None = None,
     augment: TextAugment | None = None,
     bucket: bool = True,
@@ -296,7 +324,7 @@ def text_folder(
     texts, labels = files.read_folder(Path(path), encoding=encoding)
     return text_bundle(
         texts, labels, context, source="text-folder", tokenizer=tokenizer, max_length=max_length,
-        limit=limit, augment=augment, bucket=bucket, encoding=encoding,
+        truncation=truncation, limit=limit, augment=augment, bucket=bucket, encoding=encoding,
     )  # fmt: skip
 
 
@@ -307,6 +335,7 @@ def bbc(
     *,
     tokenizer: TokenizerSettings = DEFAULT_TOKENIZER,
     max_length: int = 256,
+    truncation: Truncation = "head",
     limit: int | None = None,
     augment: TextAugment | None = None,
     bucket: bool = True,
@@ -318,5 +347,5 @@ def bbc(
     texts, topics = bbc_articles()
     return text_bundle(
         texts, topics, context, source="bbc", tokenizer=tokenizer, max_length=max_length,
-        limit=limit, augment=augment, bucket=bucket,
+        truncation=truncation, limit=limit, augment=augment, bucket=bucket,
     )  # fmt: skip

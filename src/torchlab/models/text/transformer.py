@@ -58,6 +58,13 @@ class TransformerClassifier(nn.Module):
         self.pad_id, self.pooling = spec.pad_id, pooling
         self.embed = TokenEmbedding(spec, dim, vectors=vectors, freeze=freeze_embeddings)
         dim = self.embed.dim
+        if vectors is None:
+            # N(0, 1/d) so that x sqrt(d) gives unit-scale inputs (as in fairseq): with
+            # nn.Embedding's N(0, 1) the tokens start 8x larger than the positions and
+            # Adam's steps of ~lr barely move them within a few hundred updates.
+            nn.init.normal_(self.embed.embedding.weight, std=dim**-0.5)
+            with torch.no_grad():
+                self.embed.embedding.weight[spec.pad_id].zero_()
         if dim % heads:
             raise ConfigError(f"model.dim={dim} must be divisible by model.heads={heads}.")
         self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.02) if pooling == "cls" else None
