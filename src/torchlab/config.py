@@ -129,6 +129,7 @@ class TrainerConfig(Section):
     channels_last: bool = False
     distributed_timeout_s: float = Field(300.0, gt=0)
     callbacks: list[Component] = []
+    threads: int | None = Field(None, gt=0)  # torch's CPU threads; None: one per core
 
     @field_validator("precision", mode="before")
     @classmethod

@@ -1,8 +1,9 @@
-"""Keep freed memory instead of returning it to the kernel (glibc only).
+"""Process-wide CPU settings of torchlab's processes: the allocator and torch's threads.
 
 With glibc's defaults every buffer over 32 MiB is mmap'ed and unmapped on each operation:
 large-batch CPU work then spends much of its time in the kernel. Keeping freed memory made
-MobileNetV2 batch-32 inference up to 2.7x faster on a 2-core CPU.
+MobileNetV2 batch-32 inference up to 2.7x faster on a 2-core CPU
+(``benchmarks/allocator.py`` measures it).
 """
 
 from __future__ import annotations
@@ -32,3 +33,15 @@ def keep_freed_memory(trim_threshold: int = 1 << 30) -> bool:
         return False  # not glibc (musl, macOS, Windows): nothing to do
     _applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, trim_threshold))
     return _applied
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` intra-op CPU threads in this process (``None``: leave torch's choice).
+
+    Torch's default is one thread per core. On a machine shared with other jobs, or with
+    several training processes (DDP on CPU), fewer threads avoid oversubscribing the cores.
+    """
+    import torch
+
+    if threads is not None and threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
