@@ -33,9 +33,15 @@ format: setup
 	$(PY) -m ruff format src tests benchmarks
 	$(PY) -m ruff check --fix src tests benchmarks
 
-bench: setup
+# Lightning is compared with but no dependency: it lives in the benchmark's own venv.
+benchmarks/.venv-lightning/bin/python:
+	$(PY) benchmarks/loop_overhead.py --setup
+
+bench: setup benchmarks/.venv-lightning/bin/python
 	$(PY) benchmarks/loop_overhead.py
-	$(PY) benchmarks/precision.py
+	$(PY) benchmarks/peak_memory.py
+	$(PY) benchmarks/allocator.py
+	$(PY) benchmarks/precision.py --seeds 0 1 2
 	$(PY) benchmarks/ddp_scaling.py
 
 clean:

@@ -1,19 +1,26 @@
-"""Training-loop overhead: torchlab's ``Trainer`` against a hand-written PyTorch loop.
+"""Training-loop overhead: torchlab's ``Trainer`` against a plain PyTorch loop and Lightning.
 
 Each case trains the same model (same initial weights, AdamW with the same rate) on the
-same tensors two ways in one process, alternating epoch by epoch so that load from other
-processes on a shared machine hits both alike:
+same tensors three ways in one process, alternating epoch by epoch so that load from other
+processes on a shared machine hits all alike:
 
 * plain: ``DataLoader(TensorDataset(x, y), batch_size=B, shuffle=True)``, forward,
   ``F.cross_entropy``, ``zero_grad``, backward, ``step``;
 * torchlab: the real :class:`~torchlab.training.loop.Trainer` over ``build_loader`` (a
   ``TensorSplit``, so the batched in-memory loader), the task and model from the
-  registries, and a ``MetricsLogger`` writing to a temporary folder as a run does.
+  registries, and a ``MetricsLogger`` writing to a temporary folder as a run does;
+* lightning: a ``LightningModule`` with the same model and AdamW, ``self.log`` of the
+  epoch loss to a ``CSVLogger``, ``Trainer(accelerator="cpu", devices=1)`` over the same
+  ``DataLoader`` as plain (``lightning_loop.py``). Lightning lives only in the benchmark's
+  own environment: ``--setup`` creates ``benchmarks/.venv-lightning`` and this script
+  re-runs itself with that interpreter whenever it exists (``--no-lightning`` skips it).
 
 Every epoch is timed; the first epoch of each run is a warm-up and dropped. The ratio is
 the median torchlab epoch over the median plain epoch (below 1: torchlab is faster); the
-fastest-epoch ratio beside it is the least disturbed by other processes.
+fastest-epoch ratio beside it is the least disturbed by other processes. Targets: at most
+0.8x plain on the MLP cases, at most 1.03x on the CNN cases, and below 1x Lightning on all.
 
+    .venv/bin/python benchmarks/loop_overhead.py --setup     # once: the Lightning venv
     .venv/bin/python benchmarks/loop_overhead.py [--epochs 3] [--repeats 3] [--check]
 """
 
@@ -24,6 +31,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +41,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import lightning_loop as lightning_side  # beside this file: the script's folder is on sys.path
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,6 +72,7 @@ class Case:
     model: Component
     batch_size: int
     target: float
+    max_repeats: int | None = None  # fewer repeats for a slow case keep the run short
 
 
 def teacher_data(rows: int, features: int = 64, classes: int = 10) -> tuple[TensorSplit, DataSpec]:
@@ -74,12 +84,12 @@ def teacher_data(rows: int, features: int = 64, classes: int = 10) -> tuple[Tens
     return TensorSplit(inputs, (inputs @ teacher).argmax(dim=1)), spec
 
 
-def digits32() -> tuple[TensorSplit, DataSpec]:
-    """The training split of torchlab's ``digits`` source upsampled to (1, 32, 32)."""
+def digits_at(size: int) -> tuple[TensorSplit, DataSpec]:
+    """The training split of torchlab's ``digits`` source upsampled to (1, size, size)."""
     from torchlab.data.images import digits  # the builder itself: the registry imports every source
 
     context = SourceContext(val=0.1, test=0.2, stratify=True, seed=SEED, target_kind="categorical")
-    bundle = digits(context, size=32)
+    bundle = digits(context, size=size)
     return bundle.train, bundle.spec
 
 
@@ -96,7 +106,16 @@ CASES = {
     for case in (
         Case("mlp-large", partial(teacher_data, 50_000), mlp(256, 256), batch_size=256, target=0.8),
         Case("mlp-small", partial(teacher_data, 20_000), mlp(32), batch_size=64, target=0.8),
-        Case("cnn-digits32", digits32, cnn(32, 64), batch_size=64, target=1.03),
+        Case("cnn-digits32", partial(digits_at, 32), cnn(32, 64), batch_size=64, target=1.03),
+        # torchvision's resnet18 (random weights, 10-way head) on 1,257 digits at 64x64.
+        Case(
+            "resnet18-digits64",
+            partial(digits_at, 64),
+            Component(name="resnet18"),
+            batch_size=64,
+            target=1.03,
+            max_repeats=2,
+        ),
     )
 }
 
@@ -134,43 +153,64 @@ class PlainLoop:
 
 
 class Interleave(Callback):
-    """Times each torchlab epoch, then trains one plain epoch outside that time.
+    """Times each torchlab epoch, then trains one epoch of each other loop outside that time.
 
-    The two loops alternate epoch by epoch, so a burst of load from other processes on a
-    shared machine hits both alike. Put it last so torchlab's time covers its loggers.
+    The loops alternate epoch by epoch, so a burst of load from other processes on a
+    shared machine hits all alike. Put it last so torchlab's time covers its loggers.
     """
 
-    def __init__(self, plain: PlainLoop) -> None:
-        self.plain = plain
+    def __init__(self, others: dict[str, Any]) -> None:
+        self.others = others  # name -> an object whose epoch() trains one epoch
         self.started = 0.0
-        self.torchlab_times: list[float] = []
-        self.plain_times: list[float] = []
+        self.times: dict[str, list[float]] = {"torchlab": [], **{name: [] for name in others}}
 
     def on_epoch_start(self, trainer: Any) -> None:
         self.started = time.perf_counter()
 
     def on_epoch_end(self, trainer: Any, logs: dict[str, Any]) -> None:
-        self.torchlab_times.append(time.perf_counter() - self.started)
-        self.plain_times.append(self.plain.epoch())
+        self.times["torchlab"].append(time.perf_counter() - self.started)
+        for name, loop in self.others.items():
+            self.times[name].append(loop.epoch())
 
 
-def run_pair(
-    case: Case, split: TensorSplit, spec: DataSpec, epochs: int, *, folder: Path, tensorboard: bool
-) -> tuple[list[float], list[float]]:
-    """Seconds per epoch of plain and of torchlab's ``Trainer``, built as ``api.fit`` does."""
+def make_lightning_loop(
+    case: Case, split: TensorSplit, spec: DataSpec, epochs: int, folder: Path
+) -> Any:
+    """Lightning's ``Trainer`` on the case, paused before each of its ``epochs`` epochs."""
+    return lightning_side.LightningLoop(
+        fresh_model(case, spec),
+        split.inputs,
+        split.target,
+        batch_size=case.batch_size,
+        epochs=epochs,
+        lr=OPTIM.lr,
+        weight_decay=OPTIM.weight_decay,
+        folder=folder,
+    )
+
+
+def make_trainer(
+    case: Case,
+    split: TensorSplit,
+    spec: DataSpec,
+    epochs: int,
+    *,
+    folder: Path,
+    tensorboard: bool,
+    extra: list[Callback],
+) -> Trainer:
+    """torchlab's ``Trainer`` built as ``api.fit`` does; ``extra`` callbacks come last."""
     device = torch.device("cpu")
     task = build_task(TaskConfig(name="classification"), spec)
     model = fresh_model(case, spec)
     optimizer = build_optimizer(OPTIM, model)
     loader = build_loader(split, batch_size=case.batch_size, shuffle=True, seed=SEED, device=device)
     schedule = build_schedule(ScheduleConfig(), optimizer, len(loader), epochs)
-    interleave = Interleave(PlainLoop(case, split, spec))
     callbacks: list[Callback] = [MetricsLogger(folder / "metrics.jsonl")]
     if tensorboard:
         callbacks.append(TensorBoardLogger(folder / "tensorboard"))
-    callbacks.append(interleave)
     config = TrainerConfig(max_epochs=epochs, device="cpu", progress="none", monitor="train/loss")
-    trainer = Trainer(
+    return Trainer(
         config,
         model=model,
         task=task,
@@ -179,10 +219,32 @@ def run_pair(
         train_loader=loader,
         val_loader=None,
         device=device,
-        callbacks=callbacks,
+        callbacks=[*callbacks, *extra],
+    )
+
+
+def run_sides(
+    case: Case,
+    split: TensorSplit,
+    spec: DataSpec,
+    epochs: int,
+    *,
+    folder: Path,
+    tensorboard: bool,
+    lightning: bool,
+) -> dict[str, list[float]]:
+    """Seconds per epoch of each loop, alternating epoch by epoch."""
+    others: dict[str, Any] = {"plain": PlainLoop(case, split, spec)}
+    if lightning:
+        others["lightning"] = make_lightning_loop(case, split, spec, epochs, folder)
+    interleave = Interleave(others)
+    trainer = make_trainer(
+        case, split, spec, epochs, folder=folder, tensorboard=tensorboard, extra=[interleave]
     )
     trainer.fit()
-    return interleave.plain_times, interleave.torchlab_times
+    if lightning:
+        others["lightning"].close()
+    return interleave.times
 
 
 @dataclass(frozen=True)
@@ -193,11 +255,19 @@ class Result:
     rows: int
     plain: list[float]  # seconds of every timed epoch (warm-up epochs dropped)
     torchlab: list[float]
+    lightning: list[float]  # empty when Lightning was not run
     others: float  # CPU cores kept busy by other processes, on average, while this case ran
 
     @property
     def ratio(self) -> float:
         return statistics.median(self.torchlab) / statistics.median(self.plain)
+
+    @property
+    def lightning_ratio(self) -> float:
+        """Median torchlab epoch over median Lightning epoch (NaN without Lightning)."""
+        if not self.lightning:
+            return math.nan
+        return statistics.median(self.torchlab) / statistics.median(self.lightning)
 
     @property
     def best_ratio(self) -> float:
@@ -206,7 +276,8 @@ class Result:
 
     @property
     def passed(self) -> bool:
-        return self.ratio <= self.case.target
+        """Within the target against plain and, when it ran, faster than Lightning."""
+        return self.ratio <= self.case.target and not self.lightning_ratio >= 1.0
 
 
 def cpu_seconds() -> tuple[float, float]:
@@ -221,38 +292,53 @@ def cpu_seconds() -> tuple[float, float]:
     return machine, own.user + own.system
 
 
-def measure(case: Case, *, epochs: int, repeats: int, tensorboard: bool) -> Result:
-    """``repeats`` fresh pairs of runs, each alternating ``epochs`` + 1 epochs of both loops."""
+def measure(case: Case, *, epochs: int, repeats: int, tensorboard: bool, lightning: bool) -> Result:
+    """``repeats`` fresh sets of runs, each alternating ``epochs`` + 1 epochs of every loop."""
     split, spec = case.data()
     machine, mine = cpu_seconds()
     started = time.perf_counter()
-    plain: list[float] = []
-    ours: list[float] = []
-    for _ in range(repeats):
+    times: dict[str, list[float]] = {"plain": [], "torchlab": [], "lightning": []}
+    for _ in range(min(repeats, case.max_repeats or repeats)):
         with tempfile.TemporaryDirectory(prefix="torchlab-bench-") as tmp:
-            p, t = run_pair(
-                case, split, spec, epochs + 1, folder=Path(tmp), tensorboard=tensorboard
+            run = run_sides(
+                case,
+                split,
+                spec,
+                epochs + 1,
+                folder=Path(tmp),
+                tensorboard=tensorboard,
+                lightning=lightning,
             )
-        plain += p[1:]  # the first epoch of each run is a warm-up
-        ours += t[1:]
+        for name, seconds in run.items():
+            times[name] += seconds[1:]  # the first epoch of each run is a warm-up
     machine_now, mine_now = cpu_seconds()
     others = ((machine_now - machine) - (mine_now - mine)) / (time.perf_counter() - started)
     others = max(others, 0.0)  # clock-tick rounding can go below 0; NaN stays NaN
-    return Result(case, len(split), plain, ours, others)
+    return Result(case, len(split), times["plain"], times["torchlab"], times["lightning"], others)
 
 
 def table(results: list[Result]) -> str:
     lines = [
-        "| case | rows | batch | plain s/epoch | torchlab s/epoch | ratio | fastest-epoch ratio | target | result | others |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        "| case | rows | batch | plain s/epoch | torchlab s/epoch | lightning s/epoch "
+        "| vs plain | fastest-epoch vs plain | vs lightning | target | result | others |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for r in results:
+        lightning = f"{statistics.median(r.lightning):.3f}" if r.lightning else "-"
+        versus = f"{r.lightning_ratio:.2f}x" if r.lightning else "-"
         lines.append(
             f"| {r.case.name} | {r.rows:,} | {r.case.batch_size} | {statistics.median(r.plain):.3f} | "
-            f"{statistics.median(r.torchlab):.3f} | {r.ratio:.2f}x | {r.best_ratio:.2f}x | "
-            f"<= {r.case.target:.2f}x | {'pass' if r.passed else 'FAIL'} | {r.others:.2f} |"
+            f"{statistics.median(r.torchlab):.3f} | {lightning} | {r.ratio:.2f}x | "
+            f"{r.best_ratio:.2f}x | {versus} | <= {r.case.target:.2f}x plain, < 1x lightning | "
+            f"{'pass' if r.passed else 'FAIL'} | {r.others:.2f} |"
         )
     return "\n".join(lines)
+
+
+def lightning_version() -> str:
+    import lightning
+
+    return lightning.__version__
 
 
 def cpu_model() -> str:
@@ -289,6 +375,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also give torchlab's run a TensorBoardLogger, as torchlab train does",
     )
+    parser.add_argument("--no-lightning", action="store_true", help="skip the Lightning side")
+    parser.add_argument(
+        "--setup", action="store_true", help=f"create {lightning_side.VENV} and exit"
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when a case misses its target")
     args = parser.parse_args(argv)
     for name in ("epochs", "repeats"):
@@ -297,13 +387,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def in_lightning_venv(argv: list[str] | None, args: argparse.Namespace) -> bool:
+    """Whether Lightning runs here; re-runs this script in its venv when that exists."""
+    if args.no_lightning or lightning_side.available():
+        return not args.no_lightning
+    if lightning_side.PYTHON.exists():
+        command = [str(lightning_side.PYTHON), __file__, *(sys.argv[1:] if argv is None else argv)]
+        sys.exit(subprocess.run(command, check=False).returncode)
+    print(
+        f"note: Lightning is not installed here; create its environment with "
+        f"{sys.executable} {__file__} --setup (comparing with plain PyTorch only).",
+        file=sys.stderr,
+    )
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.setup:
+        lightning_side.setup()
+        return 0
+    lightning = in_lightning_venv(argv, args)
     kept = keep_freed_memory()  # what `torchlab train` does; applies to both loops alike
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_model()}, "
         f"keep_freed_memory={kept}, {args.epochs} timed epochs x {args.repeats} repeats "
-        f"(+1 warm-up epoch per run), loggers: metrics{' + tensorboard' if args.tensorboard else ''}",
+        f"(+1 warm-up epoch per run), loggers: metrics{' + tensorboard' if args.tensorboard else ''}"
+        + (f", lightning {lightning_version()}" if lightning else ", no lightning"),
         flush=True,
     )
     results = []
@@ -311,7 +421,11 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         results.append(
             measure(
-                CASES[name], epochs=args.epochs, repeats=args.repeats, tensorboard=args.tensorboard
+                CASES[name],
+                epochs=args.epochs,
+                repeats=args.repeats,
+                tensorboard=args.tensorboard,
+                lightning=lightning,
             )
         )
         print(f"{name}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)

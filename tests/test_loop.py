@@ -1,14 +1,19 @@
-"""The training loop: gradient accumulation equals one large batch."""
+"""The training loop: gradient accumulation equals one large batch; trainer.threads."""
+
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.datasets import load_diabetes
 from torch import nn
 
+import torchlab
 from torchlab.config import TrainerConfig
 from torchlab.data.base import DataSpec, TensorSplit
 from torchlab.data.loaders import TensorLoader, epoch_order
 from torchlab.tasks.classification import MulticlassClassification
+from torchlab.training.callbacks import Callback
 from torchlab.training.loop import Trainer
 from torchlab.training.schedules import Schedule
 
@@ -135,3 +140,44 @@ def test_compiled_training_matches_eager() -> None:
     assert trainer.net is not trainer.eager_net  # it really ran compiled
     for a, b in zip(eager.state_dict().values(), compiled.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+# --- trainer.threads ------------------------------------------------------------------------
+
+
+class ThreadCount(Callback):
+    """Records torch's thread count while the loop trains."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def on_epoch_start(self, trainer: object) -> None:
+        self.seen.append(torch.get_num_threads())
+
+
+def test_trainer_threads_sets_torch_threads_for_training_and_predict(tmp_path: Path) -> None:
+    default = torch.get_num_threads()
+    wanted = 3 if default != 3 else 2
+    counter = ThreadCount()
+    try:
+        run = torchlab.train(
+            "diabetes",
+            {"trainer.max_epochs": 1, "trainer.progress": "none", "trainer.threads": wanted},
+            output_dir=tmp_path,
+            callbacks=[counter],
+        )
+        assert counter.seen == [wanted]
+        assert run.config.trainer.threads == wanted  # recorded in the run's config.yaml
+
+        torch.set_num_threads(default)
+        rows = load_diabetes(as_frame=True).frame.drop(columns="target").head(8)
+        rows.to_csv(tmp_path / "rows.csv", index=False)
+        assert len(torchlab.predict(run, [tmp_path / "rows.csv"])) == 8
+        assert torch.get_num_threads() == wanted  # predict applies the run's setting too
+    finally:
+        torch.set_num_threads(default)
+
+
+def test_trainer_threads_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="threads"):
+        TrainerConfig(threads=0)
