@@ -167,8 +167,9 @@ SPECS = {
 
 # Families with inputs of their own are exported by their own tests: torchvision backbones
 # (larger images, tests/test_transfer.py), the Transformer text classifier (token ids,
-# tests/test_text_recipes.py). Detectors, torchvision segmentation heads, seq2seq and language
-# models, and forecasters (dict inputs) are not exported yet. The U-Net is, like any image model.
+# tests/test_text_recipes.py), RNN text classifiers and forecasters (below). Seq2seq and
+# language models are refused (below); detectors and torchvision segmentation heads are not
+# exported yet. The U-Net is, like any image model.
 OWN_EXPORT_TESTS = (
     "torchlab.models.vision.backbones",
     "torchlab.models.vision.detection",
@@ -229,3 +230,179 @@ def test_cli_export_errors_are_one_line(cli, iris_run, tmp_path) -> None:  # typ
     assert "Traceback" not in result.stderr
     result = cli("predict", str(tmp_path), "x.csv")
     assert result.returncode == 2 and "not a torchlab run directory" in result.stderr
+
+
+# Forecasters: dict inputs exported as named window inputs, every family and decoder.
+WINDOWS = DataSpec(
+    input_shape=(8, 3), target_kind="continuous", target_names=("a", "b"), horizon=3,
+    future_width=2,
+)  # fmt: skip
+FORECASTERS = [
+    ("mlp-forecaster", {}),
+    ("tcn", {"channels": [8, 8]}),
+    ("lstm-forecaster", {"hidden": 8}),
+    ("gru-forecaster", {"hidden": 8, "decoder": "autoregressive"}),
+    ("transformer-forecaster", {"d_model": 8, "heads": 2, "layers": 1}),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model_name", "settings"), FORECASTERS)
+def test_every_forecaster_exports_with_parity(model_name, settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from torchlab.config import Component
+    from torchlab.exporters.adapters import forecast_adapter
+    from torchlab.exporters.inputs import WindowKind
+
+    torch.manual_seed(0)
+    model = MODELS.build(Component(name=model_name, **settings), "model", WINDOWS, 6).eval()
+    adapted = forecast_adapter(model, with_future=True)
+    kind = WindowKind("series", {0: "batch"}, names=("past", "future"), shapes=((8, 3), (3, 2)))
+    for format in FORMATS:
+        chosen = exporter(format)
+        path = tmp_path / f"{format}{Path(chosen.filename).suffix}"
+        chosen.save(adapted, kind.example((8, 3)), kind, path, False)
+        result = verify(model_call(model), chosen.load(path), kind, (8, 3), FLOAT)
+        assert [c["shape"][0] for c in result["cases"]] == [1, 2, 7]
+        assert result["max_abs_error"] <= result["worst_case"]["bound"]
+
+
+def model_call(model: nn.Module):  # type: ignore[no-untyped-def]
+    """The eager forecaster called as the artefact is: positional past and future."""
+    return lambda past, future: model({"past": past, "future": future})
+
+
+@pytest.fixture(scope="module")
+def co2_run(tmp_path_factory: pytest.TempPathFactory) -> torchlab.Run:
+    overrides = {**FAST, "trainer.max_epochs": 1, "baseline": None}
+    return torchlab.train("co2", overrides, output_dir=tmp_path_factory.mktemp("runs"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("format", FORMATS)
+def test_forecaster_export_forecasts_like_the_run(format, co2_run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = export(co2_run, format, output=tmp_path / format)
+    sidecar = json.loads((path / "export.json").read_text())
+    assert sidecar["input"]["inputs"] == [
+        {"name": "past", "shape": ["batch", 60, 1], "dtype": "float32", "columns": ["co2"]}
+    ]
+    forecasting = sidecar["forecasting"]
+    assert (forecasting["lookback"], forecasting["horizon"]) == (60, 24)
+    assert forecasting["quantiles"] == [0.1, 0.5, 0.9]
+    assert sidecar["output"]["shape"] == ["batch", 24, 1, 3]
+    tail = co2_run.featurizer.tails[0]
+    scaler = tail.scaler("target")
+    assert forecasting["scalers"][tail.id]["target"] == scaler.to_dict()
+    assert [c["shape"][0] for c in sidecar["verification"]["cases"]] == [1, 2, 7]
+    # The run's real last window, through the artefact, unscaled as the sidecar says.
+    past = co2_run.featurizer.forecast_inputs()["past"]
+    got = exporter(format).load(path / sidecar["file"])(past)
+    with torch.inference_mode():
+        expected = co2_run.load_model()({"past": past})
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    ppm = scaler.inverse(got[0, :, 0, 1:2].numpy())  # the median, back in ppm
+    assert ((ppm > 360) & (ppm < 385)).all()  # CO2 around 2002
+    with pytest.raises(ExportError, match="torchlab predict RUN_DIR --horizon N"):
+        torchlab.predict(path, [])
+
+
+@pytest.mark.slow
+def test_forecaster_to_torchserve_is_refused(co2_run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ExportError, match="export a forecaster with --format torchscript"):
+        export(co2_run, "mar", output=tmp_path / "mar")
+    assert not (tmp_path / "mar").exists()
+
+
+# Recurrent text classifiers: packed sequences, exported as masking over token ids.
+TOKENS = DataSpec(
+    input_shape=(8,), target_kind="categorical", class_names=("a", "b", "c"), vocab_size=120
+)
+RNN_TEXT = [
+    ("lstm", {"bidirectional": True, "pooling": "max", "layers": 2}),
+    ("gru", {"bidirectional": True, "pooling": "last"}),
+    ("gru", {"bidirectional": False, "pooling": "mean"}),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model_name", "settings"), RNN_TEXT)
+def test_rnn_text_classifier_exports_like_packed_eager(model_name, settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from torchlab.config import Component
+    from torchlab.exporters.adapters import MaskedRNNText
+
+    torch.manual_seed(0)
+    component = Component(name=model_name, embedding_dim=8, hidden=8, **settings)
+    model = MODELS.build(component, "model", TOKENS, 3).eval()
+    kind = input_kind("text")
+    lengths = {c.shape[1] for c in kind.verification_inputs((8,))}
+    assert lengths == {8, 4, 2}  # two shorter sequence lengths beside the trained one
+    for format in FORMATS:
+        chosen = exporter(format)
+        path = tmp_path / f"{format}{Path(chosen.filename).suffix}"
+        chosen.save(MaskedRNNText(model, 8).eval(), kind.example((8,)), kind, path, False)
+        result = verify(model, chosen.load(path), kind, (8,), FLOAT)
+        assert result["label_agreement"] == 1.0
+
+
+@pytest.mark.slow
+def test_transformer_text_classifier_exports_up_to_its_length(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The sequence axis goes up to the trained length, which its position table allows."""
+    from torchlab.config import Component
+
+    torch.manual_seed(0)
+    component = Component(name="transformer", dim=16, heads=2, layers=1)
+    model = MODELS.build(component, "model", TOKENS, 3).eval()
+    kind = input_kind("text")
+    for format in FORMATS:
+        chosen = exporter(format)
+        path = tmp_path / f"{format}{Path(chosen.filename).suffix}"
+        chosen.save(model, kind.example((8,)), kind, path, False)
+        result = verify(model, chosen.load(path), kind, (8,), FLOAT)
+        assert {c["shape"][1] for c in result["cases"]} == {8, 4, 2}
+
+
+@pytest.mark.slow
+def test_bbc_lstm_exports_and_predicts_like_the_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    smoke = {
+        **FAST, "trainer.max_epochs": 1, "baseline": None, "data.source.limit": 120,
+        "data.source.max_length": 48, "data.batch_size": 16, "data.num_workers": 0,
+    }  # fmt: skip
+    run = torchlab.train("bbc-lstm", smoke, output_dir=tmp_path / "runs")
+    texts = tmp_path / "texts.csv"
+    texts.write_text(
+        'text\n"Shares fell after the bank cut its forecast."\n"The striker scored twice '
+        'in the cup final as the club won."\n"A new phone."\n'
+    )
+    expected = torchlab.predict(run, [texts])
+    for format in ("onnx",):
+        path = export(run, format, output=tmp_path / format)
+        assert (path / "tokenizer.json").is_file()
+        assert_same_predictions(torchlab.predict(path, [texts]), expected, atol=1e-4)
+    path = export(run, "torchscript", quantize="dynamic-int8", output=tmp_path / "int8")
+    assert json.loads((path / "export.json").read_text())["verification"]["max_abs_error"] > 0
+
+
+@pytest.mark.slow
+def test_decoding_models_are_refused_with_the_serving_alternative(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    small = {"data.source.n": 200, "model.hidden_size": 8, "model.embedding_dim": 8}
+    dates = torchlab.train(
+        "dates", {**FAST, **small, "trainer.max_epochs": 1, "baseline": None},
+        output_dir=tmp_path / "runs",
+    )  # fmt: skip
+    with pytest.raises(
+        ExportError, match=r"'seq2seq' run cannot be exported.*torchlab serve RUN_DIR"
+    ):
+        export(dates, "onnx", output=tmp_path / "dates")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    words = np.random.default_rng(0).choice(["the", "market", "rose", "fell", "bank"], (6, 60))
+    for i, doc in enumerate(words):
+        (corpus / f"doc{i}.txt").write_text(" ".join(doc))
+    overrides = {
+        **FAST, "trainer.max_epochs": 1, "baseline": None, "data.source.path": str(corpus),
+        "data.source.tokenization": "word", "data.source.block_size": 16, "data.batch_size": 8,
+        "model.layers": 1, "model.heads": 2, "model.dim": 16,
+    }  # fmt: skip
+    gpt = torchlab.train("bbc-gpt", overrides, output_dir=tmp_path / "runs")
+    with pytest.raises(ExportError, match=r"'language-model' run cannot be exported.*generates"):
+        export(gpt, "torchscript", output=tmp_path / "gpt")
+    assert not (tmp_path / "dates").exists() and not (tmp_path / "gpt").exists()

@@ -72,6 +72,11 @@ def export(
             "--format torchscript, onnx or exported-program."
         )
     source = exportable(run)
+    if format == "mar" and "forecasting" in source.description:
+        raise ExportError(
+            "A TorchServe archive serves inputs that torchlab preprocesses, not forecasting "
+            "windows; export a forecaster with --format torchscript, onnx or exported-program."
+        )
     model, kind = source.model, source.kind
     example = kind.example(source.input_shape, batch=2)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +94,8 @@ def export(
                 "try another --format."
             ) from exc
         tolerance = INT8 if quantize else FLOAT
-        verification = verify(model, chosen.load(artefact), kind, source.input_shape, tolerance)
+        reference = source.reference if source.reference is not None else model
+        verification = verify(reference, chosen.load(artefact), kind, source.input_shape, tolerance)
         sidecar = build_sidecar(
             format_name=format,
             filename=chosen.filename,

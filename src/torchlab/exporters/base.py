@@ -1,7 +1,7 @@
 """What every exporter provides, and the registry of formats.
 
 An exporter turns an eval-mode ``nn.Module`` plus an example input into one file, and loads
-that file back as a :data:`Runner` (a tensor in, a tensor out) with no torchlab model code.
+that file back as a :data:`Runner` (tensors in, a tensor out) with no torchlab model code.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ EXPORTERS = Registry(
     ],
 )
 
-Runner = Callable[[torch.Tensor], torch.Tensor]
+# Model inputs (one tensor, or one per graph input in order) -> raw model outputs.
+Runner = Callable[..., torch.Tensor]
 
 
 class Exporter(Protocol):

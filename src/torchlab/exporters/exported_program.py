@@ -10,16 +10,23 @@ from torch import nn
 
 from torchlab.errors import ExportError
 from torchlab.exporters.base import EXPORTERS, Runner, quiet_deprecations
-from torchlab.exporters.inputs import InputKind
+from torchlab.exporters.inputs import InputKind, Inputs, as_tuple
 
 
-def dynamic_shapes(kind: InputKind, example: torch.Tensor) -> tuple[dict[int, Any]]:
-    """``torch.export`` dims for the input kind's dynamic axes (one positional input)."""
+def dynamic_shapes(kind: InputKind, example: Inputs) -> tuple[dict[int, Any], ...]:
+    """``torch.export`` dims for the input kind's dynamic axes, one dict per positional input.
+
+    Inputs share each Dim object, so several inputs keep one batch size. A varying length
+    goes up to the example's, the trained one (the featurizer truncates to it, and models
+    with a position table of that size constrain it so).
+    """
+    tensors = as_tuple(example)
     dims = {}
     for axis, name in kind.dynamic_axes.items():
+        size = tensors[0].shape[axis]
         # min 1 keeps batch 1 valid (torch.export otherwise specialises sizes 0 and 1).
-        dims[axis] = torch.export.Dim(name, min=1, max=max(4096, example.shape[axis] * 64))
-    return (dims,)
+        dims[axis] = torch.export.Dim(name, min=1, max=max(4096, size * 64) if axis == 0 else size)
+    return tuple(dict(dims) for _ in tensors)
 
 
 @EXPORTERS.register("exported-program")
@@ -29,7 +36,7 @@ class ExportedProgramExporter:
     quantizable: ClassVar[bool] = False
 
     def save(
-        self, model: nn.Module, example: torch.Tensor, kind: InputKind, path: Path, quantize: bool
+        self, model: nn.Module, example: Inputs, kind: InputKind, path: Path, quantize: bool
     ) -> dict[str, Any]:
         if quantize:
             raise ExportError(
@@ -38,7 +45,7 @@ class ExportedProgramExporter:
             )
         with quiet_deprecations():
             program = torch.export.export(
-                model, (example,), dynamic_shapes=dynamic_shapes(kind, example)
+                model, as_tuple(example), dynamic_shapes=dynamic_shapes(kind, example)
             )
         torch.export.save(program, path)
         return {"dynamic_axes": {str(k): v for k, v in kind.dynamic_axes.items()}}
@@ -46,8 +53,8 @@ class ExportedProgramExporter:
     def load(self, path: Path) -> Runner:
         module = torch.export.load(path).module()
 
-        def run(inputs: torch.Tensor) -> torch.Tensor:
+        def run(*inputs: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():
-                return module(inputs)
+                return module(*inputs)
 
         return run

@@ -8,7 +8,7 @@ plugs in with no change here; a new kind of input (text, series) registers its o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 
@@ -19,6 +19,14 @@ INPUT_KINDS = Registry("input kind", ["torchlab.exporters.inputs"])
 # Batch sizes every export is verified at (1 and a prime catch batch-baked reshapes).
 VERIFY_BATCH_SIZES = (1, 2, 7)
 
+# One model input, or several named ones in the order of ``InputKind.names``.
+Inputs: TypeAlias = "torch.Tensor | tuple[torch.Tensor, ...]"
+
+
+def as_tuple(inputs: Inputs) -> tuple[torch.Tensor, ...]:
+    """Model inputs as the positional arguments of a module call."""
+    return inputs if isinstance(inputs, tuple) else (inputs,)
+
 
 @dataclass(frozen=True)
 class InputKind:
@@ -28,11 +36,15 @@ class InputKind:
         name: The featurizer kind (``tabular``, ``image``, ...).
         dynamic_axes: Axis -> name of each dynamic axis of the input (0 is the batch).
         dtype: The input tensor's dtype.
+        names: The graph's input names (one per positional model input).
+        length_scales: Lengths verified along a varying axis, as fractions of the trained one.
     """
 
     name: str
     dynamic_axes: dict[int, str]
     dtype: torch.dtype = torch.float32
+    names: tuple[str, ...] = ("input",)
+    length_scales: tuple[float, ...] = (0.5, 2.0)
 
     def example(self, input_shape: tuple[int, ...], batch: int = 2, seed: int = 0) -> torch.Tensor:
         """A deterministic example input shaped ``(batch, *input_shape)``."""
@@ -41,13 +53,13 @@ class InputKind:
             return torch.randn((batch, *input_shape), generator=generator, dtype=self.dtype)
         return torch.randint(0, 100, (batch, *input_shape), generator=generator, dtype=self.dtype)
 
-    def verification_inputs(self, input_shape: tuple[int, ...]) -> list[torch.Tensor]:
+    def verification_inputs(self, input_shape: tuple[int, ...]) -> list[Inputs]:
         """Inputs that exercise every dynamic axis: batch 1, 2 and 7 (and varied lengths)."""
         inputs = [self.example(input_shape, b, seed=b) for b in VERIFY_BATCH_SIZES]
         for axis in self.dynamic_axes:
             if axis == 0:
                 continue
-            for scale, seed in ((0.5, 11), (2.0, 12)):  # a shorter and a longer sequence
+            for seed, scale in enumerate(self.length_scales, start=11):  # other lengths
                 shape = list(input_shape)
                 shape[axis - 1] = max(1, int(shape[axis - 1] * scale))
                 inputs.append(self.example(tuple(shape), 2, seed=seed))
@@ -79,10 +91,56 @@ def pixels() -> InputKind:
     return InputKind("pixels", {0: "batch"})
 
 
+@dataclass(frozen=True)
+class TextKind(InputKind):
+    """Token ids whose rows end in padding (id 0) at different places, as a padded batch of
+    texts of different lengths does; lengths stay within the trained ``max_length``, which
+    the featurizer truncates to."""
+
+    def example(self, input_shape: tuple[int, ...], batch: int = 2, seed: int = 0) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        ids = torch.randint(1, 100, (batch, *input_shape), generator=generator)
+        length = input_shape[0]
+        ends = torch.randint(1, length + 1, (batch,), generator=generator)
+        ends[0] = length  # the longest row fills the batch, as padding to the longest does
+        return ids.masked_fill(torch.arange(length)[None, :] >= ends[:, None], 0)
+
+
 @INPUT_KINDS.register("text")
 def text() -> InputKind:
     """Token ids ``(B, T)``: batch and sequence length both vary (padding id 0)."""
-    return InputKind("text", {0: "batch", 1: "sequence"}, dtype=torch.int64)
+    return TextKind(
+        "text", {0: "batch", 1: "sequence"}, dtype=torch.int64, length_scales=(0.5, 0.25)
+    )
+
+
+@dataclass(frozen=True)
+class WindowKind(InputKind):
+    """Forecasting windows as named inputs: ``past`` ``(B, lookback, past_width)`` and, when the
+    run has known-future inputs, ``future`` ``(B, horizon, future_width)``; only the batch varies.
+
+    Attributes:
+        shapes: One sample's shape per input, in the order of ``names``.
+        columns: The column names of each input's last axis, by input name.
+    """
+
+    shapes: tuple[tuple[int, ...], ...] = ()
+    columns: dict[str, list[str]] | None = None
+
+    def example(
+        self, input_shape: tuple[int, ...], batch: int = 2, seed: int = 0
+    ) -> tuple[torch.Tensor, ...]:
+        generator = torch.Generator().manual_seed(seed)
+        return tuple(torch.randn((batch, *shape), generator=generator) for shape in self.shapes)
+
+    def to_dict(self, input_shape: tuple[int, ...]) -> dict[str, Any]:
+        columns = self.columns or {}
+        inputs = [
+            {"name": name, "shape": ["batch", *shape], "dtype": "float32",
+             "columns": columns.get(name, [])}
+            for name, shape in zip(self.names, self.shapes, strict=True)
+        ]  # fmt: skip
+        return {"kind": self.name, "inputs": inputs}
 
 
 @INPUT_KINDS.register("series")

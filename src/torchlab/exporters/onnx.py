@@ -12,7 +12,7 @@ from torch import nn
 from torchlab.errors import ExportError
 from torchlab.exporters.base import EXPORTERS, Runner, quiet_deprecations
 from torchlab.exporters.exported_program import dynamic_shapes
-from torchlab.exporters.inputs import InputKind
+from torchlab.exporters.inputs import InputKind, Inputs, as_tuple
 from torchlab.exporters.quantize import check_quantizable, quantize_onnx
 
 INPUT_NAME = "input"
@@ -26,20 +26,21 @@ class OnnxExporter:
     quantizable: ClassVar[bool] = True
 
     def save(
-        self, model: nn.Module, example: torch.Tensor, kind: InputKind, path: Path, quantize: bool
+        self, model: nn.Module, example: Inputs, kind: InputKind, path: Path, quantize: bool
     ) -> dict[str, Any]:
         import onnx
 
         if quantize:
             check_quantizable(model)
+        names = kind.names if len(kind.names) == len(as_tuple(example)) else (INPUT_NAME,)
         with tempfile.TemporaryDirectory() as tmp:
             target = Path(tmp) / "float.onnx" if quantize else path
             with quiet_deprecations():
                 torch.onnx.export(
                     model,
-                    (example,),
+                    as_tuple(example),
                     target,
-                    input_names=[INPUT_NAME],
+                    input_names=list(names),
                     output_names=[OUTPUT_NAME],
                     dynamic_shapes=dynamic_shapes(kind, example),
                     external_data=False,
@@ -55,7 +56,8 @@ class OnnxExporter:
             raise ExportError(f"The ONNX graph in '{path}' fails onnx.checker: {exc}") from None
         return {
             "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
-            "input_name": INPUT_NAME,
+            "input_name": names[0],
+            **({"input_names": list(names)} if len(names) > 1 else {}),
             "output_name": OUTPUT_NAME,
         }
 
@@ -70,9 +72,11 @@ class OnnxExporter:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-        def run(inputs: torch.Tensor) -> torch.Tensor:
-            array = inputs.detach().cpu().contiguous().numpy()
-            return torch.from_numpy(session.run(None, {INPUT_NAME: array})[0])
+        names = [i.name for i in session.get_inputs()]
+
+        def run(*inputs: torch.Tensor) -> torch.Tensor:
+            arrays = [x.detach().cpu().contiguous().numpy() for x in inputs]
+            return torch.from_numpy(session.run(None, dict(zip(names, arrays, strict=True)))[0])
 
         run.session = session  # type: ignore[attr-defined]
         return run

@@ -26,12 +26,15 @@ class Exportable:
         kind: The input kind (dynamic axes, dtype, example inputs).
         input_shape: One sample's input shape.
         description: Sidecar fields describing inputs, outputs and preprocessing.
+        reference: The eager model the artefact must match, when ``model`` is an
+            export-friendly adapter of it (see :mod:`torchlab.exporters.adapters`).
     """
 
     model: nn.Module
     kind: InputKind
     input_shape: tuple[int, ...]
     description: dict[str, Any]
+    reference: nn.Module | None = None
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,33 @@ def exportable(run: Any) -> Exportable:
     return model_exportable(run)
 
 
+# Tasks whose predictions come from a decoding loop that stops on generated tokens.
+DECODING_TASKS = {
+    "seq2seq": "a sequence-to-sequence model decodes (greedy or beam search)",
+    "language-model": "a language model generates",
+}
+
+
+def refuse_decoding(task: str) -> None:
+    """Seq2seq and language models: one clear sentence on why and what serves them."""
+    if task in DECODING_TASKS:
+        raise ExportError(
+            f"The '{task}' run cannot be exported: {DECODING_TASKS[task]} token by token in a "
+            "loop whose length depends on the tokens it produces, which a fixed graph cannot "
+            "reproduce faithfully; serve the run itself with 'torchlab serve RUN_DIR' or "
+            "predict with 'torchlab predict RUN_DIR FILES'."
+        )
+
+
 def model_exportable(run: Any) -> Exportable:
     from torchlab.exporters.sidecar import STEPS
     from torchlab.tasks import build_task
 
+    refuse_decoding(run.config.task.name)
+    if run.featurizer.kind == "series":
+        from torchlab.exporters.forecasting import forecast_exportable
+
+        return forecast_exportable(run)
     spec, kind = run.spec, input_kind(run.featurizer.kind)
     num_outputs = build_task(run.config.task, spec).num_outputs
     description = {
@@ -74,7 +100,20 @@ def model_exportable(run: Any) -> Exportable:
         "preprocessing": run.featurizer.to_dict(),
         "preprocessing_steps": STEPS.get(kind.name, "see the featurizer named in preprocessing"),
     }
-    return Exportable(run.load_model(), kind, tuple(spec.input_shape), description)
+    model = run.load_model()
+    adapted = text_adapter(model, spec)
+    return Exportable(adapted or model, kind, tuple(spec.input_shape), description, model)
+
+
+def text_adapter(model: nn.Module, spec: Any) -> nn.Module | None:
+    """The masked equivalent of a packed-sequence RNN text classifier, else None."""
+    from torchlab.models.text.rnn import RNNClassifier
+
+    if not isinstance(model, RNNClassifier):
+        return None
+    from torchlab.exporters.adapters import MaskedRNNText
+
+    return MaskedRNNText(model, spec.input_shape[0]).eval()
 
 
 def policy_exportable(run: Any) -> Exportable:
@@ -110,7 +149,13 @@ def policy_exportable(run: Any) -> Exportable:
 
 
 def require_supervised(sidecar: dict[str, Any], directory: Any) -> None:
-    """Predict and serve run supervised exports only; say so for a policy export."""
+    """Predict and serve run supervised exports only; say so for a policy or forecaster."""
+    if "forecasting" in sidecar:
+        raise ExportError(
+            f"'{directory}' holds a forecaster, which forecasts from the end of its run's data: "
+            "run 'torchlab predict RUN_DIR --horizon N' on the run directory, or feed the "
+            "artefact scaled windows as its export.json describes."
+        )
     if "spec" not in sidecar:
         raise ExportError(
             f"'{directory}' holds an RL policy (observations -> actions), which predict and "

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from torchlab.exporters.base import EXPORTERS, Runner, quiet_deprecations
-from torchlab.exporters.inputs import InputKind
+from torchlab.exporters.inputs import InputKind, as_tuple
 from torchlab.exporters.quantize import quantize_module
 
 
@@ -33,7 +33,7 @@ class TorchScriptExporter:
             except Exception:  # any scripting failure falls back to tracing
                 # Tracing records one path through the model; verification at several batch
                 # sizes then catches shapes the trace baked in.
-                compiled = torch.jit.trace(module, example, check_trace=False)
+                compiled = torch.jit.trace(module, as_tuple(example), check_trace=False)
                 method = "trace"
             compiled = torch.jit.freeze(compiled.eval()) if not quantize else compiled
             torch.jit.save(compiled, str(path))
@@ -43,8 +43,8 @@ class TorchScriptExporter:
         with quiet_deprecations():
             module = torch.jit.load(str(path), map_location="cpu").eval()
 
-        def run(inputs: torch.Tensor) -> torch.Tensor:
+        def run(*inputs: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():
-                return module(inputs)
+                return module(*inputs)
 
         return run

@@ -15,7 +15,7 @@ from torch import nn
 
 from torchlab.errors import ExportError
 from torchlab.exporters.base import Runner
-from torchlab.exporters.inputs import InputKind
+from torchlab.exporters.inputs import InputKind, as_tuple
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,13 @@ def verify(
         The tolerance, the worst error and bound, label agreement and one record per input.
     """
     cases, agree, total = [], 0, 0
-    for inputs in kind.verification_inputs(input_shape):
+    for case in kind.verification_inputs(input_shape):
+        tensors = as_tuple(case)
+        inputs = tensors[0]  # the batch (and any varying length) is read off the first input
         with torch.inference_mode():
-            expected = model(inputs).float()
+            expected = model(*tensors).float()
         try:
-            got = runner(inputs).float()
+            got = runner(*tensors).float()
         except Exception as exc:  # any runtime failure is a failed export
             raise ExportError(
                 f"The exported model fails on an input shaped {tuple(inputs.shape)} ({exc}); "
@@ -68,7 +70,7 @@ def verify(
                 "try another --format."
             )
         error = (got - expected).abs().max().item() if got.numel() else 0.0
-        if got.ndim == 2 and got.shape[1] > 1:
+        if got.ndim == 2 and got.shape[1] > 1 and kind.name != "series":
             agree += int((got.argmax(1) == expected.argmax(1)).sum())
             total += got.shape[0]
         cases.append(
