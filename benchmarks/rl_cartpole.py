@@ -1,16 +1,29 @@
 """CartPole-v1: environment steps and wall seconds until the mean return reaches 475.
 
-Protocol (issue 6): evaluate every 5,000 environment steps over 10 deterministic episodes;
-stop at the first evaluation with mean return >= 475; seeds 0, 1, 2; at most
-``--budget`` steps. Wall seconds count training only (evaluation time is excluded on both
-sides). torchlab DQN and PPO (recipes ``cartpole-dqn`` and ``cartpole-ppo``, the RL Zoo's
-tuned hyper-parameters) run beside Stable-Baselines3 DQN and PPO with the RL Zoo's
-hyper-parameters, run in the benchmark's own environment (``benchmarks/.venv-sb3``,
-created by ``--setup``). Both sides use one torch thread (torchlab's RL default).
+Protocol (issue 6), the same on both sides:
+
+- Evaluate at every multiple of 5,000 environment steps (summed over the vector env's
+  copies), as soon as the count reaches it -- in the middle of a PPO rollout too -- with
+  the policy as of the last update: 10 deterministic episodes of a fresh CartPole-v1,
+  episode ``i`` seeded ``seed + 1,000,000 + i``. SB3: a callback whose ``_on_step`` runs
+  after every vector step, once ``num_timesteps`` has been increased and before the step
+  is stored or trained on. torchlab: ``trainer.eval_every=5000`` (the loop's step hook does
+  exactly the same, see ``torchlab/rl/loop.py``). With 8 copies (PPO) both sides count 8
+  steps per vector step, and 5,000 is a multiple of 8.
+- Stop at the first evaluation with mean return >= 475 and report its step count; at most
+  ``--budget`` steps (also the schedules' horizon: ``total_timesteps`` /
+  ``trainer.total_steps``). Seeds 0, 1, 2 by default.
+- Wall seconds count training only, up to that evaluation (evaluation time is excluded on
+  both sides, setup and imports too). One torch thread on both sides.
+- torchlab: recipes ``cartpole-ppo`` and ``cartpole-dqn`` (their comments say where they
+  depart from the RL Zoo), no checkpoints during the run (SB3 takes none either). SB3:
+  DQN and PPO with the RL Zoo's hyper-parameters for CartPole-v1 (written out below), run
+  in the benchmark's own environment (``benchmarks/.venv-sb3``, created by ``--setup``).
 
     .venv/bin/python benchmarks/rl_cartpole.py --setup          # once: the SB3 venv
     .venv/bin/python benchmarks/rl_cartpole.py                  # seeds 0 1 2, DQN and PPO
     .venv/bin/python benchmarks/rl_cartpole.py --seeds 0 --algos ppo
+    .venv/bin/python benchmarks/rl_cartpole.py --sides torchlab --seeds 0 1 2 3 4 5 6 7 8 9
 """
 
 from __future__ import annotations
@@ -101,6 +114,7 @@ else:  # rl-baselines3-zoo hyperparams/dqn.yml, CartPole-v1
 protocol = Protocol("CartPole-v1", 5000, 10, seed + 1_000_000, 475.0)
 model.learn(total_timesteps=budget, callback=protocol)
 print(json.dumps({"solved_step": protocol.solved_step, "seconds": protocol.train_seconds,
+                  "timed_steps": protocol.evals[-1][0] if protocol.evals else 0,
                   "evals": protocol.evals}))
 """
 )
@@ -115,15 +129,33 @@ def setup() -> None:
     )
 
 
-def run_sb3(script: str, *args: str) -> dict:
+def start_sb3(script: str, *args: str) -> subprocess.Popen:
     if not SB3_PYTHON.exists():
         sys.exit(f"{SB3_PYTHON} is missing; create it with: {sys.executable} {__file__} --setup")
-    out = subprocess.run(
-        [str(SB3_PYTHON), "-c", script, *args], capture_output=True, text=True, check=False
-    )
-    if out.returncode != 0:
-        sys.exit(f"SB3 run failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return start([str(SB3_PYTHON), "-c", script, *args])
+
+
+def start(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def result_of(process: subprocess.Popen, what: str) -> dict:
+    """The JSON line a run printed last."""
+    out, err = process.communicate()
+    if process.returncode != 0:
+        sys.exit(f"{what} run failed:\n{err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_sb3(script: str, *args: str) -> dict:
+    return result_of(start_sb3(script, *args), "SB3")
+
+
+def run_pair(algo: str, seed: int, budget: int) -> dict[str, dict]:
+    """torchlab and SB3 at the same time, one process each, so both see the same load."""
+    ours = start([sys.executable, __file__, "--worker", algo, str(seed), str(budget)])
+    theirs = start_sb3(SB3_CARTPOLE, algo, str(seed), str(budget))
+    return {"sb3": result_of(theirs, "SB3"), "torchlab": result_of(ours, "torchlab")}
 
 
 def run_torchlab(algo: str, seed: int, budget: int) -> dict:
@@ -146,12 +178,60 @@ def run_torchlab(algo: str, seed: int, budget: int) -> dict:
     return {
         "solved_step": summary["solved_step"],
         "seconds": summary["solved_seconds"] or summary["train_seconds"],
+        "timed_steps": summary["solved_step"] or summary["steps"],  # what "seconds" covers
         "evals": evals,
     }
 
 
+SIDES = ["torchlab", "sb3"]
+
+
 def cores_busy() -> float:
     return os.getloadavg()[0]
+
+
+def medians(rows: list[dict], algo: str, side: str) -> tuple[float, float, float]:
+    """Median steps to 475 (inf when unsolved), median train seconds, ms per step."""
+    mine = [r for r in rows if r["algo"] == algo and r["side"] == side]
+    steps = [r["solved_step"] if r["solved_step"] is not None else float("inf") for r in mine]
+    secs = [r["seconds"] for r in mine]
+    per_step = [1000 * r["seconds"] / r["timed_steps"] for r in mine if r["timed_steps"]]
+    return (
+        statistics.median(steps),
+        statistics.median(secs),
+        statistics.median(per_step) if per_step else float("nan"),
+    )
+
+
+def table(rows: list[dict], algos: list[str], sides: list[str]) -> None:
+    print(
+        "\n| algo | side | steps to 475 (per seed) | median steps | train s (per seed) "
+        "| median s | median ms/step |"
+    )
+    print("| --- | --- | --- | ---: | --- | ---: | ---: |")
+    for algo in algos:
+        for side in sides:
+            mine = [r for r in rows if r["algo"] == algo and r["side"] == side]
+            steps = ", ".join(str(r["solved_step"]) for r in mine)
+            secs = ", ".join(f"{r['seconds']:.1f}" for r in mine)
+            median_steps, median_s, ms = medians(rows, algo, side)
+            print(
+                f"| {algo} | {side} | {steps} | {median_steps} | {secs} | {median_s:.1f} "
+                f"| {ms:.2f} |"
+            )
+
+
+def verdict(rows: list[dict], algo: str) -> None:
+    """Issue 6's targets: no more steps (median) and less wall time than SB3."""
+    mine, theirs = medians(rows, algo, "torchlab"), medians(rows, algo, "sb3")
+    steps_met = mine[0] <= theirs[0] and mine[0] != float("inf")
+    wall_met = mine[1] < theirs[1]
+    print(
+        f"{algo.upper()} steps: torchlab {mine[0]} vs SB3 {theirs[0]} (median) -> "
+        f"{'MET' if steps_met else 'NOT MET'};  wall: torchlab {mine[1]:.1f} s vs SB3 "
+        f"{theirs[1]:.1f} s (median) -> {'MET' if wall_met else 'NOT MET'};  per step: "
+        f"{mine[2]:.2f} vs {theirs[2]:.2f} ms"
+    )
 
 
 def main() -> None:
@@ -159,21 +239,36 @@ def main() -> None:
     parser.add_argument("--setup", action="store_true", help="create benchmarks/.venv-sb3 and exit")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--algos", nargs="+", default=["ppo", "dqn"], choices=["ppo", "dqn"])
+    parser.add_argument("--sides", nargs="+", default=SIDES, choices=SIDES)
     parser.add_argument("--budget", type=int, default=100_000, help="most env steps per run")
+    parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run the two sides of each seed at the same time (fairer wall times on a busy "
+        "machine; on an idle one each side gets a core)",
+    )
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)  # ALGO SEED BUDGET
     args = parser.parse_args()
     if args.setup:
         setup()
         return
+    if args.worker:  # one torchlab run in its own process (--parallel)
+        algo, seed, budget = args.worker
+        print(json.dumps(run_torchlab(algo, int(seed), int(budget))))
+        return
     rows = []
     for algo in args.algos:
         for seed in args.seeds:
-            for side in ("torchlab", "sb3"):
+            both = args.parallel and len(args.sides) == 2
+            pair = run_pair(algo, seed, args.budget) if both else {}
+            for side in args.sides:
                 load = cores_busy()
-                result = (
-                    run_torchlab(algo, seed, args.budget)
-                    if side == "torchlab"
-                    else run_sb3(SB3_CARTPOLE, algo, str(seed), str(args.budget))
-                )
+                if side in pair:
+                    result = pair[side]
+                elif side == "torchlab":
+                    result = run_torchlab(algo, seed, args.budget)
+                else:
+                    result = run_sb3(SB3_CARTPOLE, algo, str(seed), str(args.budget))
                 row = {
                     "algo": algo,
                     "seed": seed,
@@ -188,24 +283,14 @@ def main() -> None:
                     else f"not by {args.budget}"
                 )
                 print(
-                    f"{algo:4} seed {seed} {side:8} solved at {solved} steps, {row['seconds']:.1f} s train (load {load:.1f})",
+                    f"{algo:4} seed {seed} {side:8} solved at {solved} steps, "
+                    f"{row['seconds']:.1f} s train (load {load:.1f})",
                     flush=True,
                 )
-    print(
-        "\n| algo | side | steps to 475 (per seed) | median steps | wall s (per seed) | median wall s |"
-    )
-    print("| --- | --- | --- | ---: | --- | ---: |")
-    for algo in args.algos:
-        for side in ("torchlab", "sb3"):
-            mine = [r for r in rows if r["algo"] == algo and r["side"] == side]
-            steps = [
-                r["solved_step"] if r["solved_step"] is not None else float("inf") for r in mine
-            ]
-            secs = [r["seconds"] for r in mine]
-            print(
-                f"| {algo} | {side} | {', '.join(str(s) for s in steps)} | {statistics.median(steps)} "
-                f"| {', '.join(f'{s:.1f}' for s in secs)} | {statistics.median(secs):.1f} |"
-            )
+    table(rows, args.algos, args.sides)
+    if len(args.sides) == 2:
+        for algo in args.algos:
+            verdict(rows, algo)
     print("\nJSON:", json.dumps(rows))
 
 

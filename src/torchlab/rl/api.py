@@ -189,6 +189,9 @@ def finish(run: Any, config: RLConfig, loop: Any) -> None:
     }
     write_json(run.dir / "summary.json", summary)
     run.set_status("completed")
+    from torchlab.report.rl import write_run_report
+
+    write_run_report(run)  # report.html and MODEL_CARD.md
 
 
 def random_policy(config: RLConfig, seed: int) -> dict[str, float]:

@@ -7,9 +7,18 @@ Reads top to bottom::
         obs, n, logs = agent.learn(env, obs, progress)     # one rollout or one env step
         steps += n
         log every trainer.log_every steps       (metrics.jsonl + TensorBoard)
-        evaluate every trainer.eval_every steps (deterministic policy; best weights kept)
         checkpoint every trainer.checkpoint_every steps, then restart the copies with
             seeded resets (seed + steps)
+    evaluate at every multiple of trainer.eval_every (deterministic policy; best weights
+        kept) -- from inside the iteration, see below -- and once more at the end
+
+Evaluation happens at exact step counts: the vector env is wrapped in a
+:class:`~torchlab.rl.common.env.StepHook` that reports every vector step to the loop, which
+evaluates as soon as the count reaches a multiple of ``eval_every`` -- in the middle of a
+PPO rollout, or after a DQN step but before its update -- with the policy as of the last
+update (the protocol of Stable-Baselines3's ``EvalCallback``). Evaluation runs its own
+seeded environment and draws from no training RNG, so it leaves training unchanged;
+its wall time is left out of ``seconds``. Logging and checkpoints stay at iteration ends.
 
 Exact resume: gymnasium environments cannot in general save their state, so a checkpoint
 is always followed by seeded resets of every copy -- in an uninterrupted run too. A run
@@ -31,6 +40,7 @@ from torchlab.rl.common.agent import Agent
 from torchlab.rl.common.env import (
     EpisodeStats,
     NormalizeObservation,
+    StepHook,
     find,
     load_wrapper_state,
     wrapper_state,
@@ -66,12 +76,17 @@ class Loop:
     def __init__(
         self, config: Any, agent: Agent, env: Any, run_dir: Any, callbacks: list[Any] = ()
     ) -> None:
-        self.config, self.agent, self.env, self.dir = config, agent, env, run_dir
+        self.config, self.agent, self.dir = config, agent, run_dir
+        self.env = StepHook(env, self.on_env_steps)
         self.trainer = config.trainer
         self.state = LoopState()
         self.callbacks = list(callbacks)
         self.writer: Any = None
         self.stop = False  # set by a callback (or a reached target) to end training early
+        self.clock = 0  # environment steps so far, counted inside an iteration too
+        self.started = 0.0  # perf_counter at the start of the current iteration
+        self.paused = 0.0  # seconds spent evaluating inside the current iteration
+        self.evaluated_step = -1
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -86,7 +101,7 @@ class Loop:
         obs = self.reset_envs()
         try:
             while state.steps < trainer.total_steps and not self.stop:
-                started = time.perf_counter()
+                self.started, self.paused, self.clock = time.perf_counter(), 0.0, state.steps
                 before = state.steps
                 obs, steps, logs = self.agent.learn(
                     self.env, obs, state.steps / trainer.total_steps
@@ -96,14 +111,11 @@ class Loop:
                 finished = find(self.env, EpisodeStats).drain()
                 state.episodes += len(finished)
                 state.recent += [r for r, _ in finished]
-                state.seconds += time.perf_counter() - started
+                state.seconds += self.iteration_seconds()
                 if crossed(before, state.steps, trainer.log_every):
-                    self.log(logs, steps / max(time.perf_counter() - started, 1e-9))
-                if (
-                    crossed(before, state.steps, trainer.eval_every)
-                    or state.steps >= trainer.total_steps
-                ):
-                    self.periodic_eval()
+                    self.log(logs, steps / max(self.iteration_seconds(), 1e-9))
+                if state.steps >= trainer.total_steps and self.evaluated_step != state.steps:
+                    self.periodic_eval(state.steps, state.seconds)  # the final policy
                 for callback in self.callbacks:
                     callback.on_iteration_end(self)
                 if (
@@ -114,6 +126,19 @@ class Loop:
                     obs = self.reset_envs()
         finally:
             self.writer.close()
+
+    def iteration_seconds(self) -> float:
+        """Wall time of the current iteration so far, evaluation excluded."""
+        return time.perf_counter() - self.started - self.paused
+
+    def on_env_steps(self, n: int) -> None:
+        """After every vector step of ``n`` copies: evaluate at each multiple of eval_every."""
+        before, self.clock = self.clock, self.clock + n
+        if crossed(before, self.clock, self.trainer.eval_every):
+            seconds = self.state.seconds + self.iteration_seconds()
+            started = time.perf_counter()
+            self.periodic_eval(self.clock, seconds)
+            self.paused += time.perf_counter() - started
 
     def reset_envs(self) -> np.ndarray:
         """Seeded resets of every copy: at the start and after each checkpoint."""
@@ -151,30 +176,32 @@ class Loop:
     def evaluate(self, episodes: int, seed: int) -> EvalResult:
         return evaluate_policy(self.agent.act, self.config.env, episodes, seed, self.normalizer())
 
-    def periodic_eval(self) -> None:
+    def periodic_eval(self, step: int, seconds: float) -> None:
+        """Evaluate the current policy at ``step``, after ``seconds`` of training."""
         from torchlab.run import write_json
         from torchlab.training.checkpoint import save_weights
 
         state, trainer = self.state, self.trainer
+        self.evaluated_step = step
         result = self.evaluate(trainer.eval_episodes, self.config.seed + EVAL_SEED)
-        record = {"step": state.steps, "eval/return": result.mean, "eval/return_std": result.std}
+        record = {"step": step, "eval/return": result.mean, "eval/return_std": result.std}
         self.write(record)
-        self.writer.add_scalar("eval/return", result.mean, state.steps)
+        self.writer.add_scalar("eval/return", result.mean, step)
         self.writer.flush()
         if result.mean > state.best_return:
-            state.best_return, state.best_step = result.mean, state.steps
+            state.best_return, state.best_step = result.mean, step
             save_weights(self.dir / "model.safetensors", self.agent.weights())
             norm = find(self.env, NormalizeObservation)
             if norm is not None:
                 write_json(self.dir / "obs_normalization.json", norm.state_dict())
         target = trainer.target_return
         if target is not None and state.solved_step is None and result.mean >= target:
-            state.solved_step, state.solved_seconds = state.steps, state.seconds
-            self.stop = True
+            state.solved_step, state.solved_seconds = step, seconds
+            self.stop = True  # ends training at the end of the current iteration
         if trainer.progress != "none":
             print(
-                f"step {state.steps}/{trainer.total_steps}  eval return {result.mean:.2f} "
-                f"+- {result.std:.2f}  episodes {state.episodes}  ({state.seconds:.1f} s)",
+                f"step {step}/{trainer.total_steps}  eval return {result.mean:.2f} "
+                f"+- {result.std:.2f}  episodes {state.episodes}  ({seconds:.1f} s)",
                 flush=True,
             )
 

@@ -11,38 +11,21 @@ from torch import nn
 
 from torchlab.registry import AGENTS
 from torchlab.rl.common.agent import Agent, EnvSpec, Iteration
-from torchlab.rl.common.buffers import RolloutBuffer
-from torchlab.rl.common.policies import ActorCritic, collect_rollout
+from torchlab.rl.common.policies import OnPolicyAgent
 
 
-class A2C(Agent):
+class A2C(OnPolicyAgent):
     def __init__(self, spec: EnvSpec, **hp: Any) -> None:
-        super().__init__(spec)
-        self.hp = hp
-        self.net = ActorCritic(
-            spec.observation_space, spec.action_space, hp["hidden"], hp["activation"], "a2c"
-        ).to(self.device)
+        super().__init__(spec, "a2c", hp)
         # RMSprop with these settings, as in the A3C paper and SB3.
         self.optimizer = torch.optim.RMSprop(
             self.net.parameters(), lr=hp["lr"], alpha=0.99, eps=1e-5
         )
-        self.buffer = RolloutBuffer(
-            hp["n_steps"],
-            spec.num_envs,
-            spec.observation_space.shape,
-            spec.action_space.shape,
-            self.device,
-        )
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        return self.net(torch.as_tensor(obs, device=self.device)).cpu().numpy()
 
     def learn(self, env: Any, obs: np.ndarray, progress: float) -> Iteration:
         hp = self.hp
-        obs = collect_rollout(env, obs, self.net, self.buffer, self.device)
-        self.buffer.compute(hp["gamma"], hp["gae_lambda"])
-        (batch,) = self.buffer.minibatches(hp["n_steps"] * self.spec.num_envs)
+        obs = self.rollout(env, obs, hp["gamma"], hp["gae_lambda"])
+        (batch,) = self.buffer.minibatches(self.rollout_steps)
         dist = self.net.dist(batch.obs)
         # grad J = E[grad log pi(a|s) * A(s, a)]; the critic regresses the n-step return.
         policy_loss = -(self.net.log_prob(dist, batch.actions) * batch.advantages).mean()
@@ -54,15 +37,7 @@ class A2C(Agent):
         nn.utils.clip_grad_norm_(self.net.parameters(), hp["max_grad_norm"])
         self.optimizer.step()
         logs = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy}
-        return Iteration(
-            obs, hp["n_steps"] * self.spec.num_envs, {k: v.detach() for k, v in logs.items()}
-        )
-
-    def networks(self) -> dict[str, nn.Module]:
-        return {"net": self.net}
-
-    def policy(self) -> nn.Module:
-        return self.net
+        return Iteration(obs, self.rollout_steps, {k: v.detach() for k, v in logs.items()})
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"net": self.optimizer}

@@ -17,7 +17,7 @@ from torchlab.registry import AGENTS
 from torchlab.rl.common.agent import Agent, EnvSpec, FlatObs, Iteration, obs_dim, require
 from torchlab.rl.common.buffers import ReplayBuffer
 from torchlab.rl.common.env import next_obs
-from torchlab.rl.common.networks import mlp, soft_update
+from torchlab.rl.common.networks import adam, mlp, soft_update
 from torchlab.rl.common.schedules import linear
 
 
@@ -52,7 +52,7 @@ class DQN(Agent):
         n = int(spec.action_space.n)
         self.q = QNetwork(spec.observation_space, n, hp["hidden"], hp["activation"]).to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=hp["lr"])
+        self.optimizer = adam(self.q.parameters(), hp["lr"])
         self.buffer = ReplayBuffer(
             min(hp["buffer_size"], spec.total_steps),
             spec.observation_space.shape,
@@ -77,9 +77,9 @@ class DQN(Agent):
             actions = self.rng.integers(0, self.spec.action_space.n, n)
         else:
             explore = self.rng.random(n) < epsilon
-            actions = np.where(
-                explore, self.rng.integers(0, self.spec.action_space.n, n), self.act(obs)
-            )
+            random = self.rng.integers(0, self.spec.action_space.n, n)
+            # the greedy action only where some copy needs it (saves a forward pass)
+            actions = random if explore.all() else np.where(explore, random, self.act(obs))
         new_obs, reward, terminated, truncated, info = env.step(actions)
         reached = next_obs(new_obs, info, terminated | truncated)
         self.buffer.add(obs, actions, reward, reached, terminated)

@@ -11,38 +11,26 @@ from torch import nn
 
 from torchlab.registry import AGENTS
 from torchlab.rl.common.agent import Agent, EnvSpec, Iteration
-from torchlab.rl.common.buffers import RolloutBuffer
-from torchlab.rl.common.policies import ActorCritic, collect_rollout
+from torchlab.rl.common.networks import adam
+from torchlab.rl.common.policies import OnPolicyAgent
 
 
-class PPO(Agent):
+class PPO(OnPolicyAgent):
     def __init__(self, spec: EnvSpec, **hp: Any) -> None:
-        super().__init__(spec)
-        self.hp = hp
-        self.net = ActorCritic(
-            spec.observation_space, spec.action_space, hp["hidden"], hp["activation"], "ppo"
-        ).to(self.device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=hp["lr"], eps=1e-5)
-        self.buffer = RolloutBuffer(
-            hp["n_steps"],
-            spec.num_envs,
-            spec.observation_space.shape,
-            spec.action_space.shape,
-            self.device,
-        )
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        return self.net(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+        super().__init__(spec, "ppo", hp)
+        self.optimizer = adam(self.net.parameters(), hp["lr"], eps=1e-5)
 
     def learn(self, env: Any, obs: np.ndarray, progress: float) -> Iteration:
         hp = self.hp
-        remaining = 1.0 - progress if hp["anneal"] else 1.0  # linear decay, as in the RL Zoo
+        steps = self.rollout_steps
+        obs = self.rollout(env, obs, hp["gamma"], hp["gae_lambda"])
+        # Linear decay on the progress remaining *after* this rollout, as the RL Zoo's
+        # schedules in SB3 (which update the progress before training on a rollout).
+        done = progress + steps / self.spec.total_steps
+        remaining = max(0.0, 1.0 - done) if hp["anneal"] else 1.0
         for group in self.optimizer.param_groups:
             group["lr"] = hp["lr"] * remaining
         clip = hp["clip_range"] * remaining
-        obs = collect_rollout(env, obs, self.net, self.buffer, self.device)
-        self.buffer.compute(hp["gamma"], hp["gae_lambda"])
         logs: dict[str, list[torch.Tensor]] = {
             k: [] for k in ("policy_loss", "value_loss", "entropy", "clip_fraction")
         }
@@ -77,15 +65,7 @@ class PPO(Agent):
                 logs["entropy"].append(entropy.detach())
                 logs["clip_fraction"].append(((ratio - 1).abs() > clip).float().mean().detach())
         out = {k: torch.stack(v).mean() for k, v in logs.items()}
-        return Iteration(
-            obs, hp["n_steps"] * self.spec.num_envs, {**out, "lr": hp["lr"] * remaining}
-        )
-
-    def networks(self) -> dict[str, nn.Module]:
-        return {"net": self.net}
-
-    def policy(self) -> nn.Module:
-        return self.net
+        return Iteration(obs, steps, {**out, "lr": hp["lr"] * remaining})
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"net": self.optimizer}

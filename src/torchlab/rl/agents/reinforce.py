@@ -7,46 +7,28 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from torchlab.registry import AGENTS
 from torchlab.rl.common.agent import Agent, EnvSpec, Iteration
-from torchlab.rl.common.buffers import RolloutBuffer
-from torchlab.rl.common.policies import ActorCritic, collect_rollout
+from torchlab.rl.common.policies import OnPolicyAgent
 
 
-class Reinforce(Agent):
+class Reinforce(OnPolicyAgent):
     def __init__(self, spec: EnvSpec, **hp: Any) -> None:
-        super().__init__(spec)
-        self.hp = hp
-        self.net = ActorCritic(
-            spec.observation_space, spec.action_space, hp["hidden"], hp["activation"], "reinforce"
-        ).to(self.device)
+        super().__init__(spec, "reinforce", hp)
         self.policy_optimizer = torch.optim.Adam(self.net.actor.parameters(), lr=hp["lr"])
         self.baseline_optimizer = torch.optim.Adam(
             self.net.critic.parameters(), lr=hp["baseline_lr"]
         )
-        self.buffer = RolloutBuffer(
-            hp["n_steps"],
-            spec.num_envs,
-            spec.observation_space.shape,
-            spec.action_space.shape,
-            self.device,
-        )
         if self.net.log_std.numel():
             self.policy_optimizer.add_param_group({"params": [self.net.log_std]})
 
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        return self.net(torch.as_tensor(obs, device=self.device)).cpu().numpy()
-
     def learn(self, env: Any, obs: np.ndarray, progress: float) -> Iteration:
         hp = self.hp
-        obs = collect_rollout(env, obs, self.net, self.buffer, self.device)
         # Monte-Carlo returns G_t (GAE with lambda = 1). An episode still running when the
         # batch ends, or cut by a time limit, is completed by the baseline's estimate.
-        self.buffer.compute(hp["gamma"], 1.0)
-        (batch,) = self.buffer.minibatches(hp["n_steps"] * self.spec.num_envs)
+        obs = self.rollout(env, obs, hp["gamma"], 1.0)
+        (batch,) = self.buffer.minibatches(self.rollout_steps)
         advantages = batch.returns - batch.old_values  # G_t - b(s_t)
         if hp["normalize_advantage"] and len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -63,13 +45,7 @@ class Reinforce(Agent):
             baseline_loss.backward()
             self.baseline_optimizer.step()
         logs = {"policy_loss": policy_loss.detach(), "baseline_loss": baseline_loss.detach()}
-        return Iteration(obs, hp["n_steps"] * self.spec.num_envs, logs)
-
-    def networks(self) -> dict[str, nn.Module]:
-        return {"net": self.net}
-
-    def policy(self) -> nn.Module:
-        return self.net
+        return Iteration(obs, self.rollout_steps, logs)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"policy": self.policy_optimizer, "baseline": self.baseline_optimizer}

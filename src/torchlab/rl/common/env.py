@@ -7,7 +7,7 @@ finished episode in ``info["final_obs"]``. Agents read that through :func:`next_
 
 Wrappers, innermost first: :class:`EpisodeStats` (raw returns and lengths), then optional
 :class:`NormalizeObservation` and :class:`NormalizeReward`, whose running statistics are
-part of the checkpoint (``state_dict``).
+part of the checkpoint (``state_dict``). The loop adds :class:`StepHook` outermost.
 """
 
 from __future__ import annotations
@@ -102,6 +102,25 @@ class EpisodeStats(VectorWrapper):
     def drain(self) -> list[tuple[float, int]]:
         """Episodes finished since the last call, as ``(return, length)``."""
         out, self.finished = self.finished, []
+        return out
+
+
+class StepHook(VectorWrapper):
+    """Calls ``hook(n)`` after every vector step of ``n`` copies, before the agent sees it.
+
+    The loop wraps the env in it to act at exact step counts *inside* an agent's iteration
+    (a PPO rollout, a DQN step before its update): evaluation at every multiple of
+    ``trainer.eval_every`` sees the policy as of the last update, as Stable-Baselines3's
+    callbacks do.
+    """
+
+    def __init__(self, env: Any, hook: Any) -> None:
+        super().__init__(env)
+        self.hook = hook
+
+    def step(self, actions: Any) -> Any:
+        out = self.env.step(actions)
+        self.hook(self.num_envs)
         return out
 
 

@@ -1,4 +1,5 @@
-"""Actor-critic networks and on-policy rollout collection (REINFORCE, A2C, PPO).
+"""Actor-critic networks, on-policy rollout collection and the base of the on-policy
+agents (REINFORCE, A2C, PPO).
 
 A categorical head serves Discrete actions, a diagonal Gaussian with a learned,
 state-independent log-std serves Box actions (clipped to the bounds when stepping).
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Normal
 
-from torchlab.rl.common.agent import FlatObs, obs_dim, require
+from torchlab.rl.common.agent import Agent, EnvSpec, FlatObs, obs_dim, require
 from torchlab.rl.common.buffers import RolloutBuffer
 from torchlab.rl.common.env import next_obs
 from torchlab.rl.common.networks import mlp, orthogonal_init
@@ -110,3 +111,46 @@ def collect_rollout(
         buffer.done[t] = done
         buffer.next_values[t] = next_values
     return obs
+
+
+class OnPolicyAgent(Agent):
+    """An :class:`ActorCritic` ``net`` learning from rollouts of ``n_steps`` per copy.
+
+    Subclasses create their optimizer(s) and write :meth:`learn` around :meth:`rollout`;
+    ``hp`` needs ``hidden``, ``activation`` and ``n_steps``.
+    """
+
+    def __init__(self, spec: EnvSpec, name: str, hp: dict[str, Any]) -> None:
+        super().__init__(spec)
+        self.hp = hp
+        self.net = ActorCritic(
+            spec.observation_space, spec.action_space, hp["hidden"], hp["activation"], name
+        ).to(self.device)
+        self.buffer = RolloutBuffer(
+            hp["n_steps"],
+            spec.num_envs,
+            spec.observation_space.shape,
+            spec.action_space.shape,
+            self.device,
+        )
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        return self.net(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+
+    def rollout(self, env: Any, obs: np.ndarray, gamma: float, lam: float) -> np.ndarray:
+        """Fill the buffer and its GAE(gamma, lam) advantages; returns the next observation."""
+        obs = collect_rollout(env, obs, self.net, self.buffer, self.device)
+        self.buffer.compute(gamma, lam)
+        return obs
+
+    @property
+    def rollout_steps(self) -> int:
+        """Environment steps per rollout, summed over copies."""
+        return self.hp["n_steps"] * self.spec.num_envs
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def policy(self) -> nn.Module:
+        return self.net
