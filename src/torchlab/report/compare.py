@@ -15,6 +15,7 @@ from typing import Any
 from torchlab.errors import RunError
 from torchlab.report.analysis import png
 from torchlab.report.html import data_uri, environment_for_templates
+from torchlab.report.plots import panel_grid
 from torchlab.run import Run
 
 
@@ -151,12 +152,8 @@ def curves(runs: list[Run], labels: list[str]) -> bytes:
         - set(panels)
         - {k for h in histories for r in h for k, v in r.items() if not isinstance(v, float)}
     )
-    cols = min(3, len(panels))
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
-    for ax in axes.ravel()[len(panels) :]:
-        ax.axis("off")
-    for ax, panel in zip(axes.ravel(), panels, strict=False):
+    fig, axes = panel_grid(plt, len(panels), cols=3, size=(5, 3.4))
+    for ax, panel in zip(axes, panels, strict=True):
         for label, history in zip(labels, histories, strict=True):
             points = [(r["epoch"] + 1, r[panel]) for r in history if panel in r]
             if points:
@@ -164,7 +161,7 @@ def curves(runs: list[Run], labels: list[str]) -> bytes:
         ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes.ravel()[0].legend(fontsize="small")
+    axes[0].legend(fontsize="small")
     return png(fig)
 
 

@@ -11,6 +11,7 @@ import base64
 import json
 import math
 import warnings
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -51,14 +52,19 @@ def data_uri(png: bytes) -> str:
 
 def write_run_reports(run: Any, parts: Any, data: dict[str, Any]) -> None:
     """What training calls: a report that cannot be written warns, never fails a trained run."""
+    warn_on_failure(run.dir, lambda: write_reports(run, parts, data))
+
+
+def warn_on_failure(run_dir: Path, write: Callable[[], Any]) -> None:
+    """Call ``write``; if the report cannot be written, warn: the run itself is complete."""
     try:
-        write_reports(run, parts, data)
+        write()
     except Exception as exc:
         warnings.warn(
-            f"The report of '{run.dir}' could not be written ({type(exc).__name__}: {exc}); "
+            f"The report of '{run_dir}' could not be written ({type(exc).__name__}: {exc}); "
             f"the run itself is complete. Rebuild it with "
-            f"torchlab.report.html.report('{run.dir}').",
-            stacklevel=2,
+            f"torchlab.report.html.report('{run_dir}').",
+            stacklevel=3,
         )
 
 

@@ -1,4 +1,4 @@
-"""Learning curves as a PNG (matplotlib, no display needed)."""
+"""Learning curves as a PNG, and a grid of panels (matplotlib, no display needed)."""
 
 from __future__ import annotations
 
@@ -35,3 +35,15 @@ def learning_curves(history: list[dict[str, Any]], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def panel_grid(
+    plt: Any, panels: int, cols: int, size: tuple[float, float]
+) -> tuple[Any, list[Any]]:
+    """A figure of ``panels`` axes in rows of at most ``cols``, each ``size`` inches; spares hidden."""
+    cols = min(cols, panels)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    for ax in axes.ravel()[panels:]:
+        ax.axis("off")
+    return fig, list(axes.ravel()[:panels])

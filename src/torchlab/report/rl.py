@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +18,15 @@ import numpy as np
 import yaml
 
 from torchlab.report.analysis import _plt, png
-from torchlab.report.html import data_uri, environment_for_templates
+from torchlab.report.html import data_uri, environment_for_templates, warn_on_failure
+from torchlab.report.plots import panel_grid
 
 SMOOTHING = 0.6  # weight of the past in the exponential moving average of training returns
 
 
 def write_run_report(run: Any) -> None:
     """What the end of an RL run calls: a report that cannot be written warns, never fails."""
-    try:
-        write_rl_reports(run.dir)
-    except Exception as exc:
-        warnings.warn(
-            f"The report of '{run.dir}' could not be written ({type(exc).__name__}: {exc}); "
-            f"the run itself is complete. Rebuild it with "
-            f"torchlab.report.html.report('{run.dir}').",
-            stacklevel=2,
-        )
+    warn_on_failure(run.dir, lambda: write_rl_reports(run.dir))
 
 
 def write_rl_reports(run_dir: str | Path) -> tuple[Path, Path]:
@@ -181,12 +173,8 @@ def training_curves(history: list[dict[str, Any]]) -> bytes | None:
     if not keys:
         return None
     plt = _plt()
-    cols = min(4, len(keys))
-    rows = -(-len(keys) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
-    for ax in axes.ravel()[len(keys) :]:
-        ax.axis("off")
-    for ax, key in zip(axes.ravel(), keys, strict=False):
+    fig, axes = panel_grid(plt, len(keys), cols=4, size=(3.6, 2.8))
+    for ax, key in zip(axes, keys, strict=True):
         points = [(r["step"], r[key]) for r in history if _finite(r.get(key))]
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", markersize=2)
