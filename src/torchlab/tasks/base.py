@@ -98,6 +98,22 @@ class Task:
         return "max" if metric.rpartition("/")[2] in self.higher_is_better else "min"
 
 
+def generated_text_table(
+    ids: list[str], inputs_name: str, inputs: Any, outputs: Any, featurizer: Any, path: Path | None
+) -> Any:
+    """The ``torchlab predict`` table of a text generator: id, input text and generated text,
+    written as CSV to ``path`` when given."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {"id": ids, inputs_name: featurizer.decode(inputs), "output": featurizer.decode(outputs)}
+    )
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(path, index=False)
+    return frame
+
+
 def build_task(config: Any, spec: DataSpec) -> Task:
     """Build the task named by a config's ``task`` section, with its loss and metrics."""
     entry = TASKS.get(config.name, "task.name")

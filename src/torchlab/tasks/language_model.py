@@ -21,7 +21,7 @@ from torchmetrics import Metric, MetricCollection
 from torchlab.data.base import Batch, DataSpec
 from torchlab.errors import ConfigError
 from torchlab.registry import TASKS
-from torchlab.tasks.base import StepOutput, Task
+from torchlab.tasks.base import StepOutput, Task, generated_text_table
 
 
 class MeanMetric(Metric):
@@ -98,15 +98,7 @@ class LanguageModel(Task):
     ) -> Any:
         """The ``torchlab predict`` table: id, prompt and generated text; written as CSV to
         ``folder`` (the output file) when given."""
-        import pandas as pd
-
-        frame = pd.DataFrame(
-            {"id": ids, "prompt": featurizer.decode(inputs), "output": featurizer.decode(outputs)}
-        )
-        if folder is not None:
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            frame.to_csv(folder, index=False)
-        return frame
+        return generated_text_table(ids, "prompt", inputs, outputs, featurizer, folder)
 
 
 def generate_text(

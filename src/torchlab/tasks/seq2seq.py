@@ -21,7 +21,7 @@ from torchmetrics import Metric, MetricCollection
 from torchlab.data.base import Batch, DataSpec
 from torchlab.errors import ConfigError
 from torchlab.registry import TASKS, closest
-from torchlab.tasks.base import StepOutput, Task
+from torchlab.tasks.base import StepOutput, Task, generated_text_table
 
 IGNORE = -100  # nn.CrossEntropyLoss's default ignore_index: padded target positions
 SPECIAL = frozenset({"[PAD]", "[UNK]", "[BOS]", "[EOS]", "[CLS]", "[SEP]", "[MASK]"})
@@ -164,12 +164,4 @@ class Seq2Seq(Task):
     ) -> Any:
         """The ``torchlab predict`` table: id, source and generated text; written as CSV to
         ``folder`` (the output file) when given."""
-        import pandas as pd
-
-        frame = pd.DataFrame(
-            {"id": ids, "source": featurizer.decode(inputs), "output": featurizer.decode(outputs)}
-        )
-        if folder is not None:
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            frame.to_csv(folder, index=False)
-        return frame
+        return generated_text_table(ids, "source", inputs, outputs, featurizer, folder)
