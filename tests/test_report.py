@@ -82,13 +82,19 @@ def test_model_card(iris_run: Any) -> None:
     assert "Weakest class on the test split" in card
 
 
-def test_report_can_be_rebuilt_for_an_existing_run(iris_run: Any) -> None:
+def test_report_can_be_rebuilt_for_an_existing_run(iris_run: Any, cli: Any) -> None:
     path = iris_run.dir / "report.html"
     first = path.read_text()
     path.unlink()
     assert report(iris_run.dir) == path
     rebuilt = path.read_text()
     assert images(rebuilt) and len(images(rebuilt)) == len(images(first))
+    path.unlink()
+    done = cli("report", str(iris_run.dir))  # the same from the command line
+    assert done.returncode == 0 and str(path) in done.stdout
+    assert len(images(path.read_text())) == len(images(first))
+    missing = cli("report", str(iris_run.dir / "nothing"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
 
 
 def test_image_data_gets_a_sample_grid(tmp_path: Path) -> None:

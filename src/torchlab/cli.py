@@ -266,6 +266,14 @@ def compare(
 
 
 @app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A completed run directory.")]) -> None:
+    """Rebuild a run's report.html and MODEL_CARD.md from its directory."""
+    from torchlab.report.html import report as rebuild
+
+    typer.echo(f"Report: {rebuild(run_dir)}")
+
+
+@app.command()
 def profile(
     args: Annotated[list[str], typer.Argument(help="RECIPE_OR_YAML then dotted overrides.")],
     steps: Annotated[int, typer.Option(min=1, help="Training steps to profile.")] = 20,
