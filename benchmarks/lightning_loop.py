@@ -44,6 +44,27 @@ def available() -> bool:
     return True
 
 
+def version() -> str:
+    import lightning
+
+    return lightning.__version__
+
+
+def enabled(script: str, argv: list[str] | None, *, skip: bool) -> bool:
+    """Whether Lightning runs here; re-runs ``script`` in its venv when that exists."""
+    if skip or available():
+        return not skip
+    if PYTHON.exists():
+        command = [str(PYTHON), script, *(sys.argv[1:] if argv is None else argv)]
+        sys.exit(subprocess.run(command, check=False).returncode)
+    print(
+        f"note: Lightning is not installed here; create its environment with "
+        f"{sys.executable} {script} --setup (comparing with plain PyTorch only).",
+        file=sys.stderr,
+    )
+    return False
+
+
 def setup() -> None:
     """Create ``benchmarks/.venv-lightning`` with torch, lightning and torchlab."""
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)

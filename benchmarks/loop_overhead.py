@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +41,7 @@ from typing import Any
 import lightning_loop as lightning_side  # beside this file: the script's folder is on sys.path
 import torch
 import torch.nn.functional as F
+from machine import cpu_model, cpu_seconds
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -280,18 +278,6 @@ class Result:
         return self.ratio <= self.case.target and not self.lightning_ratio >= 1.0
 
 
-def cpu_seconds() -> tuple[float, float]:
-    """CPU seconds used so far by the whole machine (NaN off Linux) and by this process."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-        user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[:7])
-        machine = (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError):
-        machine = math.nan
-    own = os.times()
-    return machine, own.user + own.system
-
-
 def measure(case: Case, *, epochs: int, repeats: int, tensorboard: bool, lightning: bool) -> Result:
     """``repeats`` fresh sets of runs, each alternating ``epochs`` + 1 epochs of every loop."""
     split, spec = case.data()
@@ -335,22 +321,6 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def lightning_version() -> str:
-    import lightning
-
-    return lightning.__version__
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -387,33 +357,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def in_lightning_venv(argv: list[str] | None, args: argparse.Namespace) -> bool:
-    """Whether Lightning runs here; re-runs this script in its venv when that exists."""
-    if args.no_lightning or lightning_side.available():
-        return not args.no_lightning
-    if lightning_side.PYTHON.exists():
-        command = [str(lightning_side.PYTHON), __file__, *(sys.argv[1:] if argv is None else argv)]
-        sys.exit(subprocess.run(command, check=False).returncode)
-    print(
-        f"note: Lightning is not installed here; create its environment with "
-        f"{sys.executable} {__file__} --setup (comparing with plain PyTorch only).",
-        file=sys.stderr,
-    )
-    return False
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.setup:
         lightning_side.setup()
         return 0
-    lightning = in_lightning_venv(argv, args)
+    lightning = lightning_side.enabled(__file__, argv, skip=args.no_lightning)
     kept = keep_freed_memory()  # what `torchlab train` does; applies to both loops alike
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_model()}, "
         f"keep_freed_memory={kept}, {args.epochs} timed epochs x {args.repeats} repeats "
         f"(+1 warm-up epoch per run), loggers: metrics{' + tensorboard' if args.tensorboard else ''}"
-        + (f", lightning {lightning_version()}" if lightning else ", no lightning"),
+        + (f", lightning {lightning_side.version()}" if lightning else ", no lightning"),
         flush=True,
     )
     results = []
