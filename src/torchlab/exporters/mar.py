@@ -1,7 +1,7 @@
 """TorchServe archives (``.mar``): the verified TorchScript model, its sidecar and a handler.
 
 The handler (:mod:`torchlab.exporters.torchserve_handler`) loads the archive's ``export.json``
-and feeds requests through the run's own featurizer, so TorchServe computes what
+and side files and feeds requests through the run's own featurizer, so TorchServe computes what
 ``torchlab predict`` does. TorchServe is in limited maintenance upstream (see docs).
 """
 
@@ -19,7 +19,6 @@ from torchlab.errors import ExportError
 from torchlab.exporters import torchserve_handler
 from torchlab.exporters.base import EXPORTERS, Runner
 from torchlab.exporters.inputs import InputKind
-from torchlab.exporters.sidecar import SIDECAR
 from torchlab.exporters.torchscript import TorchScriptExporter
 
 ARCHIVE = "model.mar"
@@ -44,14 +43,24 @@ class MarExporter:
         return self.torchscript.load(path)
 
     def package(self, directory: Path, name: str) -> Path:
-        """Build ``model.mar`` in ``directory`` from its TorchScript file and sidecar."""
+        """Build ``model.mar`` in ``directory`` from its TorchScript file and side files.
+
+        Every other file of the export directory goes in: the sidecar and whatever the
+        featurizer saved beside it (a text model's ``tokenizer.json``), which the handler
+        reads back from the archive.
+        """
+        side_files = sorted(
+            str(path)
+            for path in directory.iterdir()
+            if path.is_file() and path.name not in {self.filename, ARCHIVE}
+        )
         command = [
             sys.executable, "-m", "model_archiver.model_packaging",
             "--model-name", "model",
             "--version", "1.0",
             "--serialized-file", str(directory / self.filename),
             "--handler", torchserve_handler.__file__,
-            "--extra-files", str(directory / SIDECAR),
+            "--extra-files", ",".join(side_files),
             "--export-path", str(directory),
             "--force",
         ]  # fmt: skip

@@ -1,9 +1,12 @@
 """TorchServe handler for torchlab archives (copied into ``model.mar``).
 
-Requests: a tabular model takes ``{"rows": [{column: value, ...}, ...]}`` as JSON; an image
-model takes the image file's bytes as the body. Each request is answered with a list of
-predictions, one per row or image, exactly as ``torchlab predict`` computes them: the
-archive's ``export.json`` rebuilds the run's featurizer (the same preprocessing code).
+Requests take the JSON bodies of ``torchlab serve``'s ``POST /predict``: ``{"rows": [...]}``
+for a tabular model, ``{"images": ["<base64>", ...]}`` for an image model and
+``{"texts": ["...", ...]}`` for a text classifier; an image file's bytes or a UTF-8 text as
+the whole body are one image or one text. Each request is answered with a list of
+predictions, one per row, image or text, exactly as ``torchlab predict`` computes them: the
+archive's ``export.json`` and side files (``tokenizer.json``) rebuild the run's featurizer,
+and the server's own request decoding turns bodies into model inputs.
 """
 
 from __future__ import annotations
@@ -11,36 +14,82 @@ from __future__ import annotations
 import json
 from typing import Any
 
+SHAPES = {
+    "image": 'the image file as the body, or {"images": ["<base64 image>", ...]}',
+    "tabular": '{"rows": [{column: value, ...}, ...]}',
+    "text": '{"texts": ["...", ...]}, or one UTF-8 text as the body',
+}
+
 _predictor: Any = None
+_request: Any = None  # the server's request kind of the model's inputs
+_settings: Any = None  # the server's default limits on rows and pixels per request
 
 
-def _inputs(predictor: Any, body: Any) -> Any:
-    if predictor.kind.name == "image":
-        if not isinstance(body, (bytes, bytearray)):
-            raise ValueError("send the image file's bytes as the request body")
-        return predictor.images_to_inputs([bytes(body)])
+def _body(kind: str, body: Any) -> Any:
+    """The request as the server's JSON body (a dict), or an image file's bytes."""
     if isinstance(body, (bytes, bytearray)):
-        body = json.loads(body)
-    if not isinstance(body, dict) or not isinstance(body.get("rows"), list):
-        raise ValueError('send JSON shaped {"rows": [{column: value, ...}, ...]}')
-    return predictor.rows_to_inputs(body["rows"])
+        if kind == "image" and not bytes(body).lstrip().startswith(b"{"):  # not JSON
+            return bytes(body)
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"The request body is not UTF-8; send {SHAPES[kind]}.") from None
+    if isinstance(body, str) and body.lstrip().startswith("{"):
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise ValueError(f"The request body is not valid JSON; send {SHAPES[kind]}.") from None
+    if isinstance(body, str) and kind == "text":
+        return {"texts": [body]}
+    return body
+
+
+def _inputs(body: Any) -> Any:
+    """One request's model inputs, through the server's validation and decoding."""
+    import pydantic
+
+    kind = _predictor.kind.name
+    body = _body(kind, body)
+    if isinstance(body, bytes):
+        return _predictor.images_to_inputs([body], max_pixels=_settings.max_pixels)
+    try:
+        request = _request.model.model_validate(body)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "body"
+        raise ValueError(f"Field '{where}': {first['msg']}; send {SHAPES[kind]}.") from None
+    return _request.decode(request)
 
 
 def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
-    """TorchServe's entry point: one answer per request in the (possibly batched) list."""
-    global _predictor
-    import torch
+    """TorchServe's entry point: one answer per request in the (possibly batched) list.
 
+    A request that cannot be read gets status 400 and one sentence saying why; the others in
+    its batch are answered as usual.
+    """
+    global _predictor, _request, _settings
+    from torchlab.errors import DataError
     from torchlab.exporters.runtime import load_export
+    from torchlab.serve import ServeSettings
+    from torchlab.serve.requests import BadRequest, concat, request_kind, rows
 
     if _predictor is None:
         _predictor = load_export(context.system_properties["model_dir"])
+        _settings = ServeSettings()
+        _request = request_kind(_predictor, _settings.max_rows, _settings.max_pixels)
     if data is None:  # TorchServe's initialisation call
         return None
-    parts = [_inputs(_predictor, row.get("data") or row.get("body")) for row in data]
-    outputs = _predictor(torch.cat(parts))
-    records, answers, start = _predictor.records(outputs), [], 0
-    for part in parts:
-        answers.append(records[start : start + len(part)])
-        start += len(part)
+    answers: list[Any] = [None] * len(data)
+    parts: dict[int, Any] = {}
+    for i, request in enumerate(data):
+        try:
+            parts[i] = _inputs(request.get("data") or request.get("body"))
+        except (ValueError, DataError, BadRequest) as exc:
+            context.set_response_status(400, str(exc), i)
+            answers[i] = {"code": 400, "message": str(exc)}
+    if parts:
+        records, start = _predictor.records(_predictor(concat(list(parts.values())))), 0
+        for i, part in parts.items():
+            answers[i] = records[start : start + rows(part)]
+            start += rows(part)
     return answers
