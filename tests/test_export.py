@@ -168,8 +168,9 @@ SPECS = {
 # Families with inputs of their own are exported by their own tests: torchvision backbones
 # (larger images, tests/test_transfer.py), the Transformer text classifier (token ids,
 # tests/test_text_recipes.py), RNN text classifiers and forecasters (below). Seq2seq and
-# language models are refused (below); detectors and torchvision segmentation heads are not
-# exported yet. The U-Net is, like any image model.
+# language models are refused (below). Torchvision segmentation heads and detectors (RGB
+# images, no pretrained download; detectors return boxes per image) are exported by
+# tests/test_export_vision.py. The U-Net is here, like any image model.
 OWN_EXPORT_TESTS = (
     "torchlab.models.vision.backbones",
     "torchlab.models.vision.detection",

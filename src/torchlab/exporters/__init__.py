@@ -77,6 +77,14 @@ def export(
             "A TorchServe archive serves inputs that torchlab preprocesses, not forecasting "
             "windows; export a forecaster with --format torchscript, onnx or exported-program."
         )
+    if source.check is not None:  # formats that cannot hold this model faithfully
+        source.check(format, quantize)
+    if format == "mar" and source.kind.name == "pixels":
+        raise ExportError(
+            "A TorchServe archive's handler answers labels of images, rows and texts, not "
+            "masks or boxes; export a segmentation model with --format torchscript, onnx or "
+            "exported-program."
+        )
     model, kind = source.model, source.kind
     example = kind.example(source.input_shape, batch=2)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +103,9 @@ def export(
             ) from exc
         tolerance = INT8 if quantize else FLOAT
         reference = source.reference if source.reference is not None else model
-        verification = verify(reference, chosen.load(artefact), kind, source.input_shape, tolerance)
+        verification = verify(
+            reference, chosen.load(artefact), kind, source.input_shape, tolerance, source.compare
+        )
         sidecar = build_sidecar(
             format_name=format,
             filename=chosen.filename,

@@ -19,6 +19,8 @@ STEPS = {
     "image": "decode; convert to 1 channel (L) or 3 (RGB) as 'channels' says; scale pixels to "
     "[0, 1]; resize to 'size' (bilinear, antialiased); subtract 'mean', divide by 'std'; "
     "layout (N, C, H, W) float32",
+    "pixels": "decode; convert to RGB; scale pixels to [0, 1]; resize to 'size' (bilinear, "
+    "antialiased); no normalisation (the model standardises itself); layout (N, 3, H, W) float32",
     "tabular": "per column in order: numeric -> blank filled with 'fill', then (x - mean) / std; "
     "categorical -> blank filled with 'fill', one-hot over 'categories' (unseen -> zeros); "
     "features concatenated in column order, float32",

@@ -6,6 +6,7 @@ shape); what the sidecar says about inputs, outputs and preprocessing comes from
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,6 +29,10 @@ class Exportable:
         description: Sidecar fields describing inputs, outputs and preprocessing.
         reference: The eager model the artefact must match, when ``model`` is an
             export-friendly adapter of it (see :mod:`torchlab.exporters.adapters`).
+        compare: Compares outputs that are not one tensor (a detector's boxes per image):
+            ``(expected, got, inputs, tolerance) -> verification case``; None compares tensors.
+        check: ``(format, quantize)`` -> None, raising ExportError for a format or
+            quantisation that cannot hold the model faithfully; None accepts every one.
     """
 
     model: nn.Module
@@ -35,6 +40,8 @@ class Exportable:
     input_shape: tuple[int, ...]
     description: dict[str, Any]
     reference: nn.Module | None = None
+    compare: Callable[..., dict[str, Any]] | None = None
+    check: Callable[[str, str | None], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,8 @@ def model_exportable(run: Any) -> Exportable:
         "task": run.config.task.model_dump(mode="json"),
         "spec": asdict(spec),
         "output": {
-            "shape": ["batch", num_outputs],
+            # Segmentation models return per-pixel logits at the input size.
+            "shape": ["batch", num_outputs, *(["height", "width"] * (kind.name == "pixels"))],
             "meaning": f"raw model outputs; task '{run.config.task.name}' turns them into "
             "predictions (softmax/sigmoid for classification, target units for regression)",
         },
@@ -101,6 +109,11 @@ def model_exportable(run: Any) -> Exportable:
         "preprocessing_steps": STEPS.get(kind.name, "see the featurizer named in preprocessing"),
     }
     model = run.load_model()
+    if run.config.task.name == "detection":  # lists of boxes per image, TorchScript only
+        from torchlab.exporters.detection import detection_exportable
+
+        shape = tuple(spec.input_shape)
+        return detection_exportable(model, Exportable(model, kind, shape, description))
     adapted = text_adapter(model, spec)
     return Exportable(adapted or model, kind, tuple(spec.input_shape), description, model)
 

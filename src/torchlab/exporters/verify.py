@@ -7,6 +7,7 @@ fails with the measured error instead of leaving a silently different artefact b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -44,8 +45,14 @@ def verify(
     kind: InputKind,
     input_shape: tuple[int, ...],
     tolerance: Tolerance,
+    compare: Callable[..., dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Compare ``runner`` with ``model`` on every verification input; raise when over tolerance.
+
+    Args:
+        compare: ``(expected, got, inputs, tolerance) -> case`` for outputs that are not one
+            tensor (see :func:`torchlab.exporters.detection.compare_detections`); the case
+            holds ``shape``, ``max_abs_error`` and ``bound``. None compares tensors.
 
     Returns:
         The tolerance, the worst error and bound, label agreement and one record per input.
@@ -55,14 +62,18 @@ def verify(
         tensors = as_tuple(case)
         inputs = tensors[0]  # the batch (and any varying length) is read off the first input
         with torch.inference_mode():
-            expected = model(*tensors).float()
+            expected = model(*tensors)
         try:
-            got = runner(*tensors).float()
+            got = runner(*tensors)
         except Exception as exc:  # any runtime failure is a failed export
             raise ExportError(
                 f"The exported model fails on an input shaped {tuple(inputs.shape)} ({exc}); "
                 "the model cannot be exported faithfully in this format, try another --format."
             ) from exc
+        if compare is not None:
+            cases.append(compare(expected, got, inputs, tolerance))
+            continue
+        expected, got = expected.float(), got.float()
         if got.shape != expected.shape:
             raise ExportError(
                 f"The exported model returns shape {tuple(got.shape)} for an input shaped "
