@@ -4,15 +4,16 @@ Trains the digits CNN briefly and exports it to ONNX; then for each runtime (``e
 run directory in PyTorch, ``onnx``: the export in ONNX Runtime) and each mode (batching on,
 and the same server with ``--max-batch 1``) starts ``torchlab serve`` in its own process on
 127.0.0.1 and drives it with ``--clients`` concurrent keep-alive connections (each sends a
-new request as soon as the last one is answered) for ``--seconds``. Every request is one
+new request as soon as the last one is answered) for ``--seconds`` after ``--warmup``
+seconds that are not counted (connections opening, first batches). Every request is one
 base64 PNG. The load generator is a raw HTTP/1.1 asyncio client in this one process, pinned
 to the first core, and the server to the others, so the clients do not eat the server's
 CPU. Prints requests/s, p50/p99 latency, any non-200 answers and a verdict per runtime
 against the targets (batching >= 3x the unbatched requests/s with p99 < 100 ms; no 5xx).
 With ``--torchserve`` the same model also runs under TorchServe (batch 32, 5 ms).
 
-    .venv/bin/python benchmarks/serve_load.py [--clients 64] [--seconds 15] [--runtimes eager,onnx]
-        [--no-pin] [--torchserve] [--check]
+    .venv/bin/python benchmarks/serve_load.py [--clients 64] [--seconds 15] [--warmup 2]
+        [--runtimes eager,onnx] [--no-pin] [--torchserve] [--check]
 
 uvicorn parses HTTP with httptools and runs uvloop when they are installed
 (``uvicorn[standard]``); the printed header says which.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import io
 import json
 import os
@@ -86,13 +88,22 @@ async def exchange(
     return status
 
 
-async def load(port: int, path: str, requests: list[bytes], clients: int, seconds: float) -> dict:  # type: ignore[type-arg]
+async def load(  # type: ignore[type-arg]
+    port: int, path: str, requests: list[bytes], clients: int, seconds: float, warmup: float
+) -> dict:
     """``clients`` keep-alive connections, each sending its next request as soon as the
-    last is answered, for ``seconds``. A raw HTTP/1.1 client in one process: cheap enough
-    that the load generator does not starve the server it measures."""
+    last is answered, for ``warmup`` + ``seconds``; latencies and requests/s count only the
+    requests sent after the warm-up (connections opened, first batches run), statuses all.
+    A raw HTTP/1.1 client in one process: cheap enough that the load generator does not
+    starve the server it measures."""
+    # This process trained the model (torch and torchlab are loaded): freeze those objects so
+    # that full garbage collections do not pause the clients mid-measurement.
+    gc.collect()
+    gc.freeze()
     latencies: list[float] = []
     statuses: Counter[int | str] = Counter()
-    stop = time.perf_counter() + seconds
+    measured = time.perf_counter() + warmup
+    stop = measured + seconds
 
     async def worker(i: int) -> None:
         n = i
@@ -101,19 +112,20 @@ async def load(port: int, path: str, requests: list[bytes], clients: int, second
             while time.perf_counter() < stop:
                 start = time.perf_counter()
                 try:
-                    statuses[await exchange(reader, writer, requests[n % len(requests)])] += 1
+                    status: int | str = await exchange(reader, writer, requests[n % len(requests)])
                 except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                    statuses[type(exc).__name__] += 1
+                    status = type(exc).__name__
                     writer.close()
                     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                latencies.append(time.perf_counter() - start)
+                statuses[status] += 1  # every answer, warm-up included, for the no-5xx check
+                if start >= measured:
+                    latencies.append(time.perf_counter() - start)
                 n += clients
         finally:
             writer.close()
 
-    started = time.perf_counter()
     await asyncio.gather(*(worker(i) for i in range(clients)))
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - measured
     latencies.sort()
     return {
         "requests/s": len(latencies) / elapsed,
@@ -160,7 +172,9 @@ def torchlab_mode(model: Path, extra: list[str], requests: list[bytes], args, co
     )  # fmt: skip
     try:
         wait(f"http://127.0.0.1:{args.port}/ready", process)
-        return asyncio.run(load(args.port, "/predict", requests, args.clients, args.seconds))
+        return asyncio.run(
+            load(args.port, "/predict", requests, args.clients, args.seconds, args.warmup)
+        )
     finally:
         stop(process)
 
@@ -196,7 +210,7 @@ def torchserve_mode(mar: Path, raw: list[bytes], args, folder: Path) -> dict:  #
         print(f"# TorchServe batchSize {info['batchSize']}, maxBatchDelay {info['maxBatchDelay']}")
         path = "/predictions/model"
         requests = [request_bytes(ports[0], path, data, "image/png") for data in raw]
-        return asyncio.run(load(ports[0], path, requests, args.clients, args.seconds))
+        return asyncio.run(load(ports[0], path, requests, args.clients, args.seconds, args.warmup))
     finally:
         stop(process)
 
@@ -212,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--seconds", type=float, default=15, help="measured seconds per mode")
+    parser.add_argument(
+        "--warmup", type=float, default=2, help="seconds of load before measuring (not counted)"
+    )
     parser.add_argument("--runtimes", default="eager,onnx", help="eager (run dir) and/or onnx")
     parser.add_argument("--port", type=int, default=free_port())
     parser.add_argument("--no-pin", action="store_true", help="do not split the cores")
@@ -231,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     server_cores = None if args.no_pin or len(cores) < 2 else set(cores[1:])
     print(
         f"# {len(cores)} cores (server on {sorted(server_cores) if server_cores else 'all'}), "
-        f"{args.clients} clients x {args.seconds:g} s, load before {os.getloadavg()[0]:.2f}, "
+        f"{args.clients} clients x {args.seconds:g} s after {args.warmup:g} s of warm-up, load before {os.getloadavg()[0]:.2f}, "
         f"uvicorn http {'httptools' if find_spec('httptools') else 'h11'}, "
         f"loop {'uvloop' if find_spec('uvloop') else 'asyncio'}"
     )
