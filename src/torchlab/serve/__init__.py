@@ -9,6 +9,7 @@ batching, limits and the optional API key.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import warnings
 from pathlib import Path
@@ -42,6 +43,11 @@ def serve(
             stacklevel=2,
         )
     app = create_app(load_predictor(path), settings)
+    # torch, the model and the web stack leave ~500k long-lived objects; full garbage
+    # collections walking them stalled every in-flight request for ~300 ms about once a
+    # second under load. Frozen, they are never scanned again (benchmarks/RESULTS.md).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
         app,
         host=host,

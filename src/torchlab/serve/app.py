@@ -4,7 +4,6 @@ loaded once at start-up; no endpoint loads a model at runtime.
 """
 
 import asyncio
-import gc
 import json
 import secrets
 import time
@@ -116,11 +115,6 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
                 else predictor.kind.example(predictor.spec.input_shape, rows)
             )
             await asyncio.get_running_loop().run_in_executor(batcher.executor, predictor, example)
-        # torch, the model and the web stack leave ~500k long-lived objects; a full garbage
-        # collection walking them stalled every in-flight request for ~300 ms about once a
-        # second under load. Frozen, they are never scanned again (benchmarks/RESULTS.md).
-        gc.collect()
-        gc.freeze()
         state["ready"] = True
         yield
         state["ready"] = False
