@@ -21,6 +21,7 @@ from torchlab.errors import DataError
 from torchlab.models import build_model
 from torchlab.registry import DATASETS, LOSSES, MODELS
 from torchlab.tasks.detection import Detection
+from torchlab.testing import shapes_smoke
 
 CONTEXT = SourceContext(0.0, 0.0, False, 0, "categorical")
 DET_MODELS = [
@@ -278,17 +279,9 @@ def test_evaluation_step_reports_a_loss_without_changing_model_or_random_stream(
 
 @pytest.mark.slow
 def test_shapes_det_recipe_trains_reports_and_predicts(tmp_path: Path) -> None:
-    overrides = {
-        "data.source.n": 16,
-        "data.source.image_size": 64,
-        "data.source.root": str(tmp_path / "shapes"),
-        "model.min_size": 64,
-        "model.max_size": 64,
-        "data.batch_size": 4,
-        "trainer.max_epochs": 1,
-        "trainer.progress": "none",
-    }
-    run = torchlab.train("shapes-det", overrides, output_dir=tmp_path / "runs")
+    run = torchlab.train(
+        "shapes-det", shapes_smoke("shapes-det", tmp_path), output_dir=tmp_path / "runs"
+    )
     summary = json.loads((run.dir / "summary.json").read_text())
     assert {"test/map", "test/map_50", "test/map_75", "test/loss"} <= set(summary["test"])
     assert 0 <= summary["test"]["test/map_50"] <= 1 and summary["baseline"] is None

@@ -26,6 +26,7 @@ from torchlab.exporters.inputs import input_kind
 from torchlab.exporters.verify import FLOAT, verify
 from torchlab.models import build_model
 from torchlab.registry import MODELS
+from torchlab.testing import shapes_smoke
 
 SEG_SPEC = DataSpec((3, 64, 64), "categorical", class_names=("bg", "a", "b"))
 DET_SPEC = DataSpec((3, 64, 64), "categorical", class_names=("background", "a", "b", "c"))
@@ -148,17 +149,9 @@ def same_frames(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 @pytest.mark.slow
 def test_shapes_detection_run_exports_and_predicts_like_the_run(cli, tmp_path: Path) -> None:
-    overrides = {
-        "data.source.n": 16,
-        "data.source.image_size": 64,
-        "data.source.root": str(tmp_path / "shapes"),
-        "model.min_size": 64,
-        "model.max_size": 64,
-        "data.batch_size": 4,
-        "trainer.max_epochs": 1,
-        "trainer.progress": "none",
-    }
-    run = torchlab.train("shapes-det", overrides, output_dir=tmp_path / "runs")
+    run = torchlab.train(
+        "shapes-det", shapes_smoke("shapes-det", tmp_path), output_dir=tmp_path / "runs"
+    )
     out = tmp_path / "ts"
     result = cli("export", str(run.dir), "--format", "torchscript", "-o", str(out))
     assert result.returncode == 0, result.stderr
@@ -185,16 +178,7 @@ def test_shapes_detection_run_exports_and_predicts_like_the_run(cli, tmp_path: P
 @pytest.mark.slow
 def test_deeplab_segmentation_run_exports_and_predicts_like_the_run(tmp_path: Path) -> None:
     head = {"name": "deeplabv3_mobilenet_v2", "weights_backbone": "none", "atrous_rates": [1, 2, 3]}
-    overrides = {
-        "data.source.n": 16,
-        "data.source.image_size": 32,
-        "data.source.root": str(tmp_path / "shapes"),
-        "data.batch_size": 4,
-        "model": head,
-        "trainer.max_epochs": 1,
-        "trainer.progress": "none",
-        "baseline": None,
-    }
+    overrides = {**shapes_smoke("shapes-seg", tmp_path), "model": head, "baseline": None}
     run = torchlab.train("shapes-seg", overrides, output_dir=tmp_path / "runs")
     images = sorted((tmp_path / "shapes" / "images").glob("*.png"))[:3]
     expected = api.predict(run.dir, images)

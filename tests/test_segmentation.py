@@ -23,6 +23,7 @@ from torchlab.models import build_model
 from torchlab.registry import DATASETS, LOSSES, MODELS
 from torchlab.tasks.base import MetricContext
 from torchlab.tasks.segmentation import Segmentation
+from torchlab.testing import shapes_smoke
 
 CONTEXT = SourceContext(0.25, 0.25, False, 0, "categorical")
 SEG_MODELS = [
@@ -265,16 +266,9 @@ def test_deeplab_mobilenet_v2_loads_imagenet_backbone_offline() -> None:
 
 @pytest.mark.slow
 def test_shapes_seg_recipe_trains_reports_and_predicts(tmp_path: Path) -> None:
-    overrides = {
-        "data.source.n": 16,
-        "data.source.image_size": 32,
-        "data.source.root": str(tmp_path / "shapes"),
-        "data.batch_size": 4,
-        "trainer.max_epochs": 1,
-        "trainer.progress": "none",
-        "baseline.n_estimators": 5,
-    }
-    run = torchlab.train("shapes-seg", overrides, output_dir=tmp_path / "runs")
+    run = torchlab.train(
+        "shapes-seg", shapes_smoke("shapes-seg", tmp_path), output_dir=tmp_path / "runs"
+    )
     summary = json.loads((run.dir / "summary.json").read_text())
     assert 0 <= summary["test"]["test/mean_iou"] <= 1 and 0 <= summary["test"]["test/dice"] <= 1
     assert len(summary["test"]["test/iou_per_class"]) == 4

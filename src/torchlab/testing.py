@@ -42,3 +42,21 @@ class SaveWeightsPerRank(Callback):
         save_weights(
             self.folder / f"rank{trainer.world.rank}.safetensors", trainer.model.state_dict()
         )
+
+
+def shapes_smoke(recipe: str, root: str | Path) -> dict[str, Any]:
+    """Overrides that train ``shapes-seg`` or ``shapes-det`` for one short epoch in seconds:
+    16 generated scenes written under ``root/shapes`` (32 px for segmentation, 64 px for
+    detection, the detector held at that size; a 5-tree forest baseline for segmentation),
+    batches of 4, no progress bar."""
+    overrides: dict[str, Any] = {
+        "data.source.n": 16,
+        "data.source.root": str(Path(root) / "shapes"),
+        "data.batch_size": 4,
+        "trainer.max_epochs": 1,
+        "trainer.progress": "none",
+    }
+    if recipe == "shapes-det":
+        detector = {"model.min_size": 64, "model.max_size": 64}
+        return {**overrides, "data.source.image_size": 64, **detector}
+    return {**overrides, "data.source.image_size": 32, "baseline.n_estimators": 5}

@@ -98,11 +98,16 @@ class Predictor:
 
     def images_to_inputs(self, images: list[bytes], max_pixels: int | None = None) -> torch.Tensor:
         """Encoded images (PNG, JPEG, ...) -> model inputs, through the run's featurizer."""
+        return self.pixels_to_inputs(self.read_images(images, max_pixels))
+
+    def read_images(self, images: list[bytes], max_pixels: int | None = None) -> list[torch.Tensor]:
+        """Encoded images -> their pixels ``(C, h, w)`` in [0, 1] at their own size, each
+        checked against ``max_pixels`` before it is decoded."""
         from PIL import Image
 
         from torchlab.data.images import read_image
 
-        if self.kind.name != "image":
+        if self.kind.name not in ("image", "pixels"):
             raise DataError(f"This model takes {self.kind.name} inputs, not images.")
         pixels = []
         for i, data in enumerate(images):
@@ -123,6 +128,10 @@ class Predictor:
                 raise DataError(
                     f"Image {i} (from 0) cannot be decoded; send a PNG, JPEG, BMP, GIF, TIFF or WebP file."
                 ) from None
+        return pixels
+
+    def pixels_to_inputs(self, pixels: list[torch.Tensor]) -> torch.Tensor:
+        """Decoded images (see :meth:`read_images`) -> model inputs ``(B, C, H, W)``."""
         if len({p.shape for p in pixels}) == 1:  # one resize + normalise call for them all
             return self.featurizer.normalize(torch.stack(pixels))
         return torch.stack([self.featurizer.normalize(p.unsqueeze(0))[0] for p in pixels])

@@ -21,7 +21,8 @@ from torchlab.errors import ConfigError, DataError
 from torchlab.exporters.runtime import Predictor
 from torchlab.serve.batcher import DynamicBatcher, ModelFailed, QueueFull
 from torchlab.serve.metrics import Metrics
-from torchlab.serve.requests import BadRequest, request_kind
+from torchlab.serve.pixels import Box
+from torchlab.serve.requests import BadRequest, Decoded, request_kind
 
 OPEN_PATHS = {"/health", "/ready", "/docs", "/openapi.json", "/docs/oauth2-redirect"}
 
@@ -69,7 +70,8 @@ class ServeSettings:
 
 
 class Prediction(BaseModel):
-    """One answer: a label and probabilities, values, generated text, or a forecast."""
+    """One answer: a label and probabilities, values, generated text, a forecast, the boxes
+    found in an image, or an image's mask of classes (base64 PNG) and class fractions."""
 
     label: str | int | list[str] | None = None
     probabilities: dict[str, float] | None = None
@@ -79,6 +81,9 @@ class Prediction(BaseModel):
     forecast: dict[str, list[float]] | None = None
     lower: dict[str, list[float]] | None = None
     upper: dict[str, list[float]] | None = None
+    detections: list[Box] | None = None
+    mask: str | None = None
+    fractions: dict[str, float] | None = None
 
 
 class PredictResponse(BaseModel):
@@ -147,6 +152,8 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         return error(422, f"Field '{where}': {first['msg']}.", detail=detail[:20])
 
     async def run(inputs: Any, body: Any = None) -> JSONResponse:
+        if isinstance(inputs, Decoded):  # records get what the answers need (image sizes)
+            inputs, body = inputs.inputs, inputs.context
         try:
             outputs = await state["batcher"].submit(inputs, settings.timeout_s)
         except QueueFull:
@@ -188,7 +195,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         inputs = decode(body)
         return inputs if isinstance(inputs, JSONResponse) else await run(inputs, body)
 
-    if predictor.kind.name == "image":
+    if kind.files is not None:
 
         @app.post(
             "/predict/upload",
@@ -202,7 +209,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
                 return error(422, f"Field 'files': at most {settings.max_rows} images per request.")
             images = [await f.read() for f in files]
             try:
-                inputs = predictor.images_to_inputs(images, max_pixels=settings.max_pixels)
+                inputs = kind.files(images)
             except DataError as exc:
                 metrics.error("bad_input")
                 return error(422, f"Field 'files': {exc}")

@@ -17,7 +17,9 @@ from pydantic import ConfigDict, Field
 from torchlab.errors import DataError
 from torchlab.registry import Registry
 
-REQUEST_KINDS = Registry("request kind", ["torchlab.serve.requests", "torchlab.serve.series"])
+REQUEST_KINDS = Registry(
+    "request kind", ["torchlab.serve.requests", "torchlab.serve.series", "torchlab.serve.pixels"]
+)
 
 
 class BadRequest(Exception):
@@ -34,12 +36,25 @@ class RequestKind:
         records: ``(outputs, inputs, body)`` -> one JSON-ready answer per row; by default
             the predictor's label and probabilities (or values, or generated text).
         example: Rows -> a model input to warm up with; by default the input kind's.
+        files: Uploaded files (bytes each) -> model inputs; when set, the server also
+            answers multipart uploads on ``/predict/upload``.
     """
 
     model: type[pydantic.BaseModel]
     decode: Callable[[Any], Any]
     records: Callable[[Any, Any, Any], list[dict[str, Any]]] | None = None
     example: Callable[[int], Any] | None = None
+    files: Callable[[list[bytes]], Any] | None = None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Model inputs with what their answers need beyond the outputs (e.g. each image's own
+    size), for ``decode`` or ``files`` to return; ``records`` then gets ``context`` in place
+    of the request body."""
+
+    inputs: Any
+    context: Any
 
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -77,14 +92,16 @@ def image(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
         images=(list[str], Field(..., min_length=1, max_length=max_rows)),
     )
 
+    def files(images: list[bytes]) -> torch.Tensor:
+        return predictor.images_to_inputs(images, max_pixels=max_pixels)
+
     def decode(request: Any) -> torch.Tensor:
-        images = [b64(i, text) for i, text in enumerate(request.images)]
         try:
-            return predictor.images_to_inputs(images, max_pixels=max_pixels)
+            return files([b64(i, text) for i, text in enumerate(request.images)])
         except DataError as exc:
             raise DataError(f"Field 'images': {exc}") from None
 
-    return RequestKind(body, decode)
+    return RequestKind(body, decode, files=files)
 
 
 @REQUEST_KINDS.register("text")

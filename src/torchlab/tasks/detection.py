@@ -130,14 +130,9 @@ class Detection(Task):
         names = self.spec.class_names
         rows = []
         for image, found, path in zip(inputs, outputs, ids, strict=True):
-            height, width = getattr(featurizer, "sizes", {}).get(path, image.shape[1:])
-            scale = torch.tensor([width / image.shape[2], height / image.shape[1]] * 2)
-            for box, label, score in zip(
-                found["boxes"], found["labels"], found["scores"], strict=True
-            ):
-                x0, y0, x1, y1 = (box.cpu() * scale).tolist()
-                rows.append({"id": path, "label": names[int(label)], "score": float(score),
-                             "x0": x0, "y0": y0, "x1": x1, "y1": y1})  # fmt: skip
+            original = getattr(featurizer, "sizes", {}).get(path, image.shape[1:])
+            found_rows = box_rows(found, tuple(image.shape[1:]), tuple(original), names)
+            rows.extend({"id": path, **row} for row in found_rows)
         columns = ["id", "label", "score", "x0", "y0", "x1", "y1"]
         frame = pd.DataFrame(rows, columns=columns)
         if folder is not None:
@@ -147,6 +142,24 @@ class Detection(Task):
                 save_png(drawn, folder / f"{Path(path).stem}_boxes.png")
             frame.to_csv(folder / "predictions.csv", index=False)
         return frame
+
+
+def box_rows(
+    found: dict[str, torch.Tensor],
+    size: tuple[int, int],
+    original: tuple[int, int],
+    names: tuple[str, ...],
+) -> list[dict[str, Any]]:
+    """One detector's boxes for one image as rows of label, score and ``x0, y0, x1, y1`` in
+    the pixels of the ``original`` (height, width) image that was resized to ``size``."""
+    height, width = original
+    scale = torch.tensor([width / size[1], height / size[0]] * 2)
+    rows = []
+    for box, label, score in zip(found["boxes"], found["labels"], found["scores"], strict=True):
+        x0, y0, x1, y1 = (box.cpu() * scale).tolist()
+        rows.append({"label": names[int(label)], "score": float(score),
+                     "x0": x0, "y0": y0, "x1": x1, "y1": y1})  # fmt: skip
+    return rows
 
 
 def draw_detections(

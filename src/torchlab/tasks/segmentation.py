@@ -120,6 +120,12 @@ def save_png(pixels: torch.Tensor, path: Path) -> None:
     Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(path)
 
 
+def class_fractions(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The fraction of pixels of each class in class-index masks (N, H, W) -> (N, C)."""
+    counts = F.one_hot(labels, num_classes).flatten(1, 2).sum(1).float()  # (N, C)
+    return counts / labels[0].numel()
+
+
 @TASKS.register("segmentation")
 class Segmentation(Task):
     """A class index per pixel; outputs are logits (B, C, H, W), targets (B, H, W)."""
@@ -155,8 +161,7 @@ class Segmentation(Task):
 
         labels = outputs.argmax(dim=1)  # (N, H, W)
         names = self.spec.class_names
-        counts = F.one_hot(labels, len(names)).flatten(1, 2).sum(1).float()  # (N, C)
-        fractions = counts / labels[0].numel()
+        fractions = class_fractions(labels, len(names))  # (N, C)
         frame = pd.DataFrame({"id": ids})
         for k, name in enumerate(names):
             frame[f"fraction_{name}"] = fractions[:, k].tolist()
