@@ -15,6 +15,7 @@ from torchlab.data.series import read_series
 from torchlab.data.series.featurizer import SeriesFeaturizer
 from torchlab.data.series.windows import Scaler
 from torchlab.errors import DataError
+from torchlab.exporters.forecasting import columns
 from torchlab.registry import DATASETS
 
 CONTEXT = SourceContext(0.1, 0.2, False, 0, "continuous")
@@ -129,6 +130,9 @@ def test_ids_and_covariates_become_per_series_windows(tmp_path: Path) -> None:
     calendar = 4  # daily: day of week and day of year, sin and cos
     assert spec.input_shape == (10, 1 + 1 + 1 + calendar)
     assert spec.future_width == 1 + calendar
+    named = columns(bundle.featurizer.layout, bundle.featurizer)  # what an export's sidecar says
+    days = ["dayofweek_sin", "dayofweek_cos", "dayofyear_sin", "dayofyear_cos"]
+    assert named == {"past": ["sales", "visits", "promo", *days], "future": ["promo", *days]}
     assert {s for s, _ in bundle.series.windows["test"]} == {0, 1}
     b = bundle.series.prepared[1]
     assert b.series.id == "b" and b.series.target[0, 0] == 1000.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from torchlab.data.series.windows import calendar_columns
 from torchlab.exporters.adapters import forecast_adapter
 from torchlab.exporters.inputs import WindowKind
 from torchlab.exporters.sources import Exportable
@@ -28,7 +29,7 @@ def columns(layout: dict[str, Any], featurizer: Any) -> dict[str, list[str]]:
     """The column names of ``past`` and ``future`` in the order of the series layout."""
     targets = list(featurizer.target_names)
     lags, horizon = list(layout["lags"]), layout["horizon"]
-    calendar = [f"calendar_{i}" for i in range(layout["calendar"])]
+    calendar = calendar_columns(featurizer.freq) if layout["calendar"] else []
     lagged = [f"{t}_lag{k}" for k in lags for t in targets]
     future_lagged = [f"{t}_lag{k}" for k in lags if k >= horizon for t in targets]
     return {

@@ -184,6 +184,11 @@ def calendar_parts(freq: str) -> list[str]:
     return ["hour", "dayofweek"]
 
 
+def calendar_columns(freq: str) -> list[str]:
+    """The names of :func:`calendar`'s columns, in its order: ``month_sin``, ``month_cos``, ..."""
+    return [f"{part}_{wave}" for part in calendar_parts(freq) for wave in ("sin", "cos")]
+
+
 def calendar(index: pd.DatetimeIndex, freq: str) -> np.ndarray:
     """Sin/cos of each calendar position, (N, 2 * parts): smooth across year ends."""
     columns = []
