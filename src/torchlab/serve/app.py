@@ -15,13 +15,12 @@ from typing import Any
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from torchlab.errors import ConfigError, DataError
 from torchlab.exporters.runtime import Predictor
 from torchlab.serve.batcher import DynamicBatcher, ModelFailed, QueueFull
 from torchlab.serve.metrics import Metrics
-from torchlab.serve.pixels import Box
 from torchlab.serve.requests import BadRequest, Decoded, request_kind
 
 OPEN_PATHS = {"/health", "/ready", "/docs", "/openapi.json", "/docs/oauth2-redirect"}
@@ -67,6 +66,14 @@ class ServeSettings:
 
     def public(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "api_key"}
+
+
+class Box(BaseModel):
+    """One box found in an image, in the pixels of the image as sent."""
+
+    box: list[float] = Field(..., description="x0, y0, x1, y1")
+    label: str
+    score: float
 
 
 class Prediction(BaseModel):

@@ -16,19 +16,10 @@ import base64
 import io
 from typing import Any
 
-import pydantic
 import torch
 
 from torchlab.errors import DataError
 from torchlab.serve.requests import REQUEST_KINDS, Decoded, RequestKind, b64, image
-
-
-class Box(pydantic.BaseModel):
-    """One box found in an image, in the pixels of the image as sent."""
-
-    box: list[float] = pydantic.Field(..., description="x0, y0, x1, y1")
-    label: str
-    score: float
 
 
 @REQUEST_KINDS.register("pixels")
