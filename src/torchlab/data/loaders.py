@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_
 
 from torchlab.data.base import Batch, TensorSplit
 from torchlab.distributed import World, shard
+from torchlab.memory import release_freed_memory
 
 
 def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
@@ -193,6 +194,8 @@ class DatasetLoader(Loader):
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         self.sampler.epoch, self.sampler.skip = epoch, start
+        if self.loader.num_workers:  # workers are forked now, from this process
+            release_freed_memory()
         yield from self.loader
 
 
