@@ -62,8 +62,7 @@ def warn_on_failure(run_dir: Path, write: Callable[[], Any]) -> None:
     except Exception as exc:
         warnings.warn(
             f"The report of '{run_dir}' could not be written ({type(exc).__name__}: {exc}); "
-            f"the run itself is complete. Rebuild it with "
-            f"torchlab.report.html.report('{run_dir}').",
+            f"the run itself is complete. Rebuild it with 'torchlab report {run_dir}'.",
             stacklevel=3,
         )
 
