@@ -132,6 +132,16 @@ def test_bad_input_is_one_clear_line(
     assert not (tmp_path / "runs").exists()  # nothing half-written left behind
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["train", "digits", "--bogus"], "No such option: --bogus"), (["trian"], "No such command")],
+)
+def test_a_usage_error_is_shown_without_a_traceback(args: list[str], needle: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert run_main(*args) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and "Usage:" in err
+
+
 def test_debug_shows_the_traceback(cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("--debug", "train", "digits", "optim.lrr=0.1")
     assert result.returncode != 0 and "Traceback" in result.stderr

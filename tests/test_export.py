@@ -362,6 +362,23 @@ def test_transformer_text_classifier_exports_up_to_its_length(tmp_path) -> None:
 
 
 @pytest.mark.slow
+def test_pretrained_encoder_reading_windows_exports(tiny_bert: str, tmp_path: Path) -> None:
+    """Texts shorter than, equal to and longer than a window go through one graph."""
+    from torchlab.config import Component
+
+    torch.manual_seed(0)
+    model = MODELS.build(Component(name="hf-encoder", path=tiny_bert, window=4), "model", TOKENS, 3)
+    kind = input_kind("text")
+    for format in FORMATS:
+        chosen = exporter(format)
+        path = tmp_path / f"{format}{Path(chosen.filename).suffix}"
+        chosen.save(model.eval(), kind.example((8,)), kind, path, False)
+        result = verify(model, chosen.load(path), kind, (8,), FLOAT)
+        assert {c["shape"][1] for c in result["cases"]} == {8, 4, 2}
+        assert result["label_agreement"] == 1.0
+
+
+@pytest.mark.slow
 def test_bbc_lstm_exports_and_predicts_like_the_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
     smoke = {
         **FAST, "trainer.max_epochs": 1, "baseline": None, "data.source.limit": 120,

@@ -20,12 +20,13 @@ from torchlab.models.text.embeddings import TokenEmbedding
 from torchlab.registry import MODELS
 
 VOCAB = 60
+TINY_BERT_VOCAB = 120  # conftest.py's tiny_bert
 CLASSIFIER_MODULES = ("rnn", "transformer", "pretrained")
 SMALL: dict[str, dict[str, Any]] = {
     "lstm": {"embedding_dim": 12, "hidden": 10},
     "gru": {"embedding_dim": 12, "hidden": 10, "layers": 2},
     "transformer": {"dim": 16, "heads": 2, "layers": 2, "feedforward": 32},
-    "hf-encoder": {},  # path: the tiny BERT directory below
+    "hf-encoder": {},  # path: the tiny BERT directory of conftest.py
 }
 VARIANTS = [
     ("lstm", {}),
@@ -37,6 +38,8 @@ VARIANTS = [
     ("transformer", {"pooling": "cls"}),
     ("hf-encoder", {}),
     ("hf-encoder", {"pooling": "cls"}),
+    ("hf-encoder", {"window": 4}),
+    ("hf-encoder", {"pooling": "cls", "window": 4}),
 ]
 
 
@@ -44,21 +47,6 @@ def text_spec(classes: int = 3, vocabulary: tuple[str, ...] = ()) -> DataSpec:
     names = tuple(f"c{i}" for i in range(classes))
     return DataSpec((32,), "categorical", class_names=names, vocab_size=VOCAB, pad_id=0,
                     vocabulary=vocabulary)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A randomly initialised two-layer BERT saved as a local Hugging Face directory."""
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=64,
-    )  # fmt: skip
-    directory = tmp_path_factory.mktemp("tiny-bert")
-    BertModel(config).save_pretrained(directory)
-    return str(directory)
 
 
 def build(name: str, tiny_bert: str, seed: int = 0, **settings: Any) -> nn.Module:
@@ -158,9 +146,40 @@ def test_hf_encoder_freezing_and_layer_wise_decay(tiny_bert: str) -> None:
 
 
 def test_hf_encoder_rejects_a_vocabulary_larger_than_the_model(tiny_bert: str) -> None:
-    spec = DataSpec((8,), "categorical", class_names=("a", "b"), vocab_size=VOCAB + 5)
+    spec = DataSpec((8,), "categorical", class_names=("a", "b"), vocab_size=TINY_BERT_VOCAB + 1)
     with pytest.raises(ConfigError, match=r"tokenizer\.pretrained"):
         build_model(Component(name="hf-encoder", path=tiny_bert), spec, 2)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_hf_encoder_windows_equal_encoding_each_window_alone(pooling: str, tiny_bert: str) -> None:
+    """A text longer than the encoder's 64 positions is read as windows, each on its own."""
+    spec = DataSpec((150,), "categorical", class_names=("a", "b"), vocab_size=VOCAB)
+    torch.manual_seed(0)
+    model = build_model(
+        Component(name="hf-encoder", path=tiny_bert, pooling=pooling, window=64), spec, 2
+    ).eval()
+    inputs = batch([150, 20])
+    with torch.no_grad():
+        features = model.features(inputs)
+        ids = inputs["ids"][0]
+        states = [
+            model.encoder(input_ids=ids[start : start + 64][None]).last_hidden_state[0]
+            for start in range(0, 150, 64)  # windows of 64, 64 and 22 tokens
+        ]
+    if pooling == "mean":
+        expected = torch.cat(states).mean(0)
+    else:
+        expected = torch.stack([s[0] for s in states]).mean(0)
+    torch.testing.assert_close(features[0], expected, atol=1e-5, rtol=1e-4)
+
+
+def test_hf_encoder_texts_longer_than_its_positions_need_a_window(tiny_bert: str) -> None:
+    spec = DataSpec((100,), "categorical", class_names=("a", "b"), vocab_size=VOCAB)
+    with pytest.raises(ConfigError, match=r"longer than the 64 positions.*model\.window"):
+        build_model(Component(name="hf-encoder", path=tiny_bert), spec, 2)
+    with pytest.raises(ConfigError, match=r"model\.window must be between 1 and the 64"):
+        build_model(Component(name="hf-encoder", path=tiny_bert, window=65), spec, 2)
 
 
 def write_vectors(path: Path, header: bool) -> None:

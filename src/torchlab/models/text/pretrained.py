@@ -10,6 +10,11 @@ layers, and layer-wise learning-rate decay: the head and the top layer train at 
 each layer below at ``decay`` times the one above (layer ``i`` of ``L``, from 0, at
 ``lr * decay ** (L - 1 - i)``), the embeddings at ``lr * decay ** L`` (the optimizer reads
 :meth:`HFEncoderClassifier.lr_scale`).
+
+Texts longer than the encoder's positions (512 for BERT-family models) are read in
+windows: each window of ``window`` tokens is encoded on its own and pooling runs over all
+of them, the usual chunk-and-pool reading of long documents. Attention inside a window is
+also cheaper than over the whole text (it grows with the square of the length).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchlab.data.base import DataSpec
@@ -39,6 +46,9 @@ class HFEncoderClassifier(nn.Module):
         freeze_layers: Keep the first N encoder layers fixed.
         layer_decay: Learning-rate factor per layer below the top (1 = no decay).
         dropout: Dropout before the head.
+        window: Encode the text in windows of this many tokens, each on its own, and pool
+            over every window (mean: all real tokens; cls: the mean of each window's first
+            state). None: the whole text at once, which must fit the encoder's positions.
     """
 
     def __init__(
@@ -52,6 +62,7 @@ class HFEncoderClassifier(nn.Module):
         freeze_layers: int,
         layer_decay: float,
         dropout: float,
+        window: int | None,
     ) -> None:
         super().__init__()
         from transformers import AutoModel
@@ -71,6 +82,7 @@ class HFEncoderClassifier(nn.Module):
                 f"{config.vocab_size}; set data.source.tokenizer.pretrained to '{path}' so both "
                 "use the model's tokenizer."
             )
+        check_length(spec.input_shape[0], window, int(config.max_position_embeddings), path)
         self.num_layers = int(config.num_hidden_layers)
         if not 0 <= freeze_layers <= self.num_layers:
             raise ConfigError(
@@ -78,6 +90,8 @@ class HFEncoderClassifier(nn.Module):
                 f"received {freeze_layers}."
             )
         self.pad_id, self.pooling, self.layer_decay = spec.pad_id, pooling, layer_decay
+        self.window = window
+        self.max_windows = -(-spec.input_shape[0] // window) if window else 1
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(config.hidden_size, num_outputs)
         for name, param in self.encoder.named_parameters():
@@ -104,16 +118,57 @@ class HFEncoderClassifier(nn.Module):
     def features(self, inputs: Any) -> Tensor:
         """The pooled text representation ``(B, H)``."""
         tokens = token_batch(inputs, self.pad_id)
+        ids, mask = tokens.ids, tokens.mask  # (B, T)
+        if self.window is None:
+            hidden = self.encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+            return self.pool(hidden.unsqueeze(1), mask.unsqueeze(1))
+        # (B, T) -> (B, windows, window), one path for every length so exports need no
+        # branch. A window of padding alone still attends to its first position (attention
+        # over nothing is undefined); pooling skips it.
+        batch, length = ids.shape
+        windows = (length + self.window - 1) // self.window
+        if torch.compiler.is_exporting() or torch.jit.is_tracing():
+            # Exported graphs read a fixed number of windows: a count that follows the
+            # length would make torch.export specialise on it (one window changes strides).
+            windows = self.max_windows
+        padding = windows * self.window - length
+        ids = F.pad(ids, (0, padding), value=self.pad_id).reshape(batch, windows, self.window)
+        mask = F.pad(mask, (0, padding), value=False).reshape(batch, windows, self.window)
+        attend = mask.clone()
+        attend[:, :, 0] = True
         hidden = self.encoder(
-            input_ids=tokens.ids, attention_mask=tokens.mask.long()
-        ).last_hidden_state  # (B, T, H)
+            input_ids=ids.flatten(0, 1), attention_mask=attend.flatten(0, 1).long()
+        ).last_hidden_state
+        return self.pool(hidden.unflatten(0, (batch, windows)), mask)
+
+    def pool(self, hidden: Tensor, mask: Tensor) -> Tensor:
+        """``(B, H)`` from window states ``(B, W, T, H)`` and their mask ``(B, W, T)``: the
+        mean of real tokens (mean), or of the first states of windows holding text (cls;
+        real tokens come first, so a window holds text exactly when its first one is real)."""
         if self.pooling == "cls":
-            return hidden[:, 0]
-        weights = tokens.mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+            hidden, mask = hidden[:, :, 0], mask[:, :, 0]  # (B, W, H), (B, W)
+        else:
+            hidden, mask = hidden.flatten(1, 2), mask.flatten(1, 2)  # (B, W * T, ...)
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
 
     def forward(self, inputs: Any) -> Tensor:
         return self.head(self.dropout(self.features(inputs)))  # (B, num_outputs)
+
+
+def check_length(length: int, window: int | None, positions: int, path: str) -> None:
+    """The encoder must have a position for every token of a window (or of the whole text)."""
+    if window is not None and not 0 < window <= positions:
+        raise ConfigError(
+            f"model.window must be between 1 and the {positions} positions model '{path}' "
+            f"knows; received {window}."
+        )
+    if window is None and length > positions:
+        raise ConfigError(
+            f"data.source.max_length {length} is longer than the {positions} positions model "
+            f"'{path}' knows; set model.window (e.g. 256) to read texts in windows, or lower "
+            "max_length."
+        )
 
 
 @MODELS.register("hf-encoder")
@@ -128,6 +183,7 @@ def hf_encoder(
     freeze_layers: int = 0,
     layer_decay: float = 1.0,
     dropout: float = 0.1,
+    window: int | None = None,
 ) -> nn.Module:
     """A pretrained Hugging Face encoder fine-tuned for classification; see :class:`HFEncoderClassifier`."""
     if spec.vocab_size <= 0:
@@ -139,5 +195,5 @@ def hf_encoder(
         raise ConfigError(f"model.layer_decay must be in (0, 1]; received {layer_decay}.")
     return HFEncoderClassifier(
         spec, num_outputs, path=path, pooling=pooling, freeze_embeddings=freeze_embeddings,
-        freeze_layers=freeze_layers, layer_decay=layer_decay, dropout=dropout,
+        freeze_layers=freeze_layers, layer_decay=layer_decay, dropout=dropout, window=window,
     )  # fmt: skip
