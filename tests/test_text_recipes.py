@@ -91,7 +91,8 @@ def test_minilm_recipe_fine_tunes_the_pretrained_encoder(tmp_path: Path) -> None
     from torchlab.data.text.tokenization import pretrained_directory
 
     run = torchlab.train(
-        "bbc-minilm", [*SMOKE, "data.source.limit=60", "data.source.max_length=32"],
+        "bbc-minilm",
+        [*SMOKE, "data.source.limit=60", "data.source.max_length=32", "model.window=16"],
         output_dir=tmp_path / "runs",
     )  # fmt: skip
     assert run.summary["steps"] >= 3  # real optimisation steps on the real encoder

@@ -119,18 +119,16 @@ class HFEncoderClassifier(nn.Module):
         """The pooled text representation ``(B, H)``."""
         tokens = token_batch(inputs, self.pad_id)
         ids, mask = tokens.ids, tokens.mask  # (B, T)
-        if self.window is None:
+        batch, length = ids.shape
+        # Exported graphs read a fixed number of windows: a count that follows the length
+        # would make torch.export specialise on it (one window changes the strides).
+        exporting = torch.compiler.is_exporting() or torch.jit.is_tracing()
+        if self.window is None or (not exporting and length <= self.window):
             hidden = self.encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state
             return self.pool(hidden.unsqueeze(1), mask.unsqueeze(1))
-        # (B, T) -> (B, windows, window), one path for every length so exports need no
-        # branch. A window of padding alone still attends to its first position (attention
-        # over nothing is undefined); pooling skips it.
-        batch, length = ids.shape
-        windows = (length + self.window - 1) // self.window
-        if torch.compiler.is_exporting() or torch.jit.is_tracing():
-            # Exported graphs read a fixed number of windows: a count that follows the
-            # length would make torch.export specialise on it (one window changes strides).
-            windows = self.max_windows
+        # (B, T) -> (B, windows, window). A window of padding alone still attends to its
+        # first position (attention over nothing is undefined); pooling skips it.
+        windows = self.max_windows if exporting else (length + self.window - 1) // self.window
         padding = windows * self.window - length
         ids = F.pad(ids, (0, padding), value=self.pad_id).reshape(batch, windows, self.window)
         mask = F.pad(mask, (0, padding), value=False).reshape(batch, windows, self.window)
