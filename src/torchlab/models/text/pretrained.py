@@ -164,7 +164,7 @@ def check_length(length: int, window: int | None, positions: int, path: str) -> 
     if window is None and length > positions:
         raise ConfigError(
             f"data.source.max_length {length} is longer than the {positions} positions model "
-            f"'{path}' knows; set model.window (e.g. 256) to read texts in windows, or lower "
+            f"'{path}' knows; set model.window (e.g. 128) to read texts in windows, or lower "
             "max_length."
         )
 
