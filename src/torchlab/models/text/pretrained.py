@@ -128,7 +128,7 @@ class HFEncoderClassifier(nn.Module):
             return self.pool(hidden.unsqueeze(1), mask.unsqueeze(1))
         # (B, T) -> (B, windows, window). A window of padding alone still attends to its
         # first position (attention over nothing is undefined); pooling skips it.
-        windows = self.max_windows if exporting else (length + self.window - 1) // self.window
+        windows = self.max_windows if exporting else -(-length // self.window)
         padding = windows * self.window - length
         ids = F.pad(ids, (0, padding), value=self.pad_id).reshape(batch, windows, self.window)
         mask = F.pad(mask, (0, padding), value=False).reshape(batch, windows, self.window)
