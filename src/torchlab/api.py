@@ -15,7 +15,7 @@ from torchlab.config import RunConfig, config_for_resume, load_config
 from torchlab.distributed import barrier, broadcast_object, shutdown
 from torchlab.errors import ConfigError, DataError, RunError
 from torchlab.memory import keep_freed_memory, set_threads
-from torchlab.run import Run, create_run_dir, environment, write_json
+from torchlab.run import Run, create_run_dir, environment, record_code, write_json
 
 # Keys that may differ between a saved run and the command that resumes it.
 RESUMABLE_CHANGES = {"trainer.max_epochs", "trainer.progress", "trainer.device", "trainer.threads"}
@@ -112,6 +112,7 @@ def train(
     resume: str | Path | None = None,
     output_dir: str | Path | None = None,
     callbacks: Sequence[Any] = (),
+    trust_code: bool = False,
 ) -> Run:
     """Train a recipe (or YAML file) and return its completed :class:`Run`.
 
@@ -122,18 +123,24 @@ def train(
         output_dir: Where new runs go (default: the config's ``output_dir``, ``runs``).
         callbacks: Extra :class:`~torchlab.training.callbacks.Callback` objects (e.g. a
             tuner's pruning hook), called after the config's own callbacks.
+        trust_code: Let the resumed run import code it did not record (``--trust-code``).
     """
     keep_freed_memory()
     from torchlab.rl import api as rl
 
     if rl.is_rl_source(recipe, resume):  # an `agent:` section: reinforcement learning
         return rl.train(
-            recipe, overrides, resume=resume, output_dir=output_dir, callbacks=callbacks
+            recipe,
+            overrides,
+            resume=resume,
+            output_dir=output_dir,
+            callbacks=callbacks,
+            trust_code=trust_code,
         )
     if resume is None and recipe is not None:
         resume = elastic_restart_of(load_config(recipe, overrides), output_dir)
     if resume is not None:
-        run = Run(resume)
+        run = Run(resume, trust_code=trust_code)
         config = resumed_config(run, recipe, overrides)
     else:
         if recipe is None:
@@ -162,6 +169,7 @@ def train(
         if lr_test is not None:
             lr_test.save(path)
         (path / "config.yaml").write_text(config.to_yaml())
+        record_code(path, config)
         run = Run(path)
         run.set_status("running", created=time.strftime("%Y-%m-%dT%H:%M:%S"))
         write_json(run.dir / "environment.json", environment(parts.device, config.seed))
@@ -373,16 +381,21 @@ def fit(run: Run, parts: Parts, resuming: bool, extra_callbacks: list[Any] = ())
 
 
 def evaluate(
-    run: str | Path | Run, split: str = "test", *, episodes: int | None = None
+    run: str | Path | Run,
+    split: str = "test",
+    *,
+    episodes: int | None = None,
+    trust_code: bool = False,
 ) -> dict[str, Any]:
     """Metrics of a run's best weights on one split (``train``, ``val`` or ``test``).
 
     For an RL run: mean and std of return over ``episodes`` deterministic episodes.
+    ``trust_code`` lets the run import code it did not record (``--trust-code``).
     """
     from torchlab.training.checkpoint import load_into, load_weights
 
     keep_freed_memory()
-    run = run if isinstance(run, Run) else Run(run)
+    run = run if isinstance(run, Run) else Run(run, trust_code=trust_code)
     if getattr(run.config, "agent", None) is not None:  # an RL run: torchlab.rl
         from torchlab.rl.api import evaluate as evaluate_rl
 
@@ -437,6 +450,7 @@ def predict(
     output: str | Path | None = None,
     overwrite: bool = False,
     horizon: int | None = None,
+    trust_code: bool = False,
 ) -> Any:
     """Predict for a user's files (a CSV for tabular runs, image files for image runs).
 
@@ -446,6 +460,7 @@ def predict(
 
     ``run`` may also be an export directory (``torchlab export``): the exported artefact
     then runs (ONNX Runtime, TorchScript, ...) with the run's own preprocessing.
+    ``trust_code`` lets a run or export folder import or unpickle code (``--trust-code``).
 
     Returns a pandas DataFrame with an ``id`` column, the predicted label (or value) and
     one probability column per class; writes it as CSV to ``output`` when given.
@@ -455,8 +470,10 @@ def predict(
     from torchlab.exporters.runtime import load_predictor
 
     keep_freed_memory()
-    if isinstance(run, Run) or (Path(run) / "config.yaml").is_file():  # a run, not an export
-        set_threads((run if isinstance(run, Run) else Run(run)).config.trainer.threads)
+    if not isinstance(run, Run) and (Path(run) / "config.yaml").is_file():  # a run, not an export
+        run = Run(run, trust_code=trust_code)
+    if isinstance(run, Run):
+        set_threads(run.config.trainer.threads)
     if horizon is not None:  # forecasting: beyond the end of the run's own data
         from torchlab.forecasting import forecast
 
@@ -466,7 +483,7 @@ def predict(
         raise RunError(
             f"Output file '{output}' already exists; choose another name or pass --overwrite."
         )
-    predictor = load_predictor(run)
+    predictor = load_predictor(run, trust_code=trust_code)
     spec = predictor.spec
     features, ids = predictor.featurizer.load_inputs([Path(p) for p in inputs])
     outputs = predictor(features)

@@ -19,6 +19,14 @@ app = typer.Typer(
     help="torchlab: from raw data to a trained, evaluated model.",
 )
 state = {"debug": False}
+TrustCode = Annotated[
+    bool,
+    typer.Option(
+        "--trust-code",
+        help="Let this run or export folder run code it names or holds (modules it did not "
+        "record, pickles); only for folders you trust. See SECURITY.md.",
+    ),
+]
 
 
 @app.callback()
@@ -53,6 +61,7 @@ def train(
     output_dir: Annotated[
         Path | None, typer.Option(help="Where new run directories go (default: runs).")
     ] = None,
+    trust_code: TrustCode = False,
 ) -> None:
     """Train a recipe or YAML config."""
     from torchlab import api
@@ -60,7 +69,7 @@ def train(
 
     args = list(args or [])
     recipe = args.pop(0) if args and "=" not in args[0] else None
-    run = api.train(recipe, args, resume=resume, output_dir=output_dir)
+    run = api.train(recipe, args, resume=resume, output_dir=output_dir, trust_code=trust_code)
     if world_from_env().is_main:  # under torchrun, rank 0 speaks for the job
         print_summary(run.summary, run.dir)
 
@@ -72,11 +81,12 @@ def evaluate(
     episodes: Annotated[
         int | None, typer.Option(help="RL runs: deterministic episodes to average.", min=1)
     ] = None,
+    trust_code: TrustCode = False,
 ) -> None:
     """Evaluate a run's best weights on one split (RL runs: over --episodes episodes)."""
     from torchlab import api
 
-    metrics = api.evaluate(run_dir, split, episodes=episodes)
+    metrics = api.evaluate(run_dir, split, episodes=episodes, trust_code=trust_code)
     print_metrics(metrics, title=f"{run_dir} ({split if episodes is None else 'episodes'})")
 
 
@@ -100,13 +110,21 @@ def predict(
         int | None,
         typer.Option(help="Forecasting runs: steps to forecast beyond the data's end.", min=1),
     ] = None,
+    trust_code: TrustCode = False,
 ) -> None:
     """Predict with a trained run or an exported model (forecasting runs: --horizon N)."""
     from torchlab import api
 
     if not inputs and horizon is None:
         raise typer.BadParameter("give input files, or --horizon N for a forecasting run")
-    frame = api.predict(run_dir, inputs or [], output=output, overwrite=overwrite, horizon=horizon)
+    frame = api.predict(
+        run_dir,
+        inputs or [],
+        output=output,
+        overwrite=overwrite,
+        horizon=horizon,
+        trust_code=trust_code,
+    )
     if output is None:
         typer.echo(frame.to_csv(index=False), nl=False)
     else:
@@ -127,13 +145,21 @@ def export(
         typer.Option("--output", "-o", help="Export directory (default: RUN_DIR/exports/FORMAT)."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing export directory.")] = False,
+    trust_code: TrustCode = False,
 ) -> None:
     """Export a run's model, verified against the eager model, with a sidecar export.json."""
     import json
 
     from torchlab.exporters import export as export_run
 
-    path = export_run(run_dir, format, quantize=quantize, output=output, overwrite=overwrite)
+    path = export_run(
+        run_dir,
+        format,
+        quantize=quantize,
+        output=output,
+        overwrite=overwrite,
+        trust_code=trust_code,
+    )
     check = json.loads((path / "export.json").read_text())["verification"]
     typer.echo(
         f"Exported to {path} (max abs error vs eager {check['max_abs_error']:.3g} over "
@@ -159,6 +185,7 @@ def serve(
         typer.Option(envvar="TORCHLAB_API_KEY", help="Require header X-API-Key with this value."),
     ] = None,
     access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = False,
+    trust_code: TrustCode = False,
 ) -> None:
     """Serve predictions over HTTP with dynamic batching (POST /predict, /docs for the API)."""
     from torchlab.serve import ServeSettings
@@ -172,7 +199,14 @@ def serve(
         max_body_bytes=int(max_body_mb * 1024 * 1024),
         api_key=api_key,
     )
-    run_server(path, host=host, port=port, settings=settings, access_log=access_log)
+    run_server(
+        path,
+        host=host,
+        port=port,
+        settings=settings,
+        access_log=access_log,
+        trust_code=trust_code,
+    )
 
 
 @app.command()
@@ -266,11 +300,14 @@ def compare(
 
 
 @app.command()
-def report(run_dir: Annotated[Path, typer.Argument(help="A completed run directory.")]) -> None:
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A completed run directory.")],
+    trust_code: TrustCode = False,
+) -> None:
     """Rebuild a run's report.html and MODEL_CARD.md from its directory."""
     from torchlab.report.html import report as rebuild
 
-    typer.echo(f"Report: {rebuild(run_dir)}")
+    typer.echo(f"Report: {rebuild(run_dir, trust_code)}")
 
 
 @app.command()

@@ -24,6 +24,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from torchlab import trust
 from torchlab.errors import ConfigError
 from torchlab.registry import closest
 
@@ -254,15 +255,20 @@ def recipe_summary(name: str) -> str:
 def load_config(recipe: str | Path, overrides: list[str] | dict[str, Any] = ()) -> RunConfig:
     """Read a built-in recipe or a YAML file, apply dotted overrides and validate.
 
+    The config is the user's own, so the code it names (``model.name: mymodel:Net``) may be
+    imported, from the current directory or the config file's (see :mod:`torchlab.trust`).
+
     Args:
         recipe: A built-in recipe name (``torchlab recipes``) or a path to a YAML file.
         overrides: ``["optim.lr=1e-3", ...]`` or ``{"optim.lr": 1e-3}``.
     """
-    raw = read_recipe(recipe)
-    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
-    for key, value in items:
-        set_dotted(raw, key, value)
-    return validate(raw)
+    path = Path(str(recipe))
+    with trust.users_config(path.parent if path.is_file() else None):
+        raw = read_recipe(recipe)
+        items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+        for key, value in items:
+            set_dotted(raw, key, value)
+        return validate(raw)
 
 
 def validate(raw: dict[str, Any]) -> RunConfig:
@@ -428,11 +434,13 @@ def raise_config_error(
     model: type[BaseModel],
     prefix: str = "",
     declared: Iterable[str] = (),
+    owner: str | None = None,
 ) -> NoReturn:
     """Turn pydantic's report into one sentence naming the key path and the fix.
 
     ``declared`` are keys valid beside ``model``'s own at the top level (a component
-    section's ``name``, ``optim.lr``), offered in the hint for an unknown key.
+    section's ``name``, ``optim.lr``), offered in the hint for an unknown key; ``owner`` names
+    the component whose settings these are.
     """
     error = exc.errors()[0]
     loc = key_path(error["loc"])
@@ -450,8 +458,9 @@ def raise_config_error(
             f"Unknown config key '{path}'.{hint} Allowed keys here: {', '.join(allowed) or 'none'}.{tail}"
         )
     if kind == "missing":
+        by = f" by '{owner}'" if owner else ""
         raise ConfigError(
-            f"Config key '{path}' is required; add it to the recipe or override it.{tail}"
+            f"Config key '{path}' is required{by}; add it to the recipe or override it.{tail}"
         )
     received = error.get("input")
     raise ConfigError(

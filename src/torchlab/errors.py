@@ -43,3 +43,9 @@ class RunError(TorchlabError):
 
 class ExportError(TorchlabError):
     """A model cannot be exported faithfully, or an export directory is unusable."""
+
+
+class TrustError(TorchlabError):
+    """A run or export folder would run code, or reach outside itself, without the user's say."""
+
+    exit_code = 2

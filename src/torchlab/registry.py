@@ -23,7 +23,8 @@ from typing import Any, get_type_hints
 
 import pydantic
 
-from torchlab.errors import ConfigError, RegistryError
+from torchlab.errors import RegistryError
+from torchlab.trust import import_attr
 
 
 def closest(name: str, options: Iterable[str]) -> str | None:
@@ -38,6 +39,8 @@ class Entry:
 
     name: str
     builder: Callable[..., Any]
+    # What was registered or imported, when ``builder`` adapts it (a user's nn.Module class).
+    source: Any = None
 
     @cached_property
     def schema(self) -> type[pydantic.BaseModel]:
@@ -56,7 +59,7 @@ class Entry:
         try:
             model = self.schema.model_validate(params)
         except pydantic.ValidationError as exc:
-            raise_config_error(exc, self.schema, prefix=where, declared=declared)
+            raise_config_error(exc, self.schema, prefix=where, declared=declared, owner=self.name)
         return {key: getattr(model, key) for key in model.model_fields_set}
 
     def build(self, params: dict[str, Any], where: str, *context: Any) -> Any:
@@ -84,23 +87,32 @@ class Registry:
     Args:
         kind: What the family is called in messages ("model", "loss", ...).
         modules: Built-in modules that register into this registry, imported on first use.
+        adapt: ``module:function`` of torchlab's that turns what a user registers or names
+            into a builder of this family's form, ``adapt(obj, name) -> builder``.
     """
 
-    def __init__(self, kind: str, modules: Iterable[str] = ()) -> None:
+    def __init__(self, kind: str, modules: Iterable[str] = (), adapt: str | None = None) -> None:
         self.kind = kind
         self._modules = tuple(modules)
+        self._adapt = adapt
         self._entries: dict[str, Entry] = {}
         self._loaded = False
+
+    def _entry(self, name: str, obj: Any) -> Entry:
+        if self._adapt is None:
+            return Entry(name, obj, obj)
+        module, _, function = self._adapt.partition(":")
+        return Entry(name, getattr(importlib.import_module(module), function)(obj, name), obj)
 
     def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator that registers a builder under ``name``; a duplicate name raises."""
 
         def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
-            if name in self._entries and self._entries[name].builder is not builder:
+            if name in self._entries and self._entries[name].source is not builder:
                 raise RegistryError(
                     f"A {self.kind} named '{name}' is already registered; choose another name."
                 )
-            self._entries[name] = Entry(name, builder)
+            self._entries[name] = self._entry(name, builder)
             return builder
 
         return decorate
@@ -119,7 +131,7 @@ class Registry:
         if name in self._entries:
             return self._entries[name]
         if ":" in name:
-            return Entry(name, import_attr(name, where or self.kind))
+            return self._entry(name, import_attr(name, where or self.kind))
         suggestion = closest(name, self._entries)
         hint = f" Did you mean '{suggestion}'?" if suggestion else ""
         where = f" (at '{where}')" if where else ""
@@ -150,27 +162,8 @@ def expand_modules(module: str) -> list[str]:
     return sorted(info.name for info in found)
 
 
-def import_attr(path: str, where: str) -> Callable[..., Any]:
-    """Import ``package.module:attr`` named in a config."""
-    module_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"Cannot import module '{module_name}' named at '{where}' ({exc}); "
-            "check the name and that it is importable from the current environment."
-        ) from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(
-            f"Module '{module_name}' has no attribute '{attr}' (named at '{where}'); "
-            f"check the spelling after the colon."
-        ) from None
-
-
 ACTIVATIONS = Registry("activation", ["torchlab.models.layers"])
-MODELS = Registry("model", ["torchlab.models.*"])
+MODELS = Registry("model", ["torchlab.models.*"], adapt="torchlab.models.adapt:as_model_builder")
 DATASETS = Registry("dataset", ["torchlab.data.*"])
 TASKS = Registry("task", ["torchlab.tasks.*"])
 # Tasks register the losses and metrics only they use (Dice, pinball, mAP, ...).

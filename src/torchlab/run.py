@@ -11,6 +11,7 @@ runs/<recipe>/<timestamp>/
   model.safetensors  best weights                 learning_curves.png
   report.html        one self-contained page      MODEL_CARD.md  intended use, data, metrics, limits
   lr_finder.png/.json  the range test, when optim.lr is auto
+  code.json          where the code the config names came from (file, SHA-256), if any
   summary.json       test metrics and the baseline (written last, only when the run completes)
 ```
 """
@@ -31,6 +32,13 @@ import yaml
 
 from torchlab.config import RunConfig, validate
 from torchlab.errors import RunError
+from torchlab.trust import (
+    CODE_FILE,
+    allow_recorded,
+    sources_named_in,
+    to_records,
+    trusting,
+)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -67,6 +75,13 @@ def create_run_dir(config: RunConfig, output_dir: str | Path | None = None) -> P
     raise RunError(f"Cannot create a new run folder under '{root}'; clean up old runs there.")
 
 
+def record_code(folder: Path, config: Any) -> None:
+    """Write ``code.json``: where each outside module the config names came from (none: no file)."""
+    sources = sources_named_in(config.model_dump(mode="json"))
+    if sources:
+        write_json(folder / CODE_FILE, to_records(sources))
+
+
 def environment(device: Any, seed: int) -> dict[str, Any]:
     import numpy
     import sklearn
@@ -99,10 +114,12 @@ class Run:
 
     Attributes:
         dir: The run's folder.
+        trust_code: Whether its config may import code it did not record (``--trust-code``).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, trust_code: bool = False) -> None:
         self.dir = Path(path)
+        self.trust_code = trust_code
         if not (self.dir / "config.yaml").is_file():
             raise RunError(
                 f"'{self.dir}' is not a torchlab run directory (no config.yaml); check the path."
@@ -113,7 +130,26 @@ class Run:
 
     @cached_property
     def config(self) -> RunConfig:
-        return validate(yaml.safe_load((self.dir / "config.yaml").read_text()))
+        """The run's config; the code it names is imported only if the run recorded it and
+        the files are unchanged (see :mod:`torchlab.trust`), or under ``--trust-code``."""
+        path = self.dir / "config.yaml"
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise RunError(
+                f"'{path}' is not a readable torchlab config ({problem}); the run directory is "
+                "damaged."
+            ) from None
+        if not isinstance(raw, dict):
+            raise RunError(
+                f"'{path}' does not hold a config mapping; the run directory is damaged."
+            )
+        with trusting(self.trust_code):
+            code = self.dir / CODE_FILE
+            if code.is_file():
+                allow_recorded(read_json(code), self.dir)
+            return validate(raw)
 
     @property
     def status(self) -> str:

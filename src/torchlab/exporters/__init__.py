@@ -27,6 +27,7 @@ def export(
     quantize: str | None = None,
     output: str | Path | None = None,
     overwrite: bool = False,
+    trust_code: bool = False,
 ) -> Path:
     """Export a run's best weights, verify parity with the eager model, write the sidecar.
 
@@ -38,6 +39,7 @@ def export(
         quantize: ``dynamic-int8`` to quantise Linear/LSTM weights to int8, or None.
         output: The export directory (default ``<run>/exports/<format>[-int8]``).
         overwrite: Replace an existing export directory.
+        trust_code: Let the run import code it did not record (``--trust-code``).
 
     Returns:
         The export directory: the artefact, ``export.json`` (and ``model.mar`` for mar).
@@ -55,7 +57,7 @@ def export(
     from torchlab.run import Run, write_json
 
     keep_freed_memory()
-    run = run if isinstance(run, Run) else Run(run)
+    run = run if isinstance(run, Run) else Run(run, trust_code=trust_code)
     chosen = exporter(format)
     if quantize is not None and quantize not in QUANTIZE_METHODS:
         raise ExportError(

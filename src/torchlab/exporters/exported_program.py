@@ -11,6 +11,8 @@ from torch import nn
 from torchlab.errors import ExportError
 from torchlab.exporters.base import EXPORTERS, Runner, quiet_deprecations
 from torchlab.exporters.inputs import InputKind, Inputs, as_tuple
+from torchlab.exporters.pt2_check import check_archive
+from torchlab.trust import trusted
 
 
 def dynamic_shapes(kind: InputKind, example: Inputs) -> tuple[dict[int, Any], ...]:
@@ -51,10 +53,18 @@ class ExportedProgramExporter:
         return {"dynamic_axes": {str(k): v for k, v in kind.dynamic_axes.items()}}
 
     def load(self, path: Path) -> Runner:
-        module = torch.export.load(path).module()
+        module = load_program(path).module()
 
         def run(*inputs: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():
                 return module(*inputs)
 
         return run
+
+
+def load_program(path: Path) -> torch.export.ExportedProgram:
+    """The one place torchlab calls ``torch.export.load``: the archive is checked first
+    (see :mod:`torchlab.exporters.pt2_check`) unless the user trusts it (``--trust-code``)."""
+    if not trusted():
+        check_archive(path)
+    return torch.export.load(path)

@@ -20,6 +20,7 @@ from torchlab.exporters.base import Runner, exporter
 from torchlab.exporters.inputs import InputKind, input_kind
 from torchlab.exporters.sidecar import SIDECAR, read_sidecar
 from torchlab.exporters.sources import require_supervised
+from torchlab.trust import inside, trusting
 
 
 @dataclass
@@ -158,8 +159,12 @@ def is_export_dir(path: str | Path) -> bool:
     return (Path(path) / SIDECAR).is_file()
 
 
-def load_export(directory: str | Path) -> Predictor:
-    """A predictor for an export directory (``export.json`` and its artefact)."""
+def load_export(directory: str | Path, trust_code: bool = False) -> Predictor:
+    """A predictor for an export directory (``export.json`` and its artefact).
+
+    The folder is data: its artefact is checked before it is loaded, and it may name only
+    torchlab's own preprocessing, unless ``trust_code`` (``--trust-code``).
+    """
     from torchlab.data import load_featurizer
     from torchlab.data.base import DataSpec
     from torchlab.tasks import build_task
@@ -167,7 +172,7 @@ def load_export(directory: str | Path) -> Predictor:
     directory = Path(directory)
     sidecar = read_sidecar(directory)
     require_supervised(sidecar, directory)
-    artefact = directory / sidecar["file"]
+    artefact = inside(directory, sidecar["file"], f"'{directory / SIDECAR}'")
     if not artefact.is_file():
         raise ExportError(f"'{artefact}' named in {SIDECAR} is missing; export the run again.")
     spec = DataSpec(
@@ -175,25 +180,24 @@ def load_export(directory: str | Path) -> Predictor:
     )
     from torchlab.config import TaskConfig
 
-    task = build_task(TaskConfig.model_validate(sidecar["task"]), spec)
-    runner = _ids_only(exporter(sidecar["format"]).load(artefact))
+    with trusting(trust_code):  # what the folder names is imported or unpickled only if trusted
+        task = build_task(TaskConfig.model_validate(sidecar["task"]), spec)
+        runner = _ids_only(exporter(sidecar["format"]).load(artefact))
+        featurizer = load_featurizer(sidecar["preprocessing"], directory)
     metadata = {k: sidecar[k] for k in ("format", "quantize", "recipe", "input", "output")}
     metadata["verification"] = {
         k: sidecar["verification"][k] for k in ("tolerance", "max_abs_error", "label_agreement")
     }
     metadata["source"] = str(directory)
-    return Predictor(
-        runner, spec, load_featurizer(sidecar["preprocessing"], directory), task,
-        input_kind(sidecar["input"]["kind"]), metadata,
-    )  # fmt: skip
+    return Predictor(runner, spec, featurizer, task, input_kind(sidecar["input"]["kind"]), metadata)
 
 
-def load_run(run: Any) -> Predictor:
+def load_run(run: Any, trust_code: bool = False) -> Predictor:
     """A predictor for a run directory's best weights (eager PyTorch)."""
     from torchlab.run import Run
     from torchlab.tasks import build_task
 
-    run = run if isinstance(run, Run) else Run(run)
+    run = run if isinstance(run, Run) else Run(run, trust_code=trust_code)
     model, spec, featurizer = run.load_model(), run.spec, run.featurizer
 
     # A model may define ``infer`` for prediction when it differs from ``forward`` (seq2seq
@@ -216,8 +220,10 @@ def load_run(run: Any) -> Predictor:
     return Predictor(runner, spec, featurizer, task, kind, metadata)
 
 
-def load_predictor(path: Any) -> Predictor:
+def load_predictor(path: Any, trust_code: bool = False) -> Predictor:
     """A predictor for an export directory or a run directory."""
     if not isinstance(path, (str, Path)):
         return load_run(path)
-    return load_export(path) if is_export_dir(path) else load_run(path)
+    if is_export_dir(path):
+        return load_export(path, trust_code)
+    return load_run(path, trust_code)

@@ -101,18 +101,23 @@ def test_analysis(parts: Any, loader: Any) -> Analysis:
     return analyse(predictions(parts.model, parts.task, loader, parts.device), parts.bundle.spec)
 
 
-def report(run_dir: str | Path) -> Path:
-    """Rebuild ``report.html`` and ``MODEL_CARD.md`` of a completed run; returns the HTML path."""
+def report(run_dir: str | Path, trust_code: bool = False) -> Path:
+    """Rebuild ``report.html`` and ``MODEL_CARD.md`` of a completed run; returns the HTML path.
+
+    ``trust_code`` lets the run import code it did not record (``--trust-code``).
+    """
     from torchlab import api
     from torchlab.run import Run
     from torchlab.training.checkpoint import load_into, load_weights
 
-    run = Run(run_dir)
-    if run.summary.get("kind") == "rl":  # raises a clear error for a run that did not complete
+    run = Run(run_dir, trust_code=trust_code)
+    kind = run.summary.get("kind")  # raises a clear error for a run that did not complete
+    config = run.config  # imports only the code the run recorded, unless trusted
+    if kind == "rl":
         from torchlab.report.rl import write_rl_reports
 
         return write_rl_reports(run.dir)[0]
-    parts = api.build(run.config, run.dir)
+    parts = api.build(config, run.dir)
     weights = run.dir / "model.safetensors"
     load_into(parts.model, load_weights(weights), weights)
     return write_reports(run, parts, api.loaders(parts))[0]

@@ -95,14 +95,15 @@ def train(
     resume: str | Path | None = None,
     output_dir: str | Path | None = None,
     callbacks: Sequence[Any] = (),
+    trust_code: bool = False,
 ) -> Any:
     """Train an RL recipe (or resume an RL run) and return its completed run."""
     from torchlab.config import load_config
-    from torchlab.run import Run, create_run_dir, environment, write_json
+    from torchlab.run import Run, create_run_dir, environment, record_code, write_json
     from torchlab.training.checkpoint import latest_checkpoint, load_checkpoint
 
     if resume is not None:
-        run = Run(resume)
+        run = Run(resume, trust_code=trust_code)
         config = resumed_config(run, recipe, overrides)
     else:
         config = load_config(recipe, overrides)
@@ -111,6 +112,7 @@ def train(
     if run is None:
         path = create_run_dir(config, output_dir)  # type: ignore[arg-type]
         (path / "config.yaml").write_text(config.to_yaml())
+        record_code(path, config)
         run = Run(path)
         run.set_status("running", created=time.strftime("%Y-%m-%dT%H:%M:%S"))
         write_json(

@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, field_validator
 
 from torchlab.config import Component, Section, _component, raise_config_error
+from torchlab.trust import CODE_NAME, import_module
 
 
 class EnvConfig(Section):
@@ -87,6 +88,8 @@ def validate_rl(raw: dict[str, Any]) -> RLConfig:
         raise_config_error(exc, RLConfig)
     entry = AGENTS.get(config.agent.name, where="agent.name")
     entry.validate(config.agent.params, "agent", {"name"})
+    if code := CODE_NAME.match(config.env.id):  # the user's own environment: import it now
+        import_module(code[1], "env.id")
     return config
 
 

@@ -27,8 +27,12 @@ def serve(
     settings: ServeSettings | None = None,
     log_level: str = "info",
     access_log: bool = False,
+    trust_code: bool = False,
 ) -> None:
-    """Load a run or export directory once, then answer HTTP requests until interrupted."""
+    """Load a run or export directory once, then answer HTTP requests until interrupted.
+
+    ``trust_code`` lets the folder import or unpickle code (``--trust-code``).
+    """
     import uvicorn
 
     from torchlab.exporters.runtime import load_predictor
@@ -42,7 +46,7 @@ def serve(
             "the model. Pass --api-key (or TORCHLAB_API_KEY) to require one.",
             stacklevel=2,
         )
-    app = create_app(load_predictor(path), settings)
+    app = create_app(load_predictor(path, trust_code), settings)
     # torch, the model and the web stack leave ~500k long-lived objects; full garbage
     # collections walking them stalled every in-flight request for ~300 ms about once a
     # second under load. Frozen, they are never scanned again (benchmarks/RESULTS.md).

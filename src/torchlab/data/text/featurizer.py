@@ -18,6 +18,7 @@ from torchlab.data.text.collate import pad, text_inputs
 from torchlab.data.text.files import read_inputs
 from torchlab.data.text.tokenization import TextTokenizer, Truncation
 from torchlab.errors import DataError
+from torchlab.trust import inside
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -90,7 +91,7 @@ class TextFeaturizer:
     @classmethod
     def load(cls, state: dict[str, Any], directory: Path) -> TextFeaturizer:
         """The featurizer of ``state`` with the tokenizer saved in ``directory``."""
-        path = Path(directory) / state.get("tokenizer", TOKENIZER_FILE)
+        path = inside(directory, state.get("tokenizer", TOKENIZER_FILE), "featurizer.json")
         if not path.is_file():
             raise DataError(
                 f"'{path}' is missing, and predicting on texts needs the run's tokenizer; "

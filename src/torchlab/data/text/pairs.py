@@ -25,6 +25,7 @@ from torchlab.data.text.files import read_csv
 from torchlab.data.text.tokenization import TextTokenizer
 from torchlab.errors import DataError
 from torchlab.registry import DATASETS
+from torchlab.trust import inside
 
 Tokenization = Literal["char", "word", "wordpiece", "bpe"]
 
@@ -109,7 +110,7 @@ class TextGenerationFeaturizer:
 
     @classmethod
     def load(cls, state: dict[str, Any], directory: Path) -> TextGenerationFeaturizer:
-        tokenizer = TextTokenizer.load(Path(directory) / "tokenizer.json")
+        tokenizer = TextTokenizer.load(inside(directory, "tokenizer.json", "featurizer.json"))
         return cls(tokenizer, state["column"], state.get("add_bos", False))
 
     @classmethod

@@ -16,17 +16,28 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorWrapper
 
 from torchlab.errors import ConfigError
+from torchlab.trust import CODE_NAME, import_module
 
 
 def make_env(env_id: str, *, render_mode: str | None = None, **kwargs: Any) -> gym.Env:
-    """One gymnasium environment, with a clear error for an unknown id or bad keyword."""
+    """One gymnasium environment, with a clear error for an unknown id or bad keyword.
+
+    ``module:Id`` (an id the module registers) and ``module:Class`` (a ``gymnasium.Env``
+    subclass) come from the user's own code, imported under :mod:`torchlab.trust`'s rules.
+    """
     import torchlab.rl.testing  # noqa: F401  (registers the torchlab/ test environments)
 
+    target: str | EnvSpec = env_id
+    if code := CODE_NAME.match(env_id):
+        found = getattr(import_module(code[1], "env.id"), code[2], None)
+        is_env = isinstance(found, type) and issubclass(found, gym.Env)
+        target = EnvSpec(id=code[2], entry_point=found) if is_env else code[2]
     try:
-        return gym.make(env_id, render_mode=render_mode, **kwargs)
+        return gym.make(target, render_mode=render_mode, **kwargs)
     except gym.error.Error as exc:
         raise ConfigError(
             f"Cannot make environment '{env_id}' (at 'env.id'): {exc}. Use a registered "
