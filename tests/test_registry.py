@@ -15,9 +15,10 @@ import yaml
 from torch import nn
 
 from torchlab import registry as r
+from torchlab import trust
 from torchlab.config import load_config
 from torchlab.data.base import DataSpec
-from torchlab.errors import ConfigError, RegistryError
+from torchlab.errors import ConfigError, RegistryError, TrustError
 from torchlab.registry import Registry, schema_of
 
 PLUGIN = '''
@@ -93,7 +94,10 @@ def test_unknown_name_suggests_closest_and_lists_all() -> None:
 
 
 def test_import_path_names_a_function_in_any_module(plugin: str) -> None:
-    entry = r.MODELS.get(f"{plugin}:tiny", where="model.name")
+    with pytest.raises(TrustError, match="pass --trust-code"):  # not from a user's config
+        r.MODELS.get("torchlab_named_by_a_run_folder:tiny", where="model.name")
+    with trust.users_config():
+        entry = r.MODELS.get(f"{plugin}:tiny", where="model.name")
     assert f"{plugin}:tiny" not in r.MODELS.names()  # nothing was registered
     model = entry.build({"width": 5}, "model", DataSpec((3,), "continuous"), 2)
     assert model(torch.zeros(4, 3)).shape == (4, 2)
@@ -122,7 +126,7 @@ def test_import_path_in_a_config_is_validated_against_its_signature(
     ],
 )
 def test_bad_import_path_raises_config_error(plugin: str, path: str, expected: str) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConfigError) as info, trust.users_config():
         r.MODELS.get(path, where="model.name")
     assert expected in str(info.value)
     assert "'model.name'" in str(info.value)

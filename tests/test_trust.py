@@ -222,3 +222,38 @@ def test_damaged_run_configs_are_one_line(cli, iris_run, tmp_path) -> None:  # t
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith(f"error: '{run / 'config.yaml'}'")
         assert "Traceback" not in result.stderr
+
+
+def test_a_pretrained_folder_with_pickled_weights_is_refused(tiny_bert, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from torchlab.config import Component
+    from torchlab.data.base import DataSpec
+    from torchlab.registry import MODELS
+
+    folder = Path(shutil.copytree(tiny_bert, tmp_path / "bert"))
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "ran"
+    torch.save({"weights": WritesMarker(marker)}, folder / "pytorch_model.bin")
+    spec = DataSpec(
+        input_shape=(16,), target_kind="categorical", class_names=("a", "b"), vocab_size=100
+    )
+    encoder = Component(name="hf-encoder", path=str(folder))
+    with pytest.raises(TrustError, match=r"only as a pickle \(\*\.bin\)"):
+        MODELS.build(encoder, "model", spec, 2)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", ["pickle", "garbage", "empty-safetensors"])
+def test_a_weights_file_that_is_not_a_state_dict_is_one_line(content, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from torchlab.errors import ConfigError
+    from torchlab.models.vision.pretrained import load_weights_file
+
+    marker = tmp_path / "ran"
+    path = tmp_path / ("weights.safetensors" if content == "empty-safetensors" else "weights.pth")
+    if content == "pickle":
+        torch.save({"conv.weight": WritesMarker(marker)}, path)
+    else:
+        path.write_bytes(b"\x80\x63garbage" if content == "garbage" else b"xx")
+    with pytest.raises(ConfigError, match="is not a safetensors file or a state dict") as caught:
+        load_weights_file(path)
+    assert "weights_only" not in str(caught.value)  # torch's unsafe advice is not passed on
+    assert not marker.exists()

@@ -49,3 +49,20 @@ class TrustError(TorchlabError):
     """A run or export folder would run code, or reach outside itself, without the user's say."""
 
     exit_code = 2
+
+
+def load_problem(exc: BaseException) -> str:
+    """The part of a failed ``torch.load``/safetensors message that says what is wrong.
+
+    torch's own message leads with advice to retry with ``weights_only=False`` or to
+    allowlist the offending global, which would run whatever a tampered file holds: that
+    advice is dropped.
+    """
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].strip()
+        return (text.split(". ")[0].splitlines() or [type(exc).__name__])[0][:200]
+    noise = ("Weights only load failed", "(1)", "(2)", "Re-running", "Please", "Check the doc")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(noise)]
+    return (useful or [type(exc).__name__])[0][:200]

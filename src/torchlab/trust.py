@@ -246,3 +246,23 @@ def inside(folder: Path, name: Any, where: str) -> Path:
             "inside it. Export or train the run again."
         )
     return path
+
+
+def hf_folder_options(directory: str | Path) -> dict[str, Any]:
+    """``from_pretrained`` options that read a local folder without running its code: weights
+    from safetensors only (``pytorch_model.bin`` is a pickle) and no ``auto_map`` modules,
+    unless the user passed ``--trust-code``.
+
+    Raises:
+        TrustError: The folder's weights exist only as a pickle.
+    """
+    directory = Path(directory)
+    if trusted():
+        return {"local_files_only": True, "trust_remote_code": trusted()}
+    if not any(directory.glob("*.safetensors")) and any(directory.glob("*.bin")):
+        raise TrustError(
+            f"'{directory}' holds its weights only as a pickle (*.bin), which can run code when "
+            "loaded; save them as safetensors (model.save_pretrained(folder)) or pass "
+            "--trust-code if you trust the folder."
+        )
+    return {"local_files_only": True, "use_safetensors": True}

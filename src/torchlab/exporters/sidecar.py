@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,11 @@ def versions(format_name: str) -> dict[str, str]:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
-    modules = {"onnx": ["onnx", "onnxruntime"], "mar": ["model_archiver"]}.get(format_name, [])
-    for module in modules:
+    packages = {"onnx": ["onnx", "onnxruntime"], "mar": ["torch-model-archiver"]}
+    for package in packages.get(format_name, []):
         try:
-            found[module] = __import__(module).__version__
-        except (ImportError, AttributeError):
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
             continue
     return found
 

@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from torchlab.errors import CheckpointError
+from torchlab.errors import CheckpointError, load_problem
 
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
@@ -148,7 +148,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
         state = torch.load(path / STATE, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors have many types; all mean the same here
         raise CheckpointError(
-            f"Checkpoint state '{path / STATE}' cannot be read ({exc})."
+            f"Checkpoint state '{path / STATE}' cannot be read ({load_problem(exc)}); delete the "
+            "checkpoint to resume from the one before."
         ) from None
     return Checkpoint(path, load_weights(path / WEIGHTS), state)
 

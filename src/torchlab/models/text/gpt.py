@@ -20,6 +20,7 @@ from torch import nn
 from torchlab.data.base import DataSpec
 from torchlab.errors import ConfigError, RunError
 from torchlab.registry import MODELS
+from torchlab.trust import hf_folder_options
 
 
 class CausalSelfAttention(nn.Module):
@@ -263,7 +264,7 @@ def hf_causal_lm(
         )
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, **hf_folder_options(path))
     vocab = model.get_input_embeddings().num_embeddings
     if num_outputs > vocab:
         raise ConfigError(

