@@ -174,7 +174,7 @@ def serve(
     host: Annotated[
         str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
     max_batch: Annotated[int, typer.Option(help="Most rows per model call; 1: no batching.")] = 32,
     max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits to fill.")] = 5.0,
     queue_size: Annotated[int, typer.Option(help="Most waiting requests (503 beyond).")] = 1024,

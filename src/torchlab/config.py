@@ -212,11 +212,15 @@ class TuneConfig(Section):
         return {"name": value} if isinstance(value, str) or value is None else value
 
 
+# Every random generator torchlab seeds (Python, NumPy, torch, scikit-learn) takes this range.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1, strict=True)]
+
+
 class RunConfig(Section):
     """Everything that defines a run. Saved as ``config.yaml`` in its run directory."""
 
     name: str
-    seed: int = 0
+    seed: Seed = 0
     output_dir: str = "runs"
     data: DataConfig
     model: Component

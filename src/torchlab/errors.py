@@ -44,6 +44,8 @@ class RunError(TorchlabError):
 class ExportError(TorchlabError):
     """A model cannot be exported faithfully, or an export directory is unusable."""
 
+    exit_code = 2
+
 
 class TrustError(TorchlabError):
     """A run or export folder would run code, or reach outside itself, without the user's say."""
@@ -65,4 +67,4 @@ def load_problem(exc: BaseException) -> str:
     noise = ("Weights only load failed", "(1)", "(2)", "Re-running", "Please", "Check the doc")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     useful = [line for line in lines if not line.startswith(noise)]
-    return (useful or [type(exc).__name__])[0][:200]
+    return (useful or [type(exc).__name__])[0].split(". ")[0].removesuffix(".")[:200]

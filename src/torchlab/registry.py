@@ -23,7 +23,7 @@ from typing import Any, get_type_hints
 
 import pydantic
 
-from torchlab.errors import RegistryError
+from torchlab.errors import ConfigError, RegistryError
 from torchlab.trust import import_attr
 
 
@@ -60,11 +60,35 @@ class Entry:
             model = self.schema.model_validate(params)
         except pydantic.ValidationError as exc:
             raise_config_error(exc, self.schema, prefix=where, declared=declared, owner=self.name)
-        return {key: getattr(model, key) for key in model.model_fields_set}
+        values = {key: getattr(model, key) for key in model.model_fields_set}
+        for key, value in values.items():
+            check_convention(key, params.get(key, value), f"{where}.{key}")
+        return values
 
     def build(self, params: dict[str, Any], where: str, *context: Any) -> Any:
         """Validate ``params`` and call the builder with runtime ``context`` first."""
         return self.builder(*context, **self.validate(params, where))
+
+
+# Settings whose name fixes their meaning, checked alike in every builder (a user's too).
+PROBABILITIES = {"dropout", "attention_dropout", "embedding_dropout", "p"}
+SIZES = {
+    "hidden", "hidden_size", "channels", "layers", "num_layers", "heads", "num_heads", "width",
+    "widths", "d_model", "feedforward", "embedding_dim", "dim", "kernel_size", "filters",
+}  # fmt: skip
+
+
+def check_convention(key: str, value: Any, where: str) -> None:
+    """A ``dropout`` is a probability in [0, 1); sizes (``hidden``, ``heads``, ...) are positive."""
+    numbers = value if isinstance(value, (list, tuple)) else [value]
+    numbers = [v for v in numbers if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if key in PROBABILITIES and not all(0 <= v < 1 for v in numbers):
+        raise ConfigError(
+            f"Config key '{where}' is a probability, from 0 up to but not including 1; "
+            f"received {value!r}."
+        )
+    if key in SIZES and not all(v > 0 for v in numbers):
+        raise ConfigError(f"Config key '{where}' must hold positive sizes; received {value!r}.")
 
 
 def schema_of(builder: Callable[..., Any]) -> type[pydantic.BaseModel]:

@@ -65,8 +65,22 @@ def read_table(
         raise DataError(f"Cannot read '{path}' as {what} ({reason}); check its format.") from None
     if len(frame) == 0:
         raise DataError(f"Data file '{path}' has no data rows; add rows below the header line.")
+    header = frame.columns if parquet else pd.read_csv(path, sep=sep, header=None, nrows=1).iloc[0]
+    check_unique([str(c) for c in header], path)
     frame.columns = [str(c) for c in frame.columns]
     return frame.reset_index(drop=True), Source(path.name, None if parquet else 2)
+
+
+def check_unique(names: list[str], path: Path) -> None:
+    """Raise at the first column name that is used twice (pandas would rename it ``name.1``)."""
+    seen: dict[str, int] = {}
+    for number, name in enumerate(names, start=1):
+        if name in seen:
+            raise DataError(
+                f"'{path}' has two columns named '{name}' (columns {seen[name]} and {number}); "
+                "rename one so each column has its own name."
+            )
+        seen[name] = number
 
 
 def require_columns(

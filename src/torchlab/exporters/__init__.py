@@ -68,6 +68,12 @@ def export(
         raise ExportError(
             f"Export directory '{target}' already exists; pass --overwrite or choose --output."
         )
+    replaceable = target.is_dir() and ((target / SIDECAR).is_file() or not any(target.iterdir()))
+    if target.exists() and not replaceable:
+        raise ExportError(
+            f"'{target}' is not a torchlab export (no {SIDECAR}), so --overwrite will not "
+            "replace it; choose another --output."
+        )
     if format == "mar" and getattr(run.config, "agent", None) is not None:
         raise ExportError(
             "A TorchServe archive serves supervised models; export an RL policy with "

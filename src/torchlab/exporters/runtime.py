@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from torchlab.errors import DataError, ExportError
+from torchlab.errors import DataError, ExportError, TorchlabError, load_problem
 from torchlab.exporters.base import Runner, exporter
 from torchlab.exporters.inputs import InputKind, input_kind
 from torchlab.exporters.sidecar import SIDECAR, read_sidecar
@@ -182,7 +182,7 @@ def load_export(directory: str | Path, trust_code: bool = False) -> Predictor:
 
     with trusting(trust_code):  # what the folder names is imported or unpickled only if trusted
         task = build_task(TaskConfig.model_validate(sidecar["task"]), spec)
-        runner = _ids_only(exporter(sidecar["format"]).load(artefact))
+        runner = _ids_only(load_artefact(sidecar["format"], artefact))
         featurizer = load_featurizer(sidecar["preprocessing"], directory)
     metadata = {k: sidecar[k] for k in ("format", "quantize", "recipe", "input", "output")}
     metadata["verification"] = {
@@ -190,6 +190,19 @@ def load_export(directory: str | Path, trust_code: bool = False) -> Predictor:
     }
     metadata["source"] = str(directory)
     return Predictor(runner, spec, featurizer, task, input_kind(sidecar["input"]["kind"]), metadata)
+
+
+def load_artefact(format_name: str, artefact: Path) -> Runner:
+    """The exported artefact as a runner; a damaged file is one line naming it."""
+    try:
+        return exporter(format_name).load(artefact)
+    except TorchlabError:
+        raise
+    except Exception as exc:  # each runtime has its own errors for a file it cannot read
+        raise ExportError(
+            f"'{artefact}' cannot be loaded as {format_name} ({load_problem(exc)}); the file is "
+            "damaged: export the run again."
+        ) from None
 
 
 def load_run(run: Any, trust_code: bool = False) -> Predictor:

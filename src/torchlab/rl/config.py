@@ -14,7 +14,7 @@ import pydantic
 import yaml
 from pydantic import Field, field_validator
 
-from torchlab.config import Component, Section, _component, raise_config_error
+from torchlab.config import Component, Section, Seed, _component, raise_config_error
 from torchlab.trust import CODE_NAME, import_module
 
 
@@ -61,7 +61,7 @@ class RLConfig(Section):
     """Everything that defines an RL run. Saved as ``config.yaml`` in its run directory."""
 
     name: str
-    seed: int = 0
+    seed: Seed = 0
     output_dir: str = "runs"
     env: EnvConfig
     agent: Component
