@@ -58,6 +58,8 @@ def test_every_recipe_trains_through_the_cli(recipe: str, cli, tmp_path: Path) -
     run = the_run(tmp_path, recipe)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs"] == 2
+    assert 1 <= summary["best_epoch"] <= 2  # counted from 1, as the console counts
+    assert f"best epoch {summary['best_epoch']} of 2" in result.stdout
     assert summary["baseline"] is not None and summary["baseline"]["name"]
     assert set(summary["test"]) >= {"test/loss"}
     for name in (
@@ -143,8 +145,9 @@ def test_a_usage_error_is_shown_without_a_traceback(args: list[str], needle: str
 
 
 def test_debug_shows_the_traceback(cli) -> None:  # type: ignore[no-untyped-def]
-    result = cli("--debug", "train", "digits", "optim.lrr=0.1")
-    assert result.returncode != 0 and "Traceback" in result.stderr
+    for args in (["--debug", "train", "digits"], ["train", "digits", "--debug"]):
+        result = cli(*args, "optim.lrr=0.1")
+        assert result.returncode != 0 and "Traceback" in result.stderr
 
 
 def test_a_config_error_leaves_no_run_behind(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -175,6 +178,7 @@ def test_predict_and_evaluate_tabular(cli, tmp_path: Path) -> None:  # type: ign
     assert evaluated.returncode == 0, evaluated.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert f"{summary['test']['test/accuracy']:.4f}" in evaluated.stdout
+    assert f"test metrics of {run}\n" in evaluated.stdout  # the path is never wrapped
 
 
 def test_predict_images_with_digits(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

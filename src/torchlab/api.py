@@ -365,7 +365,7 @@ def fit(run: Run, parts: Parts, resuming: bool, extra_callbacks: list[Any] = ())
         "baselines": baseline.table if baseline else [],
         "epochs": trainer.state.epoch,
         "steps": trainer.state.global_step,
-        "best_epoch": best.best_epoch,
+        "best_epoch": best.best_epoch + 1,  # 1-based, as the progress bar counts
         "monitor": best.tracker.monitor,
         "train_seconds": round(seconds, 3),
         "parameters": sum(p.numel() for p in parts.model.parameters()),

@@ -87,7 +87,9 @@ def evaluate(
     from torchlab import api
 
     metrics = api.evaluate(run_dir, split, episodes=episodes, trust_code=trust_code)
-    print_metrics(metrics, title=f"{run_dir} ({split if episodes is None else 'episodes'})")
+    print_metrics(
+        metrics, title=f"{split if episodes is None else 'episodes'} metrics of {run_dir}"
+    )
 
 
 @app.command()
@@ -161,10 +163,12 @@ def export(
         trust_code=trust_code,
     )
     check = json.loads((path / "export.json").read_text())["verification"]
+    worst = max(check["cases"], key=lambda case: case["max_abs_error"])
     typer.echo(
-        f"Exported to {path} (max abs error vs eager {check['max_abs_error']:.3g} over "
-        f"{len(check['cases'])} input shapes, within atol {check['tolerance']['atol']:g} "
-        f"+ rtol {check['tolerance']['rtol']:g})"
+        f"Exported to {path}: verified against the eager model on {len(check['cases'])} input "
+        f"shapes, max abs error {worst['max_abs_error']:.3g} where {worst['bound']:.3g} is "
+        f"allowed (atol {check['tolerance']['atol']:g} + rtol {check['tolerance']['rtol']:g} "
+        "x largest output)"
     )
 
 
@@ -389,13 +393,15 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
         if isinstance(value, float):
             table.add_row(key, f"{value:.4f}")
-    Console().print(table)
+    console = Console()
+    console.print(title, soft_wrap=True, markup=False)  # a path is never wrapped mid-way
+    console.print(table)
 
 
 def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
@@ -417,7 +423,7 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     table = Table(
         title=f"{summary['recipe']}: test metrics",
         caption=summary.get("caption")
-        or f"best epoch {summary['best_epoch'] + 1} of {summary['epochs']}, "
+        or f"best epoch {summary['best_epoch']} of {summary['epochs']}, "
         f"trained in {summary['train_seconds']:.1f} s",
     )
     table.add_column("metric")
@@ -441,8 +447,12 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``torchlab`` command and ``python -m torchlab``."""
     from torchlab.errors import TorchlabError
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args:  # accepted after the verb too: `torchlab train x --debug`
+        args.remove("--debug")
+        args.insert(0, "--debug")
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=args, standalone_mode=False)
     except TorchlabError as exc:
         if state["debug"]:
             raise

@@ -100,8 +100,7 @@ def model_exportable(run: Any) -> Exportable:
         "output": {
             # Segmentation models return per-pixel logits at the input size.
             "shape": ["batch", num_outputs, *(["height", "width"] * (kind.name == "pixels"))],
-            "meaning": f"raw model outputs; task '{run.config.task.name}' turns them into "
-            "predictions (softmax/sigmoid for classification, target units for regression)",
+            "meaning": output_meaning(run.config.task.name, spec),
         },
         "class_names": list(spec.class_names),
         "target_names": list(spec.target_names),
@@ -116,6 +115,17 @@ def model_exportable(run: Any) -> Exportable:
         return detection_exportable(model, Exportable(model, kind, shape, description))
     adapted = text_adapter(model, spec)
     return Exportable(adapted or model, kind, tuple(spec.input_shape), description, model)
+
+
+def output_meaning(task: str, spec: Any) -> str:
+    """What the artefact's outputs are, so nobody scales or activates them twice."""
+    if spec.target_kind == "continuous":
+        return (
+            "predictions already in the targets' own units, one per target_names entry: "
+            "spec.target_mean and target_std are applied inside the model, do not apply them again"
+        )
+    activation = "sigmoid" if spec.target_kind == "multilabel" else "softmax"
+    return f"raw scores (logits) per class; task '{task}' applies {activation} for probabilities"
 
 
 def text_adapter(model: nn.Module, spec: Any) -> nn.Module | None:
