@@ -138,7 +138,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
             return error(
                 503, "The server is at capacity (request queue full); retry shortly.", RETRY
             )
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # the same class from Python 3.11
             metrics.error("timeout")
             return error(504, f"No answer within {settings.timeout_s} s; retry or send fewer rows.")
         except ModelFailed as exc:

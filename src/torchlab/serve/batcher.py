@@ -90,7 +90,7 @@ class DynamicBatcher:
             raise QueueFull from None
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # the same class from Python 3.11
             future.cancel()  # the worker skips it if it has not run yet
             raise
 
@@ -107,7 +107,7 @@ class DynamicBatcher:
                 return None
         try:
             return await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):
             return None
 
     async def _run(self) -> None:

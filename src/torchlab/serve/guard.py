@@ -13,19 +13,24 @@ import asyncio
 import secrets
 import sys
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from torchlab.serve.metrics import Metrics
 from torchlab.serve.responses import respond
 from torchlab.serve.settings import ServeSettings
 
 OPEN_PATHS = {"/health", "/ready", "/docs", "/openapi.json", "/docs/oauth2-redirect"}
+T = TypeVar("T")
 CLOSE = {"Connection": "close"}  # a stalled client's connection is not kept for another request
 
-if sys.version_info >= (3, 11):
-    time_limit = asyncio.timeout
-else:  # pragma: no cover - anyio comes with Starlette
-    from anyio import fail_after as time_limit
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """``awaitable``'s result, or TimeoutError after ``seconds``."""
+    if sys.version_info >= (3, 11):  # a timer, no extra task per request
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover
 
 
 class Guard:
@@ -77,9 +82,8 @@ class Guard:
             await self.too_large(send, limit)
             return
         try:
-            async with time_limit(self.settings.body_timeout_s):
-                body = await self.read_body(receive, limit)
-        except TimeoutError:
+            body = await within(self.settings.body_timeout_s, self.read_body(receive, limit))
+        except (TimeoutError, asyncio.TimeoutError):  # the same class from Python 3.11
             self.metrics.error("body_timeout")
             seconds = self.settings.body_timeout_s
             message = f"The request body did not arrive within {seconds:g} s; send it at once."
