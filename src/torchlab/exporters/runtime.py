@@ -140,10 +140,15 @@ class Predictor:
             try:
                 with Image.open(io.BytesIO(data)) as image:
                     width, height = image.size
-            except Image.DecompressionBombError:  # over twice MAX_IMAGE_PIXELS
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                # Pillow raises over twice MAX_IMAGE_PIXELS, and warns over it (an error
+                # where a warnings filter says so).
+                over = Image.MAX_IMAGE_PIXELS * (
+                    2 if isinstance(exc, Image.DecompressionBombError) else 1
+                )
                 raise DataError(
-                    f"Image {i} (from 0) has over {2 * Image.MAX_IMAGE_PIXELS} pixels, over the "
-                    f"limit of {limit}; send a smaller image."
+                    f"Image {i} (from 0) has over {over} pixels, over the limit of {limit}; "
+                    "send a smaller image."
                 ) from None
             except Exception:  # any failure to parse a client's bytes is theirs
                 raise DataError(_undecodable(i)) from None
@@ -173,18 +178,19 @@ class Predictor:
             reserve: Called with the images' total pixel count before decoding; the context
                 manager it returns is held while they are decoded (a server's budget).
         """
+        if not images:
+            raise DataError("No images were given; send at least one.")
         total = sum(self.image_sizes(images, max_pixels))
-        inputs, sizes, pending = [], [], []
+        inputs, sizes, pending, held = [], [], [], 0
         with reserve(total) if reserve is not None else nullcontext():
             for i, data in enumerate(images):
                 pixels = self._decode(i, data)  # (C, h, w) in [0, 1]
                 sizes.append((pixels.shape[1], pixels.shape[2]))
                 pending.append(pixels)
-                if sum(p[0].numel() for p in pending) >= FLUSH_PIXELS:
-                    inputs.append(self.pixels_to_inputs(pending))
-                    pending = []
-            if pending:
-                inputs.append(self.pixels_to_inputs(pending))
+                held += pixels.shape[1] * pixels.shape[2]
+                if held >= FLUSH_PIXELS or i == len(images) - 1:
+                    inputs.append(self.pixels_to_inputs(pending))  # (b, C, H, W)
+                    pending, held = [], 0
         return torch.cat(inputs), sizes
 
     def _decode(self, index: int, data: bytes) -> torch.Tensor:
@@ -213,7 +219,7 @@ def _undecodable(index: int) -> str:
 
 def _blank_to_none(value: Any) -> Any:
     """A table cell as given, or None for a blank (None or ``""``, a blank CSV cell)."""
-    return None if value is None or (isinstance(value, str) and value == "") else value
+    return None if value is None or (isinstance(value, str) and not value) else value
 
 
 def _numbers(name: str, rows: list[dict[str, Any]]) -> Any:
