@@ -8,7 +8,10 @@ import json
 import select
 import socket
 import struct
+import subprocess
+import sys
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -32,10 +35,14 @@ BUDGETS = ServeSettings(
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     small = {"data.source.per_class": 5, "model.channels": [4, 8], "baseline": None}
     overrides = {"trainer.max_epochs": 1, "trainer.progress": "none", **small}
-    run = torchlab.train("digits", overrides, output_dir=tmp_path_factory.mktemp("digits"))
+    return torchlab.train("digits", overrides, output_dir=tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture(scope="module")
+def predictor(run) -> Any:  # type: ignore[no-untyped-def]
     return load_predictor(run.dir)
 
 
@@ -227,3 +234,46 @@ def test_each_app_counts_its_own_metrics_in_prometheus_format(predictor) -> None
             "process_resident_memory_bytes",
         } <= set(families)
         assert "/health" not in other.get("/metrics").text
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def test_torchlab_serve_applies_its_limit_options(run, flat, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    options = ["--port", str(port), "--header-timeout", "0.5", "--max-request-pixels", "20000000"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "torchlab", "serve", str(run.dir), *options],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        for _ in range(1200):  # bounded: 2 minutes at most
+            try:
+                if client.get("/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stderr.read().decode()  # type: ignore[union-attr]
+            time.sleep(0.1)
+        over = client.post("/predict", json={"images": [flat, flat]})
+        assert over.status_code == 413 and "over the limit of 20000000" in over.json()["error"]
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            assert trickle(sock, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 400)
+            assert "within 0.5 s" in error_of(read_all(sock))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_torchlab_serve_refuses_limits_that_cannot_hold_together(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("serve", "runs/none", "--max-pixels", "100000000")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: Received max_pixels=100000000, max_request_pixels=64000000, "
+        "max_inflight_pixels=128000000; expected each at most the next (an image must fit a "
+        "request, a request the server), so raise the later ones."
+    )

@@ -73,7 +73,8 @@ class ServeSettings:
             raise ConfigError(
                 f"Received max_pixels={self.max_pixels}, max_request_pixels="
                 f"{self.max_request_pixels}, max_inflight_pixels={self.max_inflight_pixels}; "
-                "expected each at most the next (an image within one limit must fit the others)."
+                "expected each at most the next (an image must fit a request, a request the "
+                "server), so raise the later ones."
             )
 
     def public(self) -> dict[str, Any]:
