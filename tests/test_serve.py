@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,11 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import uvicorn
 from PIL import Image
 from sklearn.datasets import load_digits, load_iris
 
 import torchlab
+from serving import LiveServer, b64, fuzz, metric
+from serving import png as png_of
 from torchlab.errors import ConfigError
 from torchlab.exporters import export
 from torchlab.exporters.runtime import load_predictor
@@ -31,38 +29,8 @@ from torchlab.serve.batcher import DynamicBatcher, ModelFailed, QueueFull
 FAST = {"trainer.max_epochs": 2, "trainer.progress": "none"}
 
 
-class LiveServer:
-    """uvicorn on an ephemeral 127.0.0.1 port in a background thread."""
-
-    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    def __enter__(self) -> httpx.Client:
-        self.thread.start()
-        for _ in range(600):  # bounded: 60 s at most
-            if self.server.started:
-                break
-            time.sleep(0.1)
-        assert self.server.started, "the server did not start"
-        self.client = httpx.Client(base_url=self.url, timeout=30)
-        return self.client
-
-    def __exit__(self, *exc: object) -> None:
-        self.client.close()
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
 def png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray((image * 16).clip(0, 255).astype(np.uint8)).save(buffer, "PNG")
-    return buffer.getvalue()
+    return png_of((image * 16).clip(0, 255))
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +73,6 @@ def iris_server(iris) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
     with LiveServer(create_app(load_predictor(iris["run"].dir), settings)) as client:
         client.headers["X-API-Key"] = "s3cret"
         yield client
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def check_answers(predictions: list[dict], expected, rows) -> None:  # type: ignore[no-untyped-def,type-arg]
@@ -157,9 +121,19 @@ def test_api_key_is_required_except_for_probes(iris, iris_server) -> None:  # ty
             "rows.0.sepal length (cm)",
         ),
         (
-            b'{"rows": [{"sepal length (cm)": 1, "sepal width (cm)": 1, "petal length (cm)": 1}]}',
+            b'{"rows": [{"sepal length (cm)": 1, "sepal width (cm)": 1, "petal length (cm)": 1, "petal width": 1}]}',
             422,
-            "rows.0.petal width (cm)",
+            "Field 'rows.0.petal width' is not part of this model's request",
+        ),
+        (
+            b'{"rows": [{"sepal length (cm)": true, "sepal width (cm)": 1, "petal length (cm)": 1, "petal width (cm)": 1}]}',
+            422,
+            "Field 'rows.0.sepal length (cm)': Input should be a finite number",
+        ),
+        (
+            b'{"rows": [{"sepal length (cm)": 1, "sepal width (cm)": "5.1", "petal length (cm)": 1, "petal width (cm)": 1}]}',
+            422,
+            "Field 'rows.0.sepal width (cm)': Input should be a finite number",
         ),
         (
             b'{"rows": [{"sepal length (cm)": [1], "sepal width (cm)": 1, "petal length (cm)": 1, "petal width (cm)": 1}]}',
@@ -209,7 +183,7 @@ def test_bad_images_get_a_4xx_and_the_server_keeps_serving(digits, digits_server
     answer = digits_server.post("/predict", json={"images": [b64(digits["images"][0])]})
     assert answer.status_code == 200
     metrics = digits_server.get("/metrics").text
-    assert 'torchlab_requests_total{path="/predict",status="413"} 2' in metrics
+    assert 'torchlab_requests_total{path="/predict",status="413"} 2.0' in metrics
     assert 'torchlab_errors_total{kind="bad_request"}' in metrics
 
 
@@ -248,13 +222,8 @@ def test_100_concurrent_requests_each_get_their_own_answer(digits, digits_server
     assert calls < 100, "no request was batched with another"
 
 
-def batch_count(client: httpx.Client) -> int:
-    line = next(
-        row
-        for row in client.get("/metrics").text.splitlines()
-        if row.startswith("torchlab_batch_rows_count")
-    )
-    return int(line.split()[-1])
+def batch_count(client: httpx.Client) -> float:
+    return metric(client, "torchlab_batch_rows_count")
 
 
 def test_settings_are_validated() -> None:
@@ -308,39 +277,34 @@ def test_batcher_refuses_when_the_queue_is_full() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("served", ["iris", "co2"])
+@pytest.mark.parametrize("served", ["iris", "co2", "digits", "bbc"])
 def test_fuzzing_the_openapi_schema_finds_no_server_error(served, request) -> None:  # type: ignore[no-untyped-def]
-    import schemathesis
-    from hypothesis import HealthCheck, given, settings
-
     server = request.getfixturevalue(f"{served}_server")
-    schema = schemathesis.openapi.from_url(
-        f"{server.base_url}/openapi.json", headers={"X-API-Key": "s3cret"}
-    )
-    failures, statuses = [], set()
-    for operation in schema.get_all_operations():
-        operation = operation.ok()
-
-        @settings(
-            max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None
-        )
-        @given(case=operation.as_strategy())
-        def fuzz(case) -> None:  # type: ignore[no-untyped-def]
-            response = case.call(headers={"X-API-Key": "s3cret"})
-            statuses.add(response.status_code)
-            if response.status_code >= 500:
-                failures.append((case.method, case.path, response.status_code, response.text[:200]))
-
-        fuzz()
-    assert not failures
+    statuses = fuzz(server, **{"X-API-Key": "s3cret"} if served == "iris" else {})
     assert 200 in statuses and statuses & {400, 422}, statuses  # reached the model and checks
     data = request.getfixturevalue(served)
-    body = (
-        {"rows": data["rows"][:1]}
-        if served == "iris"
-        else {"series": [history(data["timestamps"], data["values"])]}
-    )
+    body = {
+        "iris": lambda: {"rows": data["rows"][:1]},
+        "co2": lambda: {"series": [history(data["timestamps"], data["values"])]},
+        "digits": lambda: {"images": [b64(data["images"][0])]},
+        "bbc": lambda: {"texts": ["Shares fell after the bank cut its forecast."]},
+    }[served]()
     assert server.post("/predict", json=body).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def bbc(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+    small = {"data.source.limit": 60, "data.source.max_length": 32, "data.num_workers": 0}
+    tokens = {"data.source.tokenizer.vocab_size": 300, "model.embedding_dim": 8, "model.hidden": 8}
+    overrides = {**FAST, **small, **tokens, "trainer.max_epochs": 1, "baseline": None}
+    root = tmp_path_factory.mktemp("bbc")
+    return {"run": torchlab.train("bbc-lstm", overrides, output_dir=root / "runs")}
+
+
+@pytest.fixture(scope="module")
+def bbc_server(bbc) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+    with LiveServer(create_app(load_predictor(bbc["run"].dir), ServeSettings())) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

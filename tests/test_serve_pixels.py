@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
-from fastapi.testclient import TestClient
 from PIL import Image
 
 import torchlab
+from serving import LiveServer, fuzz
 from torchlab.exporters.runtime import load_predictor
 from torchlab.serve import ServeSettings, create_app
 from torchlab.serve.batcher import DynamicBatcher
@@ -39,8 +40,8 @@ def b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def served(predictor) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    with TestClient(create_app(predictor, SETTINGS)) as client:
+def served(predictor) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+    with LiveServer(create_app(predictor, SETTINGS)) as client:
         yield client
 
 
@@ -60,7 +61,7 @@ def seg(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-
 
 
 @pytest.fixture(scope="module")
-def seg_client(seg) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+def seg_client(seg) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
     yield from served(load_predictor(seg["run"].dir))
 
 
@@ -75,7 +76,7 @@ def det(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-
 
 
 @pytest.fixture(scope="module")
-def det_client(det) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+def det_client(det) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
     yield from served(load_predictor(det["run"].dir))
 
 
@@ -159,7 +160,8 @@ def test_batcher_slices_detections_per_request(det) -> None:  # type: ignore[no-
         return answers, batcher
 
     answers, batcher = asyncio.run(submit_all())
-    assert batcher.metrics.batch_size.count == 1 and batcher.metrics.batch_size.sum == 4
+    assert batcher.metrics.value("torchlab_batch_rows_count") == 1
+    assert batcher.metrics.value("torchlab_batch_rows_sum") == 4
     assert [len(a) for a in answers] == [1, 2, 1]
     alone = [predictor(part) for part in parts]
     for got, want in zip(answers, alone, strict=True):
@@ -212,3 +214,13 @@ def test_an_onnx_segmentation_export_serves_the_same_masks(seg, tmp_path: Path) 
         answer = client.post("/predict", json={"images": [b64(p) for p in seg["images"]]})
         assert answer.status_code == 200, answer.text
         check_masks(answer.json()["predictions"], seg, [0, 1, 2, 3])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["seg", "det"])
+def test_fuzzing_the_openapi_schema_finds_no_server_error(task, request) -> None:  # type: ignore[no-untyped-def]
+    client = request.getfixturevalue(f"{task}_client")
+    statuses = fuzz(client, max_examples=30)
+    assert statuses & {400, 422}, statuses
+    images = request.getfixturevalue(task)["images"]
+    assert client.post("/predict", json={"images": [b64(images[0])]}).status_code == 200

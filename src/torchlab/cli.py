@@ -184,6 +184,19 @@ def serve(
     queue_size: Annotated[int, typer.Option(help="Most waiting requests (503 beyond).")] = 1024,
     timeout: Annotated[float, typer.Option(help="Per-request time limit in s (504).")] = 10.0,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body (413).")] = 8.0,
+    max_pixels: Annotated[int, typer.Option(help="Most pixels in one image (422).")] = 16_000_000,
+    max_request_pixels: Annotated[
+        int, typer.Option(help="Most pixels in all the images of one request (413).")
+    ] = 64_000_000,
+    max_inflight_pixels: Annotated[
+        int, typer.Option(help="Most pixels decoded at once over all requests (503, retry).")
+    ] = 128_000_000,
+    header_timeout: Annotated[
+        float, typer.Option(help="Time in s for a request's headers to arrive (408).")
+    ] = 10.0,
+    body_timeout: Annotated[
+        float, typer.Option(help="Time in s for a request's body to arrive (408).")
+    ] = 30.0,
     api_key: Annotated[
         str | None,
         typer.Option(envvar="TORCHLAB_API_KEY", help="Require header X-API-Key with this value."),
@@ -201,6 +214,11 @@ def serve(
         queue_size=queue_size,
         timeout_s=timeout,
         max_body_bytes=int(max_body_mb * 1024 * 1024),
+        max_pixels=max_pixels,
+        max_request_pixels=max_request_pixels,
+        max_inflight_pixels=max_inflight_pixels,
+        header_timeout_s=header_timeout,
+        body_timeout_s=body_timeout,
         api_key=api_key,
     )
     run_server(

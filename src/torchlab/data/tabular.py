@@ -73,18 +73,18 @@ class Column:
     def features(self) -> list[str]:
         return [f"{self.name}={c}" for c in self.categories] if self.categories else [self.name]
 
-    def encode(self, values: pd.Series, source: Source) -> np.ndarray:
-        """The column's features, ``(N, 1)`` or ``(N, len(categories))``."""
+    def encode(self, values: pd.Series, source: Source, warn: bool = True) -> np.ndarray:
+        """The column's features, ``(N, 1)`` or ``(N, len(categories))``; ``warn`` names
+        the categories not seen in training (encoded as all zeros)."""
         if self.kind == "numeric":
             numbers = as_numbers(values, source)
             filled = np.where(np.isnan(numbers), self.fill, numbers)
             return ((filled - self.mean) / self.std)[:, None]
-        text = as_text(values).fillna(self.fill)
-        codes = pd.Index(self.categories).get_indexer(text)
+        text, codes = self.codes(values)
         out = np.zeros((len(text), len(self.categories)))
         seen = codes >= 0
         out[np.flatnonzero(seen), codes[seen]] = 1.0
-        if not seen.all():
+        if warn and not seen.all():
             new = ", ".join(map(repr, sorted(set(text[~seen]))[:10]))
             warnings.warn(
                 f"Column '{self.name}' of {source.name} holds values not seen in training, "
@@ -92,6 +92,12 @@ class Column:
                 stacklevel=4,
             )
         return out
+
+    def codes(self, values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        """A categorical column's values as text (blanks filled) and their index in
+        ``categories``, -1 for a value not seen in training."""
+        text = as_text(values).astype(object).fillna(self.fill)  # all blank: float64 NaN
+        return text, pd.Index(self.categories).get_indexer(text)
 
 
 @FEATURIZERS.register("tabular")
@@ -131,16 +137,32 @@ class TabularFeaturizer:
         """One name per feature: ``age``, ``city=paris``, ..."""
         return [feature for column in self.columns for feature in column.features]
 
-    def transform(self, frame: pd.DataFrame, source: Source | None = None) -> torch.Tensor:
-        """Model inputs ``(N, F)`` float32 for the rows of ``frame``; other columns are ignored."""
+    def transform(
+        self, frame: pd.DataFrame, source: Source | None = None, *, warn: bool = True
+    ) -> torch.Tensor:
+        """Model inputs ``(N, F)`` float32 for the rows of ``frame``; other columns are ignored.
+
+        ``warn=False`` leaves out the warning on categories not seen in training (a server
+        reports them with :meth:`unseen` instead).
+        """
         source = source or Source("the input frame")
         if missing := [c.name for c in self.columns if c.name not in frame.columns]:
             raise DataError(
                 f"{source.name} lacks the column(s) {', '.join(map(repr, missing))} the model "
                 "was trained with; add them (blank values are imputed)."
             )
-        parts = [column.encode(frame[column.name], source) for column in self.columns]
+        parts = [column.encode(frame[column.name], source, warn) for column in self.columns]
         return torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
+
+    def unseen(self, frame: pd.DataFrame) -> list[tuple[int, str, str]]:
+        """``(row position, column, value)`` of each category in ``frame`` not seen in
+        training, which :meth:`transform` encodes as all zeros."""
+        found = []
+        for column in self.columns:
+            if column.kind == "categorical":
+                text, codes = column.codes(frame[column.name])
+                found += [(int(r), column.name, text.iloc[r]) for r in np.flatnonzero(codes < 0)]
+        return sorted(found, key=lambda item: item[0])  # stable: columns in feature order
 
     def imputed(self, frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
         """Column -> ``{"count": blanks, "fill": value}`` for each input column with blanks."""

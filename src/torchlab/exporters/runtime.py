@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,20 +76,40 @@ class Predictor:
 
     def rows_to_inputs(self, rows: list[dict[str, Any]]) -> torch.Tensor:
         """Tabular rows (column -> value) -> model inputs, through the run's featurizer."""
+        return self.frame_to_inputs(self.rows_to_frame(rows))
+
+    def rows_to_frame(self, rows: list[dict[str, Any]]) -> Any:
+        """Tabular rows as the frame ``torchlab predict`` reads from a CSV of them.
+
+        A blank (a missing key, ``None`` or ``""``) becomes NaN, whatever the other rows
+        hold, so it is imputed as a blank CSV cell is; numeric columns are float64 and
+        categorical ones keep the values given (``2``, ``2.0`` and ``"2"`` are category
+        ``'2'``, as in a CSV). Keys that are not trained columns are ignored.
+
+        Raises:
+            DataError: A numeric column holds text, a boolean or a non-finite number.
+        """
         import pandas as pd
 
         if self.kind.name != "tabular":
             raise DataError(f"This model takes {self.kind.name} inputs, not table rows.")
-        frame = pd.DataFrame.from_records(rows)
-        for name in frame.columns:
-            numbers = pd.to_numeric(frame[name], errors="coerce")
-            bad = [v for v in frame[name] if isinstance(v, float) and not math.isfinite(v)]
-            if bad or (numbers.abs() == math.inf).any():
-                raise DataError(f"Column '{name}' holds a non-finite number; send finite values.")
+        return pd.DataFrame(
+            {
+                column.name: _numbers(column.name, rows)
+                if column.kind == "numeric"
+                else pd.Series([_blank_to_none(row.get(column.name)) for row in rows], dtype=object)
+                for column in self.featurizer.columns
+            },
+            index=range(len(rows)),
+        )
+
+    def frame_to_inputs(self, frame: Any) -> torch.Tensor:
+        """Model inputs ``(N, F)`` for a frame of :meth:`rows_to_frame`; unseen categories
+        are encoded as all zeros without a warning (``featurizer.unseen`` lists them)."""
         import numpy as np
 
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite results reported below
-            inputs = self.featurizer.transform(frame)
+            inputs = self.featurizer.transform(frame, warn=False)
         if not (finite := torch.isfinite(inputs)).all():
             feature = self.featurizer.feature_names[int((~finite).any(0).nonzero()[0])]
             row = int((~finite).any(1).nonzero()[0])
@@ -99,43 +121,133 @@ class Predictor:
 
     def images_to_inputs(self, images: list[bytes], max_pixels: int | None = None) -> torch.Tensor:
         """Encoded images (PNG, JPEG, ...) -> model inputs, through the run's featurizer."""
-        return self.pixels_to_inputs(self.read_images(images, max_pixels))
+        return self.decode_images(images, max_pixels)[0]
 
-    def read_images(self, images: list[bytes], max_pixels: int | None = None) -> list[torch.Tensor]:
-        """Encoded images -> their pixels ``(C, h, w)`` in [0, 1] at their own size, each
-        checked against ``max_pixels`` before it is decoded."""
+    def image_sizes(self, images: list[bytes], max_pixels: int | None = None) -> list[int]:
+        """Each encoded image's pixel count, read from its header without decoding it.
+
+        Raises:
+            DataError: An image cannot be read, or has more pixels than ``max_pixels`` or
+                Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``).
+        """
         from PIL import Image
-
-        from torchlab.data.images import read_image
 
         if self.kind.name not in ("image", "pixels"):
             raise DataError(f"This model takes {self.kind.name} inputs, not images.")
-        pixels = []
+        limits = [n for n in (max_pixels, Image.MAX_IMAGE_PIXELS) if n is not None]
+        limit = min(limits) if limits else None
+        counts = []
         for i, data in enumerate(images):
-            if max_pixels is not None:
-                try:
-                    with Image.open(io.BytesIO(data)) as image:
-                        width, height = image.size
-                except Exception:  # reported below as unreadable
-                    width = height = 0
-                if width * height > max_pixels:
-                    raise DataError(
-                        f"Image {i} (from 0) has {width}x{height} pixels, over the limit of {max_pixels}; "
-                        "send a smaller image."
-                    )
             try:
-                pixels.append(read_image(io.BytesIO(data), self.featurizer.channels))
-            except DataError:
+                with Image.open(io.BytesIO(data)) as image:
+                    width, height = image.size
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                # Pillow raises over twice MAX_IMAGE_PIXELS, and warns over it (an error
+                # where a warnings filter says so).
+                over = Image.MAX_IMAGE_PIXELS * (
+                    2 if isinstance(exc, Image.DecompressionBombError) else 1
+                )
                 raise DataError(
-                    f"Image {i} (from 0) cannot be decoded; send a PNG, JPEG, BMP, GIF, TIFF or WebP file."
+                    f"Image {i} (from 0) has over {over} pixels, over the limit of {limit}; "
+                    "send a smaller image."
                 ) from None
-        return pixels
+            except Exception:  # any failure to parse a client's bytes is theirs
+                raise DataError(_undecodable(i)) from None
+            if limit is not None and width * height > limit:
+                raise DataError(
+                    f"Image {i} (from 0) has {width}x{height} pixels, over the limit of {limit}; "
+                    "send a smaller image."
+                )
+            counts.append(width * height)
+        return counts
+
+    def decode_images(
+        self,
+        images: list[bytes],
+        max_pixels: int | None = None,
+        reserve: Callable[[int], AbstractContextManager[Any]] | None = None,
+    ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """Encoded images -> model inputs ``(B, C, H, W)`` and each image's own ``(h, w)``.
+
+        Every header is checked (:meth:`image_sizes`) before any image is decoded, and
+        decoded images are resized to the model's size as they come, so only about
+        ``FLUSH_PIXELS`` pixels (or one larger image) are held at full size at a time.
+
+        Args:
+            images: The encoded files.
+            max_pixels: Most pixels in one image.
+            reserve: Called with the images' total pixel count before decoding; the context
+                manager it returns is held while they are decoded (a server's budget).
+        """
+        if not images:
+            raise DataError("No images were given; send at least one.")
+        total = sum(self.image_sizes(images, max_pixels))
+        inputs, sizes, pending, held = [], [], [], 0
+        with reserve(total) if reserve is not None else nullcontext():
+            for i, data in enumerate(images):
+                pixels = self._decode(i, data)  # (C, h, w) in [0, 1]
+                sizes.append((pixels.shape[1], pixels.shape[2]))
+                pending.append(pixels)
+                held += pixels.shape[1] * pixels.shape[2]
+                if held >= FLUSH_PIXELS or i == len(images) - 1:
+                    inputs.append(self.pixels_to_inputs(pending))  # (b, C, H, W)
+                    pending, held = [], 0
+        return torch.cat(inputs), sizes
+
+    def _decode(self, index: int, data: bytes) -> torch.Tensor:
+        from torchlab.data.images import read_image
+
+        try:
+            return read_image(io.BytesIO(data), self.featurizer.channels)
+        except Exception:  # Pillow raises many types on a client's malformed bytes
+            raise DataError(_undecodable(index)) from None
 
     def pixels_to_inputs(self, pixels: list[torch.Tensor]) -> torch.Tensor:
-        """Decoded images (see :meth:`read_images`) -> model inputs ``(B, C, H, W)``."""
+        """Decoded images ``(C, h, w)`` -> model inputs ``(B, C, H, W)``."""
         if len({p.shape for p in pixels}) == 1:  # one resize + normalise call for them all
             return self.featurizer.normalize(torch.stack(pixels))
         return torch.stack([self.featurizer.normalize(p.unsqueeze(0))[0] for p in pixels])
+
+
+FLUSH_PIXELS = 1 << 20  # decoded pixels held at full size before they are resized together
+
+
+def _undecodable(index: int) -> str:
+    return (
+        f"Image {index} (from 0) cannot be decoded; send a PNG, JPEG, BMP, GIF, TIFF or WebP file."
+    )
+
+
+def _blank_to_none(value: Any) -> Any:
+    """A table cell as given, or None for a blank (None or ``""``, a blank CSV cell)."""
+    return None if value is None or (isinstance(value, str) and not value) else value
+
+
+def _numbers(name: str, rows: list[dict[str, Any]]) -> Any:
+    """Column ``name`` of ``rows`` as float64, NaN where blank."""
+    import numpy as np
+
+    values = np.empty(len(rows))
+    for r, row in enumerate(rows):
+        value = _blank_to_none(row.get(name))
+        if value is None:
+            values[r] = np.nan
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DataError(
+                f"Row {r}, column '{name}' holds {str(value)[:40]!r}, not a number; send a "
+                "number, or null for a blank."
+            )
+        try:
+            values[r] = float(value)
+        except OverflowError:  # an integer beyond float's range
+            values[r] = math.inf
+        if not math.isfinite(values[r]):
+            raise DataError(
+                f"Row {r}, column '{name}' holds a non-finite number; send a finite value, or "
+                "null for a blank."
+            )
+    return values
 
 
 def _chunks(inputs: Any, size: int) -> list[Any]:

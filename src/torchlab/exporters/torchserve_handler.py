@@ -48,6 +48,8 @@ def _inputs(body: Any) -> Any:
     """One request's model inputs, through the server's validation and decoding."""
     import pydantic
 
+    from torchlab.serve.requests import Decoded
+
     kind = _predictor.kind.name
     body = _body(kind, body)
     if isinstance(body, bytes):
@@ -58,7 +60,8 @@ def _inputs(body: Any) -> Any:
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"])) or "body"
         raise ValueError(f"Field '{where}': {first['msg']}; send {SHAPES[kind]}.") from None
-    return _request.decode(request)
+    inputs = _request.decode(request)
+    return inputs.inputs if isinstance(inputs, Decoded) else inputs  # table rows come as Decoded
 
 
 def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:

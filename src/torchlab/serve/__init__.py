@@ -3,7 +3,7 @@
     torchlab serve runs/digits/2026-11-25T10-00-00 --port 8000
     torchlab serve runs/digits/2026-11-25T10-00-00/exports/onnx
 
-Binds 127.0.0.1 unless told otherwise; see :class:`~torchlab.serve.app.ServeSettings` for
+Binds 127.0.0.1 unless told otherwise; see :class:`~torchlab.serve.settings.ServeSettings` for
 batching, limits and the optional API key.
 """
 
@@ -14,9 +14,9 @@ import ipaddress
 import warnings
 from pathlib import Path
 
-from torchlab.serve.app import ServeSettings, create_app
-
-LOOPBACK = "127.0.0.1"
+from torchlab.serve.app import create_app
+from torchlab.serve.server import LOOPBACK, server_config
+from torchlab.serve.settings import ServeSettings
 
 
 def serve(
@@ -52,14 +52,8 @@ def serve(
     # second under load. Frozen, they are never scanned again (benchmarks/RESULTS.md).
     gc.collect()
     gc.freeze()
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=access_log,  # one log line per request costs throughput; /metrics counts them
-        timeout_keep_alive=5,
-    )
+    config = server_config(app, host=host, port=port, log_level=log_level, access_log=access_log)
+    uvicorn.Server(config).run()
 
 
 def is_loopback(host: str) -> bool:
@@ -71,4 +65,4 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-__all__ = ["ServeSettings", "create_app", "serve"]
+__all__ = ["ServeSettings", "create_app", "serve", "server_config"]

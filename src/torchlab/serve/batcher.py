@@ -45,7 +45,7 @@ class DynamicBatcher:
         max_batch: Most rows per model call (1 turns batching off).
         max_wait: Seconds the first request of a batch waits for others.
         queue_size: Most requests waiting; more are refused with :class:`QueueFull`.
-        metrics: Where batch sizes and queue depth are recorded.
+        metrics: Where batch sizes are counted and the queue depth is read from.
     """
 
     def __init__(
@@ -63,6 +63,7 @@ class DynamicBatcher:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchlab-model")
         self._worker: asyncio.Task[None] | None = None
         self._held: _Pending | None = None
+        self.metrics.watch(queue_depth=self.queue.qsize)
 
     async def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._run())
@@ -87,10 +88,9 @@ class DynamicBatcher:
             self.queue.put_nowait(_Pending(inputs, future, rows(inputs)))
         except asyncio.QueueFull:
             raise QueueFull from None
-        self.metrics.queue_depth = self.queue.qsize()
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # the same class from Python 3.11
             future.cancel()  # the worker skips it if it has not run yet
             raise
 
@@ -107,7 +107,7 @@ class DynamicBatcher:
                 return None
         try:
             return await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):
             return None
 
     async def _run(self) -> None:
@@ -128,7 +128,6 @@ class DynamicBatcher:
                 if size >= self.max_batch:
                     break
                 item = await self._next(max(0.0, deadline - loop.time()))
-            self.metrics.queue_depth = self.queue.qsize()
             if batch:
                 await self._execute(batch, size)
 

@@ -19,22 +19,25 @@ from typing import Any
 import torch
 
 from torchlab.errors import DataError
-from torchlab.serve.requests import REQUEST_KINDS, Decoded, RequestKind, b64, image
+from torchlab.serve.limits import OverBudget
+from torchlab.serve.requests import REQUEST_KINDS, Decoded, Limits, RequestKind, b64, image
 
 
 @REQUEST_KINDS.register("pixels")
-def pixels(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
+def pixels(predictor: Any, limits: Limits) -> RequestKind:
     """``{"images": [...]}`` like an image model; answered with boxes or a mask per image."""
-    body = image(predictor, max_rows, max_pixels).model
+    body = image(predictor, limits).model
 
     def files(images: list[bytes]) -> Decoded:
-        decoded = predictor.read_images(images, max_pixels=max_pixels)  # each (3, h, w)
-        sizes = [tuple(p.shape[1:]) for p in decoded]
-        return Decoded(predictor.pixels_to_inputs(decoded), sizes)
+        # inputs (B, 3, H, W) and each image's own (h, w), for the answers
+        inputs, sizes = predictor.decode_images(images, limits.max_pixels, limits.pixels.hold)
+        return Decoded(inputs, sizes)
 
     def decode(request: Any) -> Decoded:
         try:
             return files([b64(i, text) for i, text in enumerate(request.images)])
+        except OverBudget:  # 413, about all the images
+            raise
         except DataError as exc:
             raise DataError(f"Field 'images': {exc}") from None
 

@@ -12,10 +12,12 @@ from typing import Annotated, Any
 
 import pydantic
 import torch
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, GetPydanticSchema
+from pydantic_core import core_schema
 
 from torchlab.errors import DataError
 from torchlab.registry import Registry
+from torchlab.serve.limits import OverBudget, PixelBudget
 
 REQUEST_KINDS = Registry(
     "request kind", ["torchlab.serve.requests", "torchlab.serve.series", "torchlab.serve.pixels"]
@@ -24,6 +26,16 @@ REQUEST_KINDS = Registry(
 
 class BadRequest(Exception):
     """A request that is well-formed JSON but wrong (400), naming the field."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may hold: rows (or images, texts, series), pixels per image, and
+    the pixel budget its images are decoded under."""
+
+    max_rows: int
+    max_pixels: int
+    pixels: PixelBudget
 
 
 @dataclass(frozen=True)
@@ -48,56 +60,110 @@ class RequestKind:
 
 
 @dataclass(frozen=True)
+class Unseen:
+    """A table cell holding a category not seen in training (encoded as all zeros)."""
+
+    row: int
+    column: str
+    value: str
+
+    @property
+    def warning(self) -> str:
+        shown = self.value if len(self.value) <= 40 else f"{self.value[:40]}..."
+        return (
+            f"column '{self.column}': {shown!r} was not seen in training; treated as all-zero "
+            "one-hot"
+        )
+
+
+@dataclass(frozen=True)
 class Decoded:
     """Model inputs with what their answers need beyond the outputs (e.g. each image's own
     size), for ``decode`` or ``files`` to return; ``records`` then gets ``context`` in place
-    of the request body."""
+    of the request body. ``unseen`` cells are reported in their rows' answers."""
 
     inputs: Any
-    context: Any
+    context: Any = None
+    unseen: tuple[Unseen, ...] = ()
 
 
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+def one_of(message: str, *choices: core_schema.CoreSchema) -> GetPydanticSchema:
+    """A union answered with one error ``message`` (not one error per choice)."""
+    return GetPydanticSchema(
+        lambda _type, _handler: core_schema.union_schema(
+            list(choices), custom_error_type="invalid_value", custom_error_message=message
+        )
+    )
+
+
+# Strict numbers: JSON true and "5.1" are refused (bool is an int in Python, hence strict).
+FINITE = core_schema.float_schema(strict=True, allow_inf_nan=False)
+Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+NumberOrBlank = Annotated[
+    float | str | None,
+    one_of(
+        'Input should be a finite number, or null or "" for a blank',
+        FINITE,
+        core_schema.literal_schema([""]),
+        core_schema.none_schema(),
+    ),
+]
+CategoryOrBlank = Annotated[
+    str | bool | int | float | None,
+    one_of(
+        'Input should be text, a finite number, true or false, or null or "" for a blank',
+        core_schema.str_schema(strict=True),
+        core_schema.bool_schema(strict=True),
+        core_schema.int_schema(strict=True),
+        FINITE,
+        core_schema.none_schema(),
+    ),
+]
 MAX_TOKENS = 1024  # longest text a generation request may send, in tokens
 
 
 @REQUEST_KINDS.register("tabular")
-def tabular(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
-    """``{"rows": [{column: value}, ...]}``: every trained column, null for a blank."""
+def tabular(predictor: Any, limits: Limits) -> RequestKind:
+    """``{"rows": [{column: value}, ...]}``: a trained column left out, null or ``""`` is a
+    blank, imputed as a blank CSV cell is."""
     fields: dict[str, Any] = {}
     for i, column in enumerate(predictor.featurizer.columns):
-        kind = Finite | None if column.kind == "numeric" else str | Finite | None
-        fields[f"c{i}"] = (kind, Field(..., alias=column.name))
+        kind = NumberOrBlank if column.kind == "numeric" else CategoryOrBlank
+        fields[f"c{i}"] = (kind, Field(None, alias=column.name))
     row = pydantic.create_model(
         "Row", __config__=ConfigDict(extra="forbid", populate_by_name=False), **fields
     )
     body = pydantic.create_model(
         "TabularRequest",
         __config__=ConfigDict(extra="forbid"),
-        rows=(list[row], Field(..., min_length=1, max_length=max_rows)),  # type: ignore[valid-type]
+        rows=(list[row], Field(..., min_length=1, max_length=limits.max_rows)),  # type: ignore[valid-type]
     )
 
-    def decode(request: Any) -> torch.Tensor:
-        return predictor.rows_to_inputs([r.model_dump(by_alias=True) for r in request.rows])
+    def decode(request: Any) -> Decoded:
+        frame = predictor.rows_to_frame([r.model_dump(by_alias=True) for r in request.rows])
+        unseen = tuple(Unseen(*cell) for cell in predictor.featurizer.unseen(frame))
+        return Decoded(predictor.frame_to_inputs(frame), unseen=unseen)
 
     return RequestKind(body, decode)
 
 
 @REQUEST_KINDS.register("image")
-def image(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
+def image(predictor: Any, limits: Limits) -> RequestKind:
     """``{"images": ["<base64 PNG/JPEG>", ...]}``."""
     body = pydantic.create_model(
         "ImageRequest",
         __config__=ConfigDict(extra="forbid"),
-        images=(list[str], Field(..., min_length=1, max_length=max_rows)),
+        images=(list[str], Field(..., min_length=1, max_length=limits.max_rows)),
     )
 
     def files(images: list[bytes]) -> torch.Tensor:
-        return predictor.images_to_inputs(images, max_pixels=max_pixels)
+        return predictor.decode_images(images, limits.max_pixels, limits.pixels.hold)[0]
 
     def decode(request: Any) -> torch.Tensor:
         try:
             return files([b64(i, text) for i, text in enumerate(request.images)])
+        except OverBudget:  # 413, about all the images
+            raise
         except DataError as exc:
             raise DataError(f"Field 'images': {exc}") from None
 
@@ -105,7 +171,7 @@ def image(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
 
 
 @REQUEST_KINDS.register("text")
-def text(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
+def text(predictor: Any, limits: Limits) -> RequestKind:
     """``{"texts": ["...", ...]}``: token ids padded to the trained ``max_length``.
 
     Fixed-width ids let the batcher concatenate requests; text models derive the mask and
@@ -114,7 +180,7 @@ def text(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
     body = pydantic.create_model(
         "TextRequest",
         __config__=ConfigDict(extra="forbid"),
-        texts=(list[str], Field(..., min_length=1, max_length=max_rows)),
+        texts=(list[str], Field(..., min_length=1, max_length=limits.max_rows)),
     )
     featurizer = predictor.featurizer
     if not hasattr(featurizer, "texts_to_inputs"):  # seq2seq and language models
@@ -185,6 +251,10 @@ def b64(index: int, text: str) -> bytes:
     return data
 
 
-def request_kind(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
+def request_kind(
+    predictor: Any, max_rows: int, max_pixels: int, budget: PixelBudget | None = None
+) -> RequestKind:
+    """How ``predictor``'s inputs are posted, with these limits (``budget``: the pixels
+    decoded at once, per request and over requests; its defaults when None)."""
     entry = REQUEST_KINDS.get(predictor.kind.name, "input kind")
-    return entry.builder(predictor, max_rows, max_pixels)
+    return entry.builder(predictor, Limits(max_rows, max_pixels, budget or PixelBudget()))

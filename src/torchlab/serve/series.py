@@ -23,7 +23,7 @@ from pydantic import ConfigDict, Field
 
 from torchlab.data.series.windows import future_index
 from torchlab.errors import DataError
-from torchlab.serve.requests import REQUEST_KINDS, Finite, RequestKind, concat
+from torchlab.serve.requests import REQUEST_KINDS, Finite, Limits, RequestKind, concat
 
 
 def columns_model(name: str, columns: list[str]) -> type[pydantic.BaseModel]:
@@ -37,7 +37,7 @@ def columns_model(name: str, columns: list[str]) -> type[pydantic.BaseModel]:
 
 
 @REQUEST_KINDS.register("series")
-def series(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
+def series(predictor: Any, limits: Limits) -> RequestKind:
     """``{"series": [{"id", "timestamps", "history", "future"}, ...]}``: one forecast each."""
     featurizer = predictor.featurizer
     history_columns = [*featurizer.target_names, *featurizer.past_names, *featurizer.future_names]
@@ -55,7 +55,7 @@ def series(predictor: Any, max_rows: int, max_pixels: int) -> RequestKind:
     body = pydantic.create_model(
         "SeriesRequest",
         __config__=ConfigDict(extra="forbid"),
-        series=(list[item], Field(..., min_length=1, max_length=max_rows)),  # type: ignore[valid-type]
+        series=(list[item], Field(..., min_length=1, max_length=limits.max_rows)),  # type: ignore[valid-type]
     )
 
     def decode(request: Any) -> dict[str, torch.Tensor]:
