@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import socket
 import zipfile
 from pathlib import Path
 
@@ -68,6 +69,12 @@ def tampered(source: Path, target: Path, change) -> Path:  # type: ignore[no-unt
     return target
 
 
+def free_port() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
 def pickled(marker: Path) -> bytes:
     buffer = io.BytesIO()
     torch.save(((WritesMarker(marker),), {}), buffer)
@@ -94,7 +101,7 @@ def test_a_crafted_sample_input_pickle_runs_nothing(cli, program, rows, tmp_path
         tmp_path / "hostile",
         lambda name, data: {name: pickled(marker) if "sample_inputs" in name else data},
     )
-    for verb in (["predict", str(hostile), str(rows)], ["serve", str(hostile), "--port", "0"]):
+    for verb in (["predict", str(hostile), str(rows)], ["serve", str(hostile), "--port", free_port()]):
         result = run_cli(*verb, cwd=tmp_path, timeout=120)  # a server that starts would hang
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
