@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torchlab.config import RunConfig, config_for_resume, load_config
+from torchlab.config import RunConfig, config_for_resume, load_config, local_paths
+from torchlab.data.fingerprint import changes, fingerprints
 from torchlab.distributed import barrier, broadcast_object, shutdown
 from torchlab.errors import ConfigError, DataError, RunError
 from torchlab.memory import keep_freed_memory, set_threads
-from torchlab.run import Run, create_run_dir, environment, record_code, write_json
+from torchlab.run import Run, create_run_dir, environment, read_json, record_code, write_json
 
 # Keys that may differ between a saved run and the command that resumes it.
 RESUMABLE_CHANGES = {"trainer.max_epochs", "trainer.progress", "trainer.device", "trainer.threads"}
@@ -176,7 +177,10 @@ def train(
         write_json(run.dir / "featurizer.json", parts.bundle.featurizer.to_dict())
         if hasattr(parts.bundle.featurizer, "save"):  # side files, e.g. tokenizer.json
             parts.bundle.featurizer.save(run.dir)
-        write_json(run.dir / "data.json", parts.bundle.summary)
+        files = fingerprints(local_paths(config))  # to notice data that changes later
+        write_json(
+            run.dir / "data.json", {**parts.bundle.summary, **({"files": files} if files else {})}
+        )
         run.save_spec(parts.bundle.spec)
         broadcast_object(str(path))
     elif parts.world.is_main:
@@ -402,6 +406,7 @@ def evaluate(
         return evaluate_rl(run, episodes)
     if split not in ("train", "val", "test"):
         raise ConfigError(f"Split '{split}' does not exist; use train, val or test.")
+    warn_of_changed_data(run)
     parts = build(run.config, run.dir)
     load_into(
         parts.model, load_weights(run.dir / "model.safetensors"), run.dir / "model.safetensors"
@@ -422,6 +427,17 @@ def evaluate(
         precision=Precision(parts.config.trainer.precision, parts.device),
         device=parts.device,
     )
+
+
+def warn_of_changed_data(run: Run) -> None:
+    """Say so before a run is evaluated against data that changed since it was trained."""
+    data = run.dir / "data.json"
+    recorded = read_json(data).get("files", {}) if data.is_file() else {}
+    for change in changes(recorded):
+        warnings.warn(
+            f"{change}; the metrics are of the data as it is now, not as it was trained on.",
+            stacklevel=3,
+        )
 
 
 def prediction_columns(name: str, values: Any, spec: Any) -> Any:

@@ -458,7 +458,12 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
             )
     console = Console()
     console.print(table)
-    console.print(f"Run directory: {run_dir}")
+    console.print(f"Run directory: {shown_path(run_dir)}", soft_wrap=True, markup=False)
+
+
+def shown_path(path: Path) -> str:
+    """A path as the user would type it: relative when below the working directory."""
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -272,7 +272,44 @@ def load_config(recipe: str | Path, overrides: list[str] | dict[str, Any] = ()) 
         items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
         for key, value in items:
             set_dotted(raw, key, value)
-        return validate(raw)
+        return validate(with_absolute_paths(raw))
+
+
+# Component settings that name a file or folder on this machine. A relative one is read
+# from the working directory, so the resolved config holds it absolute: a run then works
+# from any folder. (Names inside such a folder, e.g. a COCO root's ``annotations``, stay
+# relative to it.)
+LOCAL_PATH_KEYS = ("path", "root", "csv", "weights", "weights_backbone", "vectors")
+
+
+def with_absolute_paths(raw: Any) -> Any:
+    """``raw`` with the relative local paths of its data source and model made absolute
+    (values that are no existing path, such as ``weights: imagenet``, are left alone)."""
+    if not isinstance(raw, dict):
+        return raw
+    for section in (
+        raw.get("data", {}).get("source") if isinstance(raw.get("data"), dict) else None,
+        raw.get("model"),
+    ):
+        if not isinstance(section, dict):
+            continue
+        for key in LOCAL_PATH_KEYS:
+            value = section.get(key)
+            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+                path = Path(value).expanduser()
+                if path.exists():
+                    section[key] = str(path.resolve())
+    return raw
+
+
+def local_paths(config: Any) -> list[str]:
+    """The absolute data paths a config's data source reads (what a run fingerprints)."""
+    params = config.data.source.params if hasattr(config, "data") else {}
+    return [
+        v
+        for k, v in params.items()
+        if k in LOCAL_PATH_KEYS and isinstance(v, str) and Path(v).is_absolute()
+    ]
 
 
 def validate(raw: dict[str, Any]) -> RunConfig:

@@ -118,7 +118,7 @@ class Run:
     """
 
     def __init__(self, path: str | Path, *, trust_code: bool = False) -> None:
-        self.dir = Path(path)
+        self.dir = Path(path).absolute()  # still this run after a change of directory
         self.trust_code = trust_code
         if not (self.dir / "config.yaml").is_file():
             raise RunError(
