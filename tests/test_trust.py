@@ -101,7 +101,10 @@ def test_a_crafted_sample_input_pickle_runs_nothing(cli, program, rows, tmp_path
         tmp_path / "hostile",
         lambda name, data: {name: pickled(marker) if "sample_inputs" in name else data},
     )
-    for verb in (["predict", str(hostile), str(rows)], ["serve", str(hostile), "--port", free_port()]):
+    for verb in (
+        ["predict", str(hostile), str(rows)],
+        ["serve", str(hostile), "--port", free_port()],
+    ):
         result = run_cli(*verb, cwd=tmp_path, timeout=120)  # a server that starts would hang
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
