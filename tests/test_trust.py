@@ -118,7 +118,11 @@ def test_a_crafted_sample_input_pickle_runs_nothing(cli, program, rows, tmp_path
 @pytest.mark.parametrize(
     ("edit", "reason"),
     [
-        (lambda p: p.update(guards_code=["__import__('os')"]), "guard code"),
+        (lambda p: p.update(guards_code=["__import__('os')"]), "not a shape check"),
+        (
+            lambda p: p.update(guards_code=["L['x'].size()[0] == L['x'].__class__.__name__"]),
+            "not a shape check",
+        ),
         (
             lambda p: p["graph_module"]["graph"]["nodes"][0].update(target="torch.os.system"),
             "calls 'torch.os.system'",
@@ -131,7 +135,7 @@ def test_a_crafted_sample_input_pickle_runs_nothing(cli, program, rows, tmp_path
         ),
         (lambda p: p["range_constraints"].update({"os.system": {}}), "not a shape symbol"),
     ],
-    ids=["guards", "target", "sympify", "range"],
+    ids=["guards", "guard-attribute", "target", "sympify", "range"],
 )
 def test_graphs_that_would_run_python_are_refused(program, tmp_path, edit, reason) -> None:  # type: ignore[no-untyped-def]
     hostile = tampered(program, tmp_path / "hostile", edit_program(edit))

@@ -18,8 +18,12 @@ from torchlab.errors import ConfigError, DataError, RunError
 from torchlab.memory import keep_freed_memory, set_threads
 from torchlab.run import Run, create_run_dir, environment, read_json, record_code, write_json
 
-# Keys that may differ between a saved run and the command that resumes it.
-RESUMABLE_CHANGES = {"trainer.max_epochs", "trainer.progress", "trainer.device", "trainer.threads"}
+# Keys that may differ between a saved run and the command that resumes it: the budget, and
+# settings that only change outputs or speed.
+RESUMABLE_CHANGES = {
+    "trainer.max_epochs", "trainer.progress", "trainer.device", "trainer.threads",
+    "trainer.log_every_n_steps", "trainer.keep_checkpoints",
+}  # fmt: skip
 # Schedules whose whole course is fixed by trainer.max_epochs.
 SCHEDULES_OVER_MAX_EPOCHS = {"cosine", "onecycle"}
 

@@ -268,10 +268,7 @@ def load_config(recipe: str | Path, overrides: list[str] | dict[str, Any] = ()) 
     """
     path = Path(str(recipe))
     with trust.users_config(path.parent if path.is_file() else None):
-        raw = read_recipe(recipe)
-        items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
-        for key, value in items:
-            set_dotted(raw, key, value)
+        raw = apply_overrides(read_recipe(recipe), overrides)
         return validate(with_absolute_paths(raw))
 
 
@@ -371,14 +368,81 @@ def _recipe_text(recipe: str | Path) -> tuple[str, str]:
     )
 
 
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+# Sections that name a component, by the key that names it. A layer (a child config or an
+# override) that names a different component replaces the section: the parent's settings
+# belong to the component it named. One that names the same component, or none, refines it.
+COMPONENTS = {
+    "data.source": "name",
+    "model": "name",
+    "task": "name",
+    "task.loss": "name",
+    "optim": "name",
+    "schedule": "name",
+    "baseline": "name",
+    "agent": "name",
+    "env": "id",
+}
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """``update`` laid over ``base``: mappings merge key by key, except that a section naming
+    another component replaces the one below it (see :data:`COMPONENTS`)."""
     out = copy.deepcopy(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+        path = f"{where}.{key}" if where else key
+        current = out.get(key)
+        if path in COMPONENTS and (isinstance(value, dict) or isinstance(current, dict)):
+            current, value = _as_section(current, path), _as_section(value, path)
+            if _switches(current, value, COMPONENTS[path]):
+                out[key] = copy.deepcopy(value)
+                continue
+        if isinstance(value, dict) and isinstance(current, dict):
+            out[key] = deep_merge(current, value, path)
         else:
-            out[key] = value
+            out[key] = copy.deepcopy(value)
     return out
+
+
+def _as_section(value: Any, path: str) -> Any:
+    """The ``model: mlp`` shorthand as the mapping it stands for."""
+    return {COMPONENTS[path]: value} if isinstance(value, str) else value
+
+
+def _switches(current: Any, value: Any, naming: str) -> bool:
+    return (
+        isinstance(current, dict)
+        and isinstance(value, dict)
+        and naming in value
+        and naming in current
+        and value[naming] != current[naming]
+    )
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with dotted overrides set. Those that name another component (``model.name=``,
+    ``data.source=csv``) go first and replace its section, so ``model.width=3 model.name=x``
+    and ``model.name=x model.width=3`` both give ``x`` with width 3, and nothing of the
+    recipe's own model."""
+    items = list(
+        overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+    )
+    for key, value in [(k, v) for k, v in items if _names_component(k)]:
+        path = key if key in COMPONENTS else key.rpartition(".")[0]
+        update = value if key in COMPONENTS else {COMPONENTS[path]: value}
+        *parents, last = path.split(".")
+        update = {last: update}
+        for part in reversed(parents):
+            update = {part: update}
+        raw = deep_merge(raw, update)
+    for key, value in items:
+        if not _names_component(key):
+            set_dotted(raw, key, value)
+    return raw
+
+
+def _names_component(key: str) -> bool:
+    path, _, last = key.rpartition(".")
+    return key in COMPONENTS or COMPONENTS.get(path) == last
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -420,11 +484,7 @@ def config_for_resume(
     if recipe is not None:
         wanted = load_config(recipe, overrides)
     else:
-        raw = saved.model_dump(mode="json")
-        items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
-        for key, value in items:
-            set_dotted(raw, key, value)
-        wanted = validate(raw)
+        wanted = validate(apply_overrides(saved.model_dump(mode="json"), overrides))
     differ = set(_flatten(saved.model_dump())) ^ set(_flatten(wanted.model_dump()))
     changed = sorted({key for key, _ in differ} - may_change)
     if changed:

@@ -11,6 +11,7 @@ writes for a plain exported program, and refuses everything else before torch re
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import re
@@ -61,6 +62,14 @@ _EXPR_NAMES = {
     "positive", "negative", "nonnegative", "nonpositive", "integer", "real", "finite",
     "infinite", "commutative", "zero", "precision", "evaluate", "True", "False",
 }  # fmt: skip
+# Guard code, parsed: the nodes of comparisons and arithmetic, and the tensor methods that
+# give a shape.
+_GUARD_NODES = (
+    ast.Expression, ast.Compare, ast.BoolOp, ast.BinOp, ast.UnaryOp, ast.Subscript, ast.Load,
+    ast.cmpop, ast.boolop, ast.operator, ast.unaryop,
+)  # fmt: skip
+_TENSOR_SHAPE_METHODS = {"size", "stride", "dim", "numel", "storage_offset"}
+_MATH = {"ceil", "floor", "trunc", "sqrt"}
 _EXPR_TOKEN = re.compile(
     r"\s*(?:(?P<number>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|'(?P<text>[\w.+\-]*)'"
     r"|(?P<name>[A-Za-z_]\w*)|(?P<punct>\*\*|//|[-+*/%(),=<>!]=?))"
@@ -117,8 +126,9 @@ def _check_tensors_only(path: Path, name: str, data: bytes) -> None:
 
 
 def _check_program(path: Path, name: str, program: dict[str, Any]) -> None:
-    if program.get("guards_code"):
-        _refuse(path, f"{name} carries guard code, which would be compiled into Python")
+    for guard in program.get("guards_code") or []:
+        if not _safe_guard(guard):
+            _refuse(path, f"{name} carries the guard {guard!r}, which is not a shape check")
     for symbol in program.get("range_constraints", {}):
         if not _SYMBOL.match(str(symbol)):
             _refuse(path, f"{name} constrains '{symbol}', which is not a shape symbol")
@@ -129,6 +139,32 @@ def _check_program(path: Path, name: str, program: dict[str, Any]) -> None:
             _refuse(path, f"{name} holds the shape expression {value!r}, which is not arithmetic")
         if key == "custom_obj_values" and value:
             _refuse(path, f"{name} holds custom script objects")
+
+
+def _safe_guard(text: Any) -> bool:
+    """Guards are compiled with ``exec``: only comparisons and arithmetic on the sizes and
+    strides of inputs (``L['past'].size()[0] == L['future'].size()[0]``) may pass."""
+    if not isinstance(text, str):
+        return False
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, RecursionError):
+        return False
+    return all(_safe_guard_node(node) for node in ast.walk(tree))
+
+
+def _safe_guard_node(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, (int, float, str)) and not isinstance(node.value, bytes)
+    if isinstance(node, ast.Name):
+        return node.id == "L" or node.id in _EXPR_NAMES
+    if isinstance(node, ast.Attribute):
+        return node.attr in _TENSOR_SHAPE_METHODS or (
+            node.attr in _MATH and isinstance(node.value, ast.Name) and node.value.id == "math"
+        )
+    if isinstance(node, ast.Call):
+        return not node.keywords and (isinstance(node.func, (ast.Name, ast.Attribute)))
+    return isinstance(node, _GUARD_NODES)
 
 
 def _safe_expression(text: Any) -> bool:

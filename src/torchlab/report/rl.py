@@ -188,14 +188,15 @@ def env_facts(env: dict[str, Any], target: Any) -> list[tuple[str, Any]]:
     """The config's environment settings, with the spaces and episode limit gymnasium gives."""
     facts: list[tuple[str, Any]] = [(k, v) for k, v in env.items() if v not in ({}, None)]
     try:
-        from torchlab.rl.common.env import make_env
+        from torchlab.rl.common.env import episode_limit, make_env
+        from torchlab.rl.config import EnvConfig
 
-        made = make_env(env["id"], **env.get("kwargs", {}))
+        made = make_env(EnvConfig.model_validate(env))
         try:
             facts += [
                 ("observation space", str(made.observation_space)),
                 ("action space", str(made.action_space)),
-                ("max episode steps", getattr(made.spec, "max_episode_steps", None)),
+                ("max episode steps", episode_limit(made)),
             ]
         finally:
             made.close()

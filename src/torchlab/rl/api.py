@@ -27,7 +27,11 @@ from torchlab.rl.config import RLConfig
 
 FINAL_SEED = 2_000_000  # final evaluation and `torchlab evaluate` use seed + FINAL_SEED + i
 OBS_STATS = "obs_normalization.json"  # statistics that go with model.safetensors
-RESUMABLE = {"trainer.total_steps", "trainer.progress", "trainer.device", "trainer.threads"}
+# Keys a resume may change: the budget, and settings that only change outputs or speed.
+RESUMABLE = {
+    "trainer.total_steps", "trainer.progress", "trainer.device", "trainer.threads",
+    "trainer.record_gif", "trainer.log_every",
+}  # fmt: skip
 
 
 def restores_threads(verb: Callable[..., Any]) -> Callable[..., Any]:
@@ -203,7 +207,7 @@ def random_policy(config: RLConfig, seed: int) -> dict[str, float]:
     from torchlab.rl.common.env import make_env
     from torchlab.rl.common.evaluation import evaluate_policy
 
-    space = make_env(config.env.id, **config.env.kwargs).action_space
+    space = make_env(config.env).action_space
     space.seed(seed)
     result = evaluate_policy(
         lambda obs: np.asarray([space.sample()]), config.env, config.trainer.eval_episodes, seed

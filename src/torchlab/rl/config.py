@@ -27,6 +27,9 @@ class EnvConfig(Section):
         normalize_obs: Standardise observations with running statistics.
         normalize_reward: Scale rewards by the running std of the discounted return.
         kwargs: Keyword arguments for ``gymnasium.make`` (``is_slippery: true``, ...).
+        max_episode_steps: Cut episodes after this many steps. None: the environment's own
+            limit, or 1,000 steps for one that sets none (a user's ``gym.Env`` class), so a
+            policy that never finishes an episode cannot hang training or evaluation.
     """
 
     id: str
@@ -34,6 +37,7 @@ class EnvConfig(Section):
     normalize_obs: bool = False
     normalize_reward: bool = False
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    max_episode_steps: int | None = Field(None, gt=0)
 
 
 class RLTrainerConfig(Section):

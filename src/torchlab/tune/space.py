@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torchlab.config import ParamSpace, RunConfig, set_dotted, validate
+from torchlab.config import ParamSpace, RunConfig, apply_overrides, validate
 from torchlab.errors import ConfigError
 
 
@@ -56,13 +56,11 @@ def check_space(raw: dict[str, Any], space: dict[str, ParamSpace]) -> None:
 
 
 def apply(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the raw config with dotted ``values`` set."""
+    """A copy of the raw config with dotted ``values`` set (another ``model.name`` replaces
+    the model's section, as on the command line)."""
     import copy
 
-    out = copy.deepcopy(raw)
-    for key, value in values.items():
-        set_dotted(out, key, value)
-    return out
+    return apply_overrides(copy.deepcopy(raw), values)
 
 
 def ready_to_run(raw: dict[str, Any], values: dict[str, Any]) -> RunConfig:

@@ -20,9 +20,18 @@ from typing import Any
 
 import yaml
 
-from torchlab.config import RunConfig, TuneConfig, load_config, read_recipe, set_dotted, validate
+from torchlab.config import (
+    RunConfig,
+    TuneConfig,
+    apply_overrides,
+    load_config,
+    read_recipe,
+    validate,
+    with_absolute_paths,
+)
 from torchlab.errors import ConfigError
 from torchlab.training.callbacks import Callback
+from torchlab.trust import users_config
 from torchlab.tune.space import check_space, ready_to_run, suggest
 from torchlab.tune.storage import Heartbeat, Storage, fail_stale_trials, open_storage
 
@@ -89,12 +98,22 @@ def tune(
         study_dir: The study folder (default ``studies/<config name>``).
         timeout_minutes: Stop starting new trials after this long (default ``tune.timeout_minutes``).
     """
+    path = Path(str(recipe))
+    with users_config(path.parent if path.is_file() else None):  # trials import its code
+        return _tune(recipe, overrides, trials, storage, study_dir, timeout_minutes)
+
+
+def _tune(
+    recipe: str | Path,
+    overrides: list[str] | dict[str, Any],
+    trials: int | None,
+    storage: str | None,
+    study_dir: str | Path | None,
+    timeout_minutes: float | None,
+) -> StudyResult:
     import optuna
 
-    raw = read_recipe(recipe)
-    items = overrides.items() if isinstance(overrides, dict) else _parsed(overrides)
-    for key, value in items:
-        set_dotted(raw, key, value)
+    raw = with_absolute_paths(apply_overrides(read_recipe(recipe), overrides))
     config = validate(raw)
     if config.tune is None:
         raise ConfigError(
@@ -133,12 +152,6 @@ def tune(
         return _finish(study, raw, folder, metric, direction)
     finally:
         store.close()
-
-
-def _parsed(overrides: list[str]) -> list[tuple[str, Any]]:
-    from torchlab.config import parse_override
-
-    return [parse_override(o) for o in overrides]
 
 
 def _direction(config: RunConfig, metric: str, settings: TuneConfig) -> str:

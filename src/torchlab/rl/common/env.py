@@ -18,42 +18,71 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorWrapper
+from gymnasium.wrappers import TimeLimit
 
 from torchlab.errors import ConfigError
+from torchlab.rl.config import EnvConfig
 from torchlab.trust import CODE_NAME, import_module
 
 
-def make_env(env_id: str, *, render_mode: str | None = None, **kwargs: Any) -> gym.Env:
+def make_env(config: EnvConfig, *, render_mode: str | None = None) -> gym.Env:
     """One gymnasium environment, with a clear error for an unknown id or bad keyword.
 
     ``module:Id`` (an id the module registers) and ``module:Class`` (a ``gymnasium.Env``
     subclass) come from the user's own code, imported under :mod:`torchlab.trust`'s rules.
+    An environment without an episode limit gets ``config.max_episode_steps``, so a policy
+    that never reaches the goal cannot hang training or evaluation.
     """
     import torchlab.rl.testing  # noqa: F401  (registers the torchlab/ test environments)
 
+    env_id, kwargs = config.id, config.kwargs
     target: str | EnvSpec = env_id
     if code := CODE_NAME.match(env_id):
         found = getattr(import_module(code[1], "env.id"), code[2], None)
         is_env = isinstance(found, type) and issubclass(found, gym.Env)
         target = EnvSpec(id=code[2], entry_point=found) if is_env else code[2]
+    rendering = {} if render_mode is None else {"render_mode": render_mode}
     try:
-        return gym.make(target, render_mode=render_mode, **kwargs)
+        env = gym.make(target, **rendering, **kwargs)
     except gym.error.Error as exc:
         raise ConfigError(
             f"Cannot make environment '{env_id}' (at 'env.id'): {exc}. Use a registered "
-            "gymnasium id such as CartPole-v1, Pendulum-v1, FrozenLake-v1 or torchlab/Identity-v0."
+            "gymnasium id such as CartPole-v1, Pendulum-v1, FrozenLake-v1 or torchlab/Identity-v0, "
+            "or your own as module:Class or module:Id."
         ) from None
     except TypeError as exc:
+        if "render_mode" in str(exc):
+            raise ConfigError(
+                f"Environment '{env_id}' cannot render ({exc}); set trainer.record_gif=false, "
+                "or accept render_mode='rgb_array' in its constructor."
+            ) from None
+        given = ", ".join(kwargs) or "none given"
         raise ConfigError(
-            f"Environment '{env_id}' rejects its keyword arguments (at 'env.kwargs'): {exc}."
+            f"Environment '{env_id}' rejects its keyword arguments (at 'env.kwargs': {given}): {exc}."
         ) from None
+    if config.max_episode_steps is not None or episode_limit(env) is None:
+        env = TimeLimit(env, config.max_episode_steps or DEFAULT_EPISODE_LIMIT)
+    return env
 
 
-def make_vec_env(config: Any) -> VectorEnv:
+# Steps after which an episode of an environment that sets no limit of its own is cut.
+DEFAULT_EPISODE_LIMIT = 1000
+
+
+def episode_limit(env: gym.Env) -> int | None:
+    """The step limit the environment's spec or a TimeLimit wrapper sets, if any."""
+    limit = getattr(env.spec, "max_episode_steps", None)
+    while limit is None and isinstance(env, gym.Wrapper):
+        limit = env._max_episode_steps if isinstance(env, TimeLimit) else None
+        env = env.env
+    return limit
+
+
+def make_vec_env(config: EnvConfig) -> VectorEnv:
     """The wrapped vector env of an :class:`~torchlab.rl.config.EnvConfig`."""
-    make_env(config.id, **config.kwargs).close()  # fail early, with the clear message
+    make_env(config).close()  # fail early, with the clear message
     inner = SyncVectorEnv(
-        [lambda: make_env(config.id, **config.kwargs) for _ in range(config.num_envs)],
+        [lambda: make_env(config) for _ in range(config.num_envs)],
         autoreset_mode=AutoresetMode.SAME_STEP,
     )
     env: Any = EpisodeStats(inner)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,7 +32,7 @@ def evaluate_policy(
         act: Batched deterministic policy, ``(1, *obs_shape) -> (1, *action_shape)``.
         normalize: The training run's observation normalisation (frozen), if any.
     """
-    env = make_env(env_config.id, **env_config.kwargs)
+    env = make_env(env_config)
     returns, lengths = [], []
     try:
         for i in range(episodes):
@@ -76,8 +77,11 @@ def record_gif(
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen, no display
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     try:
-        env = make_env(env_config.id, render_mode="rgb_array", **env_config.kwargs)
-    except Exception:  # an env without rgb_array rendering: no GIF, training result unaffected
+        env = make_env(env_config, render_mode="rgb_array")
+    except (
+        Exception
+    ) as exc:  # an env without rgb_array rendering: no GIF, training result unaffected
+        skipped_gif(env_config.id, exc)
         return None
     frames: list[Any] = []
     try:
@@ -92,6 +96,9 @@ def record_gif(
             action = act(normalize(batch) if normalize else batch)[0]
             obs, _, terminated, truncated, _ = env.step(_env_action(action, env))
             done = terminated or truncated
+    except Exception as exc:  # the GIF is optional: an env that cannot render costs only it
+        skipped_gif(env_config.id, exc)
+        return None
     finally:
         env.close()
     if not frames:
@@ -101,3 +108,12 @@ def record_gif(
         path, save_all=True, append_images=frames[1:], duration=1000 // fps, loop=0, optimize=True
     )
     return path
+
+
+def skipped_gif(env_id: str, exc: Exception) -> None:
+    warnings.warn(
+        f"No evaluation.gif: environment '{env_id}' cannot render an episode "
+        f"({type(exc).__name__}: {exc}); the run is unaffected. Set trainer.record_gif=false to "
+        "skip it.",
+        stacklevel=3,
+    )
