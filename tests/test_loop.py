@@ -181,3 +181,19 @@ def test_trainer_threads_sets_torch_threads_for_training_and_predict(tmp_path: P
 def test_trainer_threads_must_be_positive() -> None:
     with pytest.raises(ValueError, match="threads"):
         TrainerConfig(threads=0)
+
+
+def test_tied_best_epochs_go_to_the_lower_validation_loss() -> None:
+    from torchlab.training.callbacks import Monitor
+
+    tracker = Monitor("val/accuracy", "max", tie_break="val/loss")
+    epochs = [
+        {"val/accuracy": 0.9, "val/loss": 0.5},
+        {"val/accuracy": 0.9, "val/loss": 0.3},  # same accuracy, lower loss: the new best
+        {"val/accuracy": 0.9, "val/loss": 0.4},
+        {"val/accuracy": 0.8, "val/loss": 0.1},
+    ]
+    assert [tracker.improved(logs) for logs in epochs] == [True, True, False, False]
+    restored = Monitor("val/accuracy", "max", tie_break="val/loss")
+    restored.load_state_dict(tracker.state_dict())
+    assert not restored.improved({"val/accuracy": 0.9, "val/loss": 0.35})

@@ -64,7 +64,7 @@ def test_an_environment_class_that_cannot_render_trains(project, tmp_path) -> No
     assert "No evaluation.gif: environment 'corridor:Corridor' cannot render" in result.stderr
     (run,) = (tmp_path / "runs" / "corridor").iterdir()
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["gif"] is None and summary["steps"] == 600
+    assert summary["gif"] is None and summary["steps"] >= 600  # whole episodes: may run past
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
     # From another folder, without PYTHONPATH: the run recorded where its environment is.
     elsewhere = tmp_path / "elsewhere"

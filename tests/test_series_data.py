@@ -192,12 +192,30 @@ def test_duplicate_timestamps_are_named() -> None:
         read(data)
 
 
+def test_every_duplicate_and_gap_of_every_series_is_named_at_once() -> None:
+    days = list(pd.date_range("2024-01-01", periods=30).astype(str))
+    data = pd.DataFrame({"store": ["a"] * 30 + ["b"] * 30, "t": days * 2, "y": range(60)})
+    data.loc[2, "t"] = "2024-01-02"  # a duplicate in store a, which leaves a gap there
+    data = data.drop(index=[40, 50])  # two gaps in store b
+    with pytest.raises(DataError) as info:
+        read_series(data, time_column="t", targets=["y"], id_column="store", name="sales.csv")
+    message = str(info.value)
+    assert (
+        "series 'a' of sales.csv has duplicate timestamps 2024-01-02 at rows 1 (line 3), 2 (line 4)"
+        in message
+    )
+    assert "series 'a' of sales.csv has 1 gap at 2024-01-03" in message
+    assert "series 'b' of sales.csv has 2 gaps at 2024-01-11, 2024-01-21" in message
+
+
 def test_gaps_are_named_and_filled_only_when_asked() -> None:
     days = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-05", "2024-01-06"]
-    with pytest.raises(DataError, match=r"gaps at 2024-01-04.*data.source.fill"):
+    with pytest.raises(DataError, match=r"1 gap at 2024-01-04.*data.source.fill"):
         read(frame(days, [1, 2, 3, 5, 6]), freq="D")
-    filled = read(frame(days, [1, 2, 3, 5, 6]), freq="D", fill="interpolate")
+    with pytest.warns(UserWarning, match=r"fill=interpolate: f.csv: 'y' 1\."):
+        filled = read(frame(days, [1, 2, 3, 5, 6]), freq="D", fill="interpolate")
     np.testing.assert_allclose(filled.series[0].target[:, 0], [1, 2, 3, 4, 5, 6])
+    assert filled.filled == {"f.csv": {"y": 1}}
     assert read(frame(days, [1, 2, 3, 5, 6]), freq="D", fill="ffill").series[0].target[3, 0] == 3
     assert read(frame(days, [1, 2, 3, 5, 6]), freq="D", fill="zero").series[0].target[3, 0] == 0
 
@@ -209,7 +227,7 @@ def test_nan_values_are_named() -> None:
 
 
 def test_bad_timestamps_and_missing_columns_are_named() -> None:
-    with pytest.raises(DataError, match=r"row 3 \('soon'\)"):
+    with pytest.raises(DataError, match=r"row 1 \(line 3\) \('soon'\)"):
         read(frame(["2024-01-01", "soon", "2024-01-03"], [1, 2, 3]))
     with pytest.raises(DataError, match=r"no column 'price'"):
         read_series(frame(["2024-01-01"], [1]), time_column="t", targets=["price"])

@@ -214,10 +214,15 @@ def test_csv_jsonl_and_folder_sources_agree(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "settings", "message"),
     [
-        ("text,label\n,business\n", {}, r"row 2 has an empty text"),
+        ("text,label\n,business\n", {}, r"has an empty text at row 0 \(line 2\)"),
+        (
+            "text,label\nfine,a\n  ,b\nok,a\n,b\n",
+            {},
+            r"has 2 empty texts at rows 1 \(line 3\), 3 \(line 5\); fill them in",
+        ),
         ("body,label\nhello,business\n", {}, r"no column 'text' \(columns: body, label\)"),
         ("text,topic\nhello,business\n", {}, r"no column 'label'"),
-        ("text,label\nhello,\n", {}, r"row 2 has an empty 'label'"),
+        ("text,label\nhello,\n", {}, r"has an empty 'label' at row 0 \(line 2\)"),
     ],
 )
 def test_csv_errors_name_file_row_and_column(

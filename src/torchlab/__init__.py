@@ -14,16 +14,19 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from torchlab.api import evaluate, predict, train
+    from torchlab.api import evaluate, predict, profile, train
     from torchlab.config import RunConfig, load_config
     from torchlab.exporters import export
     from torchlab.forecasting import backtest, forecast
+    from torchlab.notices import TorchlabWarning
     from torchlab.run import Run
 
 _LAZY = {
     "train": "torchlab.api",
     "evaluate": "torchlab.api",
     "predict": "torchlab.api",
+    "profile": "torchlab.api",
+    "TorchlabWarning": "torchlab.notices",
     "export": "torchlab.exporters",
     "load_config": "torchlab.config",
     "RunConfig": "torchlab.config",
@@ -35,6 +38,7 @@ _LAZY = {
 __all__ = [
     "Run",
     "RunConfig",
+    "TorchlabWarning",
     "__version__",
     "backtest",
     "evaluate",
@@ -42,6 +46,7 @@ __all__ = [
     "forecast",
     "load_config",
     "predict",
+    "profile",
     "train",
 ]
 
@@ -52,3 +57,11 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'torchlab' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    """The public API, so tab completion shows the verbs before they are imported.
+
+    Tuning and serving are ``torchlab.tune.tune`` and ``torchlab.serve.serve``: their
+    subpackages hold those names."""
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from torchlab.data.fingerprint import changes, fingerprints
 from torchlab.distributed import barrier, broadcast_object, shutdown
 from torchlab.errors import ConfigError, DataError, RunError
 from torchlab.memory import keep_freed_memory, set_threads
+from torchlab.notices import notice
 from torchlab.run import Run, create_run_dir, environment, read_json, record_code, write_json
 
 # Keys that may differ between a saved run and the command that resumes it: the budget, and
@@ -257,10 +257,9 @@ def monitored(parts: Parts, data: dict[str, Any]) -> tuple[str, str]:
     trainer = parts.config.trainer
     monitor = trainer.monitor
     if "val" not in data and monitor.startswith("val/"):
-        warnings.warn(
+        notice(
             f"There is no validation split, so trainer.monitor '{monitor}' is replaced by "
             "'train/loss'.",
-            stacklevel=3,
         )
         monitor = "train/loss"
     mode = parts.task.mode_for(monitor) if trainer.monitor_mode == "auto" else trainer.monitor_mode
@@ -438,9 +437,8 @@ def warn_of_changed_data(run: Run) -> None:
     data = run.dir / "data.json"
     recorded = read_json(data).get("files", {}) if data.is_file() else {}
     for change in changes(recorded):
-        warnings.warn(
+        notice(
             f"{change}; the metrics are of the data as it is now, not as it was trained on.",
-            stacklevel=3,
         )
 
 

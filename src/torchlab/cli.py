@@ -34,6 +34,9 @@ def options(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
     state["debug"] = debug
+    from torchlab.notices import show_on_console
+
+    show_on_console(debug)
 
 
 @app.command()

@@ -32,6 +32,14 @@ class Source:
         return f"row {row} (line {row + self.first_line})" if self.first_line else f"row {row}"
 
 
+def rows_shown(rows: list[int], shown: int = 10) -> str:
+    """``rows 3 (line 5), 7 (line 9)``: rows of a CSV file counted from 0, as prediction
+    ids count them, and their line in the file (the header is line 1)."""
+    listed = ", ".join(f"{r} (line {r + 2})" for r in rows[:shown])
+    more = f" and {len(rows) - shown} more" if len(rows) > shown else ""
+    return f"row{'s' if len(rows) > 1 else ''} {listed}{more}"
+
+
 def read_table(
     path: str | Path, *, parquet: bool | None = None, sep: str | None = None
 ) -> tuple[pd.DataFrame, Source]:

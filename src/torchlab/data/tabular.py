@@ -7,7 +7,6 @@ rows only and encodes inputs and targets. Errors name the file, the column and t
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from torchlab.data.tables import (
     shown,
 )
 from torchlab.errors import DataError
+from torchlab.notices import notice
 from torchlab.registry import DATASETS
 
 TASK = {"categorical": "classification", "continuous": "regression", "multilabel": "multi-label"}
@@ -86,10 +86,9 @@ class Column:
         out[np.flatnonzero(seen), codes[seen]] = 1.0
         if warn and not seen.all():
             new = ", ".join(map(repr, sorted(set(text[~seen]))[:10]))
-            warnings.warn(
+            notice(
                 f"Column '{self.name}' of {source.name} holds values not seen in training, "
                 f"encoded as all zeros: {new}.",
-                stacklevel=4,
             )
         return out
 
@@ -179,8 +178,8 @@ class TabularFeaturizer:
             frame, source = read_table(path, sep=self.sep)
             if extra := [name for name in frame.columns if name not in known]:
                 unused = ", ".join(extra)
-                warnings.warn(
-                    f"Ignoring columns of {source.name} unused in training: {unused}.", stacklevel=2
+                notice(
+                    f"Ignoring columns of {source.name} unused in training: {unused}.",
                 )
             inputs.append(self.transform(frame, source))
             ids += [f"{source.name}:{row}" for row in range(len(frame))]
@@ -205,7 +204,7 @@ def warn_imputed(imputed: dict[str, dict[str, Any]], source: Source) -> None:
 
     if imputed:
         done = ", ".join(f"'{k}' {v['count']} with {fill(v['fill'])}" for k, v in imputed.items())
-        warnings.warn(f"Filled blanks in {source.name}: {done}.", stacklevel=3)
+        notice(f"Filled blanks in {source.name}: {done}.")
 
 
 def encode_target(

@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import json
 import math
-import warnings
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from torchlab.notices import notice
 from torchlab.registry import Registry
 from torchlab.report.analysis import (
     Analysis,
@@ -60,10 +60,9 @@ def warn_on_failure(run_dir: Path, write: Callable[[], Any]) -> None:
     try:
         write()
     except Exception as exc:
-        warnings.warn(
+        notice(
             f"The report of '{run_dir}' could not be written ({type(exc).__name__}: {exc}); "
             f"the run itself is complete. Rebuild it with 'torchlab report {run_dir}'.",
-            stacklevel=3,
         )
 
 
@@ -81,7 +80,7 @@ def write_reports(run: Any, parts: Any, data: dict[str, Any]) -> tuple[Path, Pat
             analysis = test_analysis(parts, data["test"])
         except ValueError as exc:  # e.g. NaN predictions: report the rest, say why this is missing
             note = f"The test predictions could not be analysed: {exc}"
-            warnings.warn(note, stacklevel=2)
+            notice(note)
             analysis = Analysis(note=note)
     context = _context(run, parts.bundle, analysis)
     templates = environment_for_templates()

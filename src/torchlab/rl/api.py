@@ -30,7 +30,7 @@ OBS_STATS = "obs_normalization.json"  # statistics that go with model.safetensor
 # Keys a resume may change: the budget, and settings that only change outputs or speed.
 RESUMABLE = {
     "trainer.total_steps", "trainer.progress", "trainer.device", "trainer.threads",
-    "trainer.record_gif", "trainer.log_every",
+    "trainer.record_gif", "trainer.log_every", "trainer.keep_checkpoints",
 }  # fmt: skip
 
 

@@ -199,8 +199,14 @@ class Loop:
             state.solved_step, state.solved_seconds = step, seconds
             self.stop = True  # ends training at the end of the current iteration
         if trainer.progress != "none":
+            # Agents learn in whole rollouts, so the last may end past total_steps.
+            where = (
+                f"step {step}/{trainer.total_steps}"
+                if step <= trainer.total_steps
+                else f"step {step} (total_steps {trainer.total_steps}, ending a whole rollout)"
+            )
             print(
-                f"step {step}/{trainer.total_steps}  eval return {result.mean:.2f} "
+                f"{where}  eval return {result.mean:.2f} "
                 f"+- {result.std:.2f}  episodes {state.episodes}  ({seconds:.1f} s)",
                 flush=True,
             )

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import gc
 import ipaddress
-import warnings
 from pathlib import Path
 
+from torchlab.notices import notice
 from torchlab.serve.app import create_app
 from torchlab.serve.server import LOOPBACK, server_config
 from torchlab.serve.settings import ServeSettings
@@ -41,10 +41,9 @@ def serve(
     keep_freed_memory()
     settings = settings or ServeSettings()
     if not is_loopback(host) and settings.api_key is None:
-        warnings.warn(
+        notice(
             f"Serving on {host} without an API key: anyone who reaches this address can use "
             "the model. Pass --api-key (or TORCHLAB_API_KEY) to require one.",
-            stacklevel=2,
         )
     app = create_app(load_predictor(path, trust_code), settings)
     # torch, the model and the web stack leave ~500k long-lived objects; full garbage

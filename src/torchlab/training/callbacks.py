@@ -95,11 +95,24 @@ class CallbackList:
 
 
 class Monitor:
-    """Tracks the best value of one logged metric."""
+    """Tracks the best value of one logged metric.
 
-    def __init__(self, monitor: str, mode: Literal["min", "max"], min_delta: float = 0.0) -> None:
+    With ``tie_break`` (a metric where lower is better, e.g. ``val/loss``), an epoch that
+    equals the best value but has a lower ``tie_break`` counts as better: of two epochs with
+    the same validation accuracy, the one with the lower validation loss is kept.
+    """
+
+    def __init__(
+        self,
+        monitor: str,
+        mode: Literal["min", "max"],
+        min_delta: float = 0.0,
+        tie_break: str | None = None,
+    ) -> None:
         self.monitor, self.mode, self.min_delta = monitor, mode, min_delta
+        self.tie_break = tie_break
         self.best = math.inf if mode == "min" else -math.inf
+        self.best_tie = math.inf
 
     def improved(self, logs: dict[str, Any]) -> bool:
         value = logs.get(self.monitor)
@@ -110,14 +123,22 @@ class Monitor:
                 f"trainer.monitor '{self.monitor}' is not among the logged metrics "
                 f"({', '.join(k for k in logs if '/' in k)}); pick one of those."
             )
+        tie = logs.get(self.tie_break, math.inf) if self.tie_break else math.inf
         better = (
             value < self.best - self.min_delta
             if self.mode == "min"
             else value > self.best + self.min_delta
-        )
+        ) or (value == self.best and tie < self.best_tie)
         if better:
-            self.best = value
+            self.best, self.best_tie = value, tie
         return better
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_tie": self.best_tie}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state.get("best", self.best)
+        self.best_tie = state.get("best_tie", math.inf)
 
 
 @CALLBACKS.register("early_stopping")
@@ -154,7 +175,9 @@ class BestWeights(Callback):
 
     def __init__(self, path: Path, monitor: str, mode: Literal["min", "max"]) -> None:
         self.path = path
-        self.tracker = Monitor(monitor, mode)
+        # Ties (equal accuracy in two epochs, common on small data) go to the lower loss.
+        tie_break = "val/loss" if monitor.startswith("val/") and monitor != "val/loss" else None
+        self.tracker = Monitor(monitor, mode, tie_break=tie_break)
         self.best_epoch = -1
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
@@ -165,10 +188,10 @@ class BestWeights(Callback):
             barrier()  # no rank reads the file before it is whole
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.tracker.best, "best_epoch": self.best_epoch}
+        return {**self.tracker.state_dict(), "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.tracker.best = state.get("best", self.tracker.best)
+        self.tracker.load_state_dict(state)
         self.best_epoch = state.get("best_epoch", -1)
 
 

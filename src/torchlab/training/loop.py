@@ -9,7 +9,6 @@ batch into a loss and metric updates.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ from torchlab.config import TrainerConfig
 from torchlab.data.loaders import Loader
 from torchlab.distributed import World, all_reduce_sum, gather_objects
 from torchlab.errors import TorchlabError
+from torchlab.notices import notice
 from torchlab.tasks.base import Task
 from torchlab.training.callbacks import Callback, CallbackList, StepLog
 from torchlab.training.precision import Precision
@@ -84,9 +84,8 @@ class Trainer:
             return nn.parallel.DistributedDataParallel(model, device_ids=ids)
         if self.config.data_parallel:
             if torch.cuda.device_count() < 2:
-                warnings.warn(
+                notice(
                     "trainer.data_parallel is ignored: fewer than two GPUs are visible.",
-                    stacklevel=3,
                 )
                 return model
             return nn.DataParallel(model)
@@ -150,10 +149,9 @@ class Trainer:
         except Exception as exc:
             if self.net is self.eager_net or not is_compile_error(exc):
                 raise
-            warnings.warn(
+            notice(
                 f"torch.compile failed ({type(exc).__name__}: {exc}); training on in "
                 "eager mode (set trainer.compile=false to skip the attempt).",
-                stacklevel=2,
             )
             self.net = self.eager_net
             return self.training_step(batch)
@@ -214,11 +212,10 @@ class Trainer:
             self.state.batch_in_epoch = (
                 self.state.batch_in_epoch * self.state.world_size // self.world.size
             )
-            warnings.warn(
+            notice(
                 f"Resuming a run trained on {self.state.world_size} process(es) on "
                 f"{self.world.size}: the epoch continues at batch {self.state.batch_in_epoch} and "
                 "random streams are reseeded, so the run is no longer bit-identical.",
-                stacklevel=2,
             )
             self.state.world_size = self.world.size
         self.optimizer.load_state_dict(state["optimizer"])

@@ -6,6 +6,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from torchlab.notices import notice
+
 PLOTS = {
     "optimization_history": "plot_optimization_history",
     "param_importances": "plot_param_importances",
@@ -46,7 +48,7 @@ def save_plots(study: Any, folder: Path) -> list[Path]:
             plt.close(figure)
             written.append(path)
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:
-            warnings.warn(f"Skipped the {name} plot: {exc}", stacklevel=2)
+            notice(f"Skipped the {name} plot: {exc}")
             plt.close("all")
     return written
 

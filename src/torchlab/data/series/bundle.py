@@ -220,4 +220,5 @@ def summary(data: SeriesData) -> dict[str, Any]:
         "targets": list(data.sset.target_names),
         "past_covariates": list(data.sset.past_names),
         "future_covariates": list(data.sset.future_names),
+        **({"filled": data.sset.filled} if data.sset.filled else {}),
     }

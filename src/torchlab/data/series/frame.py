@@ -9,14 +9,16 @@ when ``fill`` says how.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from torchlab.data.tables import rows_shown
 from torchlab.errors import DataError
+from torchlab.notices import notice
 
 Fill = Literal["none", "ffill", "interpolate", "zero"]
 SHOWN = 5  # offending timestamps listed in a message
@@ -54,12 +56,14 @@ class SeriesSet:
     past_names: tuple[str, ...] = ()
     future_names: tuple[str, ...] = ()
     name: str = "the data"
+    # Values that data.source.fill filled in (gaps and blanks), by series and column.
+    filled: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def stamps(values: pd.Index | list[pd.Timestamp]) -> str:
     """The first few timestamps of ``values`` for a message, with a count of the rest."""
-    values = list(values)
-    text = ", ".join(str(pd.Timestamp(v)) for v in values[:SHOWN])
+    values = [pd.Timestamp(v) for v in values]
+    text = ", ".join(str(v.date() if v == v.normalize() else v) for v in values[:SHOWN])
     return text + (f" (and {len(values) - SHOWN} more)" if len(values) > SHOWN else "")
 
 
@@ -116,37 +120,58 @@ def read_series(
     if not targets:
         raise DataError(f"No target column is named for {name}; set data.source.targets.")
     times = parse_times(frame[time_column], time_column, name)
-    frame = frame.assign(**{time_column: times})
+    frame = frame.reset_index(drop=True)
+    frame = frame.assign(**{time_column: times.to_numpy(), ROW: range(len(frame))})
     groups = [("0", frame)] if id_column is None else list(frame.groupby(id_column, sort=True))
-    checked = [
-        (str(key), check_order(part.set_index(time_column), str(key), name)) for key, part in groups
+    parts = [(str(key), part.set_index(time_column)) for key, part in groups]
+
+    def label(key: str) -> str:
+        return name if id_column is None else f"series '{key}' of {name}"
+
+    # Every problem of every series in one message, not one per run.
+    problems = [p for key, part in parts for p in order_problems(part, label(key))]
+    unique = [part.index.unique().sort_values() for _, part in parts]
+    try:
+        freq = freq or infer_freq(unique, name)
+    except DataError as exc:
+        raise DataError("; ".join([*problems, str(exc).rstrip(".")]) + ".") from None
+    problems += [
+        p
+        for (key, _), index in zip(parts, unique, strict=True)
+        for p in grid_problems(index, freq, fill, label(key))
     ]
-    freq = freq or infer_freq([part.index for _, part in checked], name)
-    series = []
-    for key, part in checked:
-        where = name if id_column is None else f"series '{key}' of {name}"
-        part = on_grid(part, freq, fill, where)
+    if problems:
+        raise DataError("; ".join(problems) + ".")
+    series, filled_in = [], {}
+    for key, part in parts:
+        part = on_grid(part, freq)
+        columns = {"target": targets, "past": past_covariates, "future": future_covariates}
         values = {
-            group: numeric(part, list(cols), fill, where)
-            for group, cols in (
-                ("target", targets),
-                ("past", past_covariates),
-                ("future", future_covariates),
-            )
+            group: numeric(part, list(cols), fill, label(key)) for group, cols in columns.items()
         }
         series.append(Series(key, part.index, values["target"], values["past"], values["future"]))
+        if counts := {c: n for c, n in part.isna().sum().items() if n and c != ROW}:
+            filled_in[label(key)] = {str(c): int(n) for c, n in counts.items()}
+    if filled_in:
+        shown = "; ".join(
+            f"{where}: " + ", ".join(f"'{c}' {n}" for c, n in counts.items())
+            for where, counts in filled_in.items()
+        )
+        notice(f"Filled missing values with data.source.fill={fill}: {shown}.")
     return SeriesSet(
-        series, freq, tuple(targets), tuple(past_covariates), tuple(future_covariates), name
-    )
+        series, freq, tuple(targets), tuple(past_covariates), tuple(future_covariates), name,
+        filled_in,
+    )  # fmt: skip
 
 
 def parse_times(values: pd.Series, column: str, name: str) -> pd.Series:
     times = pd.to_datetime(values, errors="coerce")
     bad = values[times.isna()]
     if len(bad):
-        rows = ", ".join(f"row {i + 2} ({v!r})" for i, v in list(bad.items())[:SHOWN])
+        values = ", ".join(f"{v!r}" for v in bad.iloc[:SHOWN])
         raise DataError(
-            f"Column '{column}' of {name} holds values that are not timestamps: {rows}; "
+            f"Column '{column}' of {name} holds values that are not timestamps at "
+            f"{rows_shown(list(range(len(values)))[:0] or [int(i) for i in bad.index])} ({values}); "
             "fix or remove those rows."
         )
     if getattr(times.dt, "tz", None) is not None:
@@ -154,22 +179,29 @@ def parse_times(values: pd.Series, column: str, name: str) -> pd.Series:
     return times
 
 
-def check_order(part: pd.DataFrame, key: str, name: str) -> pd.DataFrame:
-    """Raise on duplicate or unsorted timestamps, naming them."""
-    where = name if key == "0" else f"series '{key}' of {name}"
-    duplicated = part.index[part.index.duplicated()].unique()
-    if len(duplicated):
-        raise DataError(
-            f"{where} has duplicate timestamps {stamps(duplicated)}; keep one row per timestamp."
+# The column that keeps each row's position in the file while the rows are regrouped.
+ROW = "__row__"
+
+
+def order_problems(part: pd.DataFrame, where: str) -> list[str]:
+    """Duplicate and unsorted timestamps of one series, with their rows (counted from 0,
+    as prediction ids are; the CSV line is the row + 2)."""
+    problems = []
+    duplicated = part.index.duplicated(keep=False)
+    if duplicated.any():
+        rows = part[ROW][duplicated].tolist()
+        problems.append(
+            f"{where} has duplicate timestamps {stamps(part.index[duplicated].unique())} "
+            f"at {rows_shown(rows)}: keep one row per timestamp"
         )
     steps = np.diff(part.index.asi8)
     if (steps < 0).any():
         late = part.index[1:][steps < 0]
-        raise DataError(
-            f"{where} is not sorted by time: {stamps(late)} come after later timestamps; "
-            "sort the rows by time."
+        problems.append(
+            f"{where} is not sorted by time: {stamps(late)} come after later timestamps "
+            f"(at {rows_shown(part[ROW].iloc[1:][steps < 0].tolist())}): sort the rows by time"
         )
-    return part
+    return problems
 
 
 def infer_freq(indexes: list[pd.DatetimeIndex], name: str) -> str:
@@ -180,7 +212,10 @@ def infer_freq(indexes: list[pd.DatetimeIndex], name: str) -> str:
         if whole:
             found[whole] += len(index)
             continue
-        for start in range(0, max(1, len(index) - 6), 7):
+        # Every run of seven timestamps that holds no gap votes for its frequency (at most
+        # 500 runs, spread over the series).
+        starts = np.unique(np.linspace(0, max(0, len(index) - 7), num=500).astype(int))
+        for start in starts:
             chunk = index[start : start + 7]
             guess = guess_freq(chunk)
             if guess:
@@ -205,27 +240,32 @@ def guess_freq(index: pd.DatetimeIndex) -> str | None:
     return None if offset is None else getattr(offset, "freqstr", str(offset))
 
 
-def on_grid(part: pd.DataFrame, freq: str, fill: Fill, where: str) -> pd.DataFrame:
-    """Reindex onto the regular grid; report off-grid timestamps and (unfilled) gaps."""
+def grid_problems(index: pd.DatetimeIndex, freq: str, fill: Fill, where: str) -> list[str]:
+    """Off-grid timestamps and (unless filled) gaps of one series' sorted timestamps."""
     try:
-        grid = pd.date_range(part.index[0], part.index[-1], freq=freq)
+        grid = pd.date_range(index[0], index[-1], freq=freq)
     except ValueError as exc:
         raise DataError(
             f"Frequency '{freq}' of {where} is not a pandas frequency ({exc})."
         ) from None
-    off = part.index.difference(grid)
-    if len(off):
-        raise DataError(
+    problems = []
+    if len(off := index.difference(grid)):
+        problems.append(
             f"{where} has timestamps off its '{freq}' grid: {stamps(off)}; fix them or set "
-            "data.source.freq."
+            "data.source.freq"
         )
-    gaps = grid.difference(part.index)
-    if len(gaps) and fill == "none":
-        raise DataError(
-            f"{where} has gaps at {stamps(gaps)} (frequency '{freq}'); add those rows or set "
-            "data.source.fill to ffill, interpolate or zero."
+    if len(gaps := grid.difference(index)) and fill == "none":
+        problems.append(
+            f"{where} has {len(gaps)} gap{'s' if len(gaps) > 1 else ''} at {stamps(gaps)} "
+            f"(frequency '{freq}'); add those rows or set data.source.fill to ffill, "
+            "interpolate or zero"
         )
-    return part.reindex(grid)
+    return problems
+
+
+def on_grid(part: pd.DataFrame, freq: str) -> pd.DataFrame:
+    """The series reindexed onto its regular grid (gaps become NaN, filled later)."""
+    return part.reindex(pd.date_range(part.index[0], part.index[-1], freq=freq))
 
 
 def numeric(part: pd.DataFrame, columns: list[str], fill: Fill, where: str) -> np.ndarray:

@@ -10,6 +10,7 @@ import io
 import json
 from pathlib import Path
 
+from torchlab.data.tables import rows_shown
 from torchlab.errors import DataError
 
 
@@ -58,17 +59,25 @@ def read_csv(
                 f"'{path}' has no column '{column}' (columns: {found}); rename the column or "
                 f"set data.source.{setting}."
             )
-    # Row numbers as a spreadsheet shows them: the header is row 1.
-    texts = [_check_text(t, f"'{path}' row {i + 2}") for i, t in enumerate(frame[text_column])]
+    texts = list(frame[text_column])
+    if empty := [i for i, text in enumerate(texts) if not text.strip()]:
+        raise DataError(
+            f"'{path}' has {_count(empty, 'empty text')} at {rows_shown(empty)}; fill them in or "
+            "remove those rows."
+        )
     labels: list[str] = []
     if label_column is not None:
-        for i, label in enumerate(frame[label_column]):
-            if not label.strip():
-                raise DataError(
-                    f"'{path}' row {i + 2} has an empty '{label_column}'; label it or remove it."
-                )
-            labels.append(label.strip())
+        labels = [label.strip() for label in frame[label_column]]
+        if unlabelled := [i for i, label in enumerate(labels) if not label]:
+            raise DataError(
+                f"'{path}' has {_count(unlabelled, f'empty {label_column!r}')} at "
+                f"{rows_shown(unlabelled)}; label those rows or remove them."
+            )
     return texts, labels
+
+
+def _count(rows: list[int], what: str) -> str:
+    return f"an {what}" if len(rows) == 1 else f"{len(rows)} {what}s"
 
 
 def read_jsonl(

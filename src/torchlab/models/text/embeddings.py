@@ -8,7 +8,6 @@ exported model's input) from which mask and lengths follow via the padding id.
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ from torch import Tensor, nn
 
 from torchlab.data.base import DataSpec
 from torchlab.errors import ConfigError
+from torchlab.notices import notice
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +123,8 @@ def _pretrained_matrix(spec: DataSpec, path: str) -> tuple[Tensor, dict[str, Any
     }
     log.info("word vectors cover %d of %d vocabulary tokens", hits, len(words))
     if coverage["fraction"] < 0.5:
-        warnings.warn(
+        notice(
             f"Only {hits} of {len(words)} vocabulary tokens have a vector in '{path}'; the "
             "others start random. A word-level tokenizer usually matches word vectors best.",
-            stacklevel=3,
         )
     return weight, coverage

@@ -14,7 +14,6 @@ Variants are data: :data:`ARCHITECTURES` says where each network's head and stag
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,6 +25,7 @@ from torchlab.errors import ConfigError
 from torchlab.models import layers
 from torchlab.models.vision.pretrained import imagenet_state_dict, load_weights_file
 from torchlab.models.vision.transfer import Backbone
+from torchlab.notices import notice
 from torchlab.registry import MODELS
 
 
@@ -120,9 +120,8 @@ def load_file_weights(net: nn.Module, path: str, head: str) -> None:
             f"or of another shape, e.g. {', '.join(missing[:3])}); check model.name and model.weights."
         )
     if missing:
-        warnings.warn(
+        notice(
             f"Weights file '{path}': {', '.join(missing)} left newly initialised (other shape).",
-            stacklevel=3,
         )
     net.load_state_dict(usable, strict=False)
 

@@ -12,7 +12,6 @@ torchvision's own, with their ImageNet backbone loaded through
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import torch
@@ -22,6 +21,7 @@ from torch import nn
 from torchlab.data.base import DataSpec
 from torchlab.errors import ConfigError
 from torchlab.models.vision.pretrained import imagenet_state_dict
+from torchlab.notices import notice
 from torchlab.registry import MODELS
 
 BackboneWeights = Literal["imagenet", "none", "auto"]
@@ -38,7 +38,7 @@ def backbone_state(arch: str, weights: BackboneWeights) -> dict[str, torch.Tenso
     except ConfigError as exc:
         if weights == "imagenet":
             raise
-        warnings.warn(f"{exc} Training '{arch}' from scratch.", stacklevel=3)
+        notice(f"{exc} Training '{arch}' from scratch.")
         return None
 
 

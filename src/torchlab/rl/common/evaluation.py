@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from torchlab.notices import notice
 from torchlab.rl.common.env import make_env
 
 
@@ -111,9 +111,8 @@ def record_gif(
 
 
 def skipped_gif(env_id: str, exc: Exception) -> None:
-    warnings.warn(
+    notice(
         f"No evaluation.gif: environment '{env_id}' cannot render an episode "
         f"({type(exc).__name__}: {exc}); the run is unaffected. Set trainer.record_gif=false to "
         "skip it.",
-        stacklevel=3,
     )
