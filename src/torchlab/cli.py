@@ -113,6 +113,14 @@ def predict(
         typer.Option(help="Forecasting runs: steps to forecast beyond the data's end.", min=1),
     ] = None,
     trust_code: TrustCode = False,
+    on_error: Annotated[
+        str,
+        typer.Option(
+            "--on-error",
+            help="An image file that cannot be read: fail (stop, naming it) or skip (its row "
+            "gets the reason in an error column).",
+        ),
+    ] = "fail",
 ) -> None:
     """Predict with a trained run or an exported model (forecasting runs: --horizon N)."""
     from torchlab import api
@@ -126,6 +134,7 @@ def predict(
         overwrite=overwrite,
         horizon=horizon,
         trust_code=trust_code,
+        on_error=on_error,
     )
     if output is None:
         typer.echo(frame.to_csv(index=False), nl=False)

@@ -65,8 +65,8 @@ class ImageReadError(DataError):
 
 @contextmanager
 def reading(name: str) -> Iterator[None]:
-    """Turn whatever Pillow or the file system raises while reading ``name`` into an
-    :class:`ImageReadError`."""
+    """Turn whatever Pillow or the file system raises while reading file ``name`` (or
+    ``<in-memory image>``) into an :class:`ImageReadError`."""
     try:
         with warnings.catch_warnings():
             # Over MAX_IMAGE_PIXELS Pillow only warns (an error at twice the limit): both stop here.
@@ -78,7 +78,12 @@ def reading(name: str) -> Iterator[None]:
         ) from None
     except FileNotFoundError:
         raise ImageReadError(name, "does not exist", "check the path") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError as exc:
+        empty = Path(name).is_file() and Path(name).stat().st_size == 0
+        raise ImageReadError(
+            name, "is empty (0 bytes)" if empty else f"cannot be read ({exc})"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(name, f"cannot be read ({exc})") from None
 
 
@@ -125,26 +130,58 @@ def check_image(path: Path) -> None:
     append data after the marker. Damage inside an otherwise whole file shows only when
     the image is decoded in full, at its first read.
     """
-    with reading(str(path)):
-        size = path.stat().st_size
-        if size == 0:
-            raise ImageReadError(str(path), "is empty (0 bytes)")
-        with Image.open(path) as image:
-            ending = ENDINGS.get(image.format or "")
-            if ending is not None and ending not in tail(path, size):
-                image.draft(image.mode, (1, 1))
-                image.load()
+    with reading(str(path)), Image.open(path) as image:
+        ending = ENDINGS.get(image.format or "")
+        if ending is not None and ending not in tail(path):
+            image.draft(image.mode, (1, 1))
+            image.load()
 
 
-def tail(path: Path, size: int, length: int = 64) -> bytes:
+def tail(path: Path, length: int = 64) -> bytes:
     with path.open("rb") as handle:
-        handle.seek(max(0, size - length))
+        handle.seek(max(0, path.stat().st_size - length))
         return handle.read()
 
 
 def read_image(path: str | Path | io.BytesIO, channels: int) -> torch.Tensor:
     """One image as ``(channels, H, W)`` floats in [0, 1] (see :func:`load_image`)."""
     return load_image(path, channels).float().div_(255.0)
+
+
+def read_images(
+    files: list[Path], channels: int, on_error: str = "fail"
+) -> tuple[list[torch.Tensor], list[str], dict[str, str]]:
+    """Every readable file as :func:`read_image` gives it, its path, and the others with why.
+
+    Args:
+        files: The image files, e.g. from :func:`image_files`.
+        channels: 1 or 3.
+        on_error: ``fail``: any unreadable file is a DataError naming the first (after all
+            were tried, so it says how many there are); ``skip``: they are returned apart.
+    """
+    if on_error not in ("fail", "skip"):
+        raise DataError(f"on_error must be 'fail' or 'skip'; received {on_error!r}.")
+    images, ids, skipped = [], [], {}
+    for file in files:
+        try:
+            images.append(read_image(file, channels))
+        except ImageReadError as exc:
+            skipped[str(file)] = exc.reason
+            continue
+        ids.append(str(file))
+    if skipped and (on_error == "fail" or not images):
+        file, reason = next(iter(skipped.items()))
+        if not images:
+            raise DataError(
+                f"None of the {len(files)} image files can be read, e.g. '{file}' {reason}; "
+                "give image files."
+            )
+        others = f" (and {len(skipped) - 1} more unreadable files)" if len(skipped) > 1 else ""
+        raise DataError(
+            f"Image '{file}' {reason}{others}; fix or remove it, or pass --on-error skip "
+            "(on_error='skip' in Python) to predict the readable ones."
+        )
+    return images, ids, skipped
 
 
 def to_array(image: Image.Image, channels: int) -> np.ndarray:

@@ -94,7 +94,9 @@ def validate_data(config: Any, overrides: Any = ()) -> DataReport:
                 dataset.read(index)
             except DataError as exc:
                 where = dataset.files[index] if dataset.files is not None else f"{name}[{index}]"
-                report.bad.append((str(where), exc.reason if isinstance(exc, ImageReadError) else str(exc)))
+                report.bad.append(
+                    (str(where), exc.reason if isinstance(exc, ImageReadError) else str(exc))
+                )
     return report
 
 
