@@ -371,6 +371,7 @@ def fit(run: Run, parts: Parts, resuming: bool, extra_callbacks: list[Any] = ())
         "test": test,
         "baseline": baseline.best if baseline else None,
         "baselines": baseline.table if baseline else [],
+        "baseline_note": baseline.note if baseline else None,  # why there is none
         "epochs": trainer.state.epoch,
         "steps": trainer.state.global_step,
         "best_epoch": best.best_epoch + 1,  # 1-based, as the progress bar counts

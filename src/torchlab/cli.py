@@ -467,6 +467,15 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
             )
     console = Console()
     console.print(table)
+    if not baseline and summary.get("baseline_note"):
+        console.print(summary["baseline_note"], soft_wrap=True, markup=False)
+    skipped = summary.get("skipped_files", [])
+    if skipped:
+        console.print(
+            f"Skipped {len(skipped)} unreadable file(s); summary.json and report.html list them.",
+            soft_wrap=True,
+            markup=False,
+        )
     console.print(f"Run directory: {shown_path(run_dir)}", soft_wrap=True, markup=False)
 
 

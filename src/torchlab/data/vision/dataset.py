@@ -62,6 +62,8 @@ class ImageDataset(Dataset):
             :class:`BadImage`).
         train: Whether items may be mixed (MixUp/CutMix) by the collate.
         reader: Optional ``index -> uint8 (C, H, W)`` used instead of ``files``.
+        draft: Decode JPEG files at a reduced scale keeping this many pixels a side (for
+            consumers that only want small images; see ``load_image``).
     """
 
     def __init__(
@@ -74,10 +76,11 @@ class ImageDataset(Dataset):
         on_error: str = "fail",
         train: bool = False,
         reader: Callable[[int], torch.Tensor] | None = None,
+        draft: int | None = None,
     ) -> None:
         self.files, self.labels = files, list(labels)
         self.transform, self.channels = transform, channels
-        self.on_error, self.train, self.reader = on_error, train, reader
+        self.on_error, self.train, self.reader, self.draft = on_error, train, reader, draft
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -86,7 +89,7 @@ class ImageDataset(Dataset):
         """The uint8 ``(C, H, W)`` image of item ``index``, untransformed."""
         if self.reader is not None:
             return self.reader(index)
-        return load_image(self.files[index], self.channels)  # type: ignore[index]
+        return load_image(self.files[index], self.channels, draft=self.draft)  # type: ignore[index]
 
     def __getitem__(self, index: int) -> Item | BadImage:
         try:
@@ -315,7 +318,17 @@ def image_bundle(
         summary=summary,
         collate=ImageCollate(mixer, log),
         callbacks=[SkippedImages(log, skipped, split_files)],
+        default_baseline=default_baseline(context.model),
     )
+
+
+def default_baseline(model: Any) -> dict[str, Any]:
+    """A linear probe on the model's pretrained backbone when it loads pretrained weights,
+    else logistic regression on small pixels (see :mod:`torchlab.baselines.images`)."""
+    weights = getattr(model, "params", {}).get("weights")
+    if weights in (None, "none"):
+        return {"name": "image-pixels"}
+    return {"name": "image-features", "backbone": model.name, "weights": weights}
 
 
 def usable_files(
