@@ -15,8 +15,9 @@ from PIL import Image
 import torchlab
 from torchlab.config import load_config
 from torchlab.data.base import SourceContext
+from torchlab.data.loaders import build_loader
 from torchlab.data.vision.dataset import ImageCollate, ImageDataset, Item
-from torchlab.data.vision.files import load_image, read_image
+from torchlab.data.vision.files import ImageReadError, check_image, load_image, read_image
 from torchlab.data.vision.inspect import show_batch, validate_data
 from torchlab.data.vision.transforms import PRESETS, batch_mixer, train_transform
 from torchlab.errors import ConfigError, DataError
@@ -45,7 +46,7 @@ def folder_overrides(root: Path, **source: object) -> dict[str, object]:
         "model": {"name": "cnn", "channels": [4]},
         "trainer.max_epochs": 1,
         "trainer.progress": "none",
-        "baseline": None,
+        "baseline": "none",
         "data.num_workers": 0,
     }
 
@@ -143,36 +144,98 @@ def test_image_csv_reads_paths_relative_to_the_csv(tmp_path: Path) -> None:
         DATASETS.build(load_config("digits", overrides).data.source, "s", CONTEXT)
 
 
-def test_a_bad_file_stops_training_naming_it_by_default(tmp_path: Path) -> None:
+def damaged_png(path: Path) -> Path:
+    """A PNG whole from header to end marker, with zeros over the middle of its pixel data:
+    only decoding it finds the damage."""
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), np.uint8)).save(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 200] = bytes(200)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_check_image_finds_empty_foreign_and_cut_files_cheaply(tmp_path: Path) -> None:
+    photo = np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)
+    Image.fromarray(photo).save(tmp_path / "good.jpg", quality=90)
+    Image.fromarray(photo).save(tmp_path / "good.png")
+    jpeg, png = (tmp_path / "good.jpg").read_bytes(), (tmp_path / "good.png").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (tmp_path / "cut.png").write_bytes(png[: len(png) - 30])
+    (tmp_path / "trailer.jpg").write_bytes(jpeg + b"camera data after the end marker" * 8)
+    (tmp_path / "notes.png").write_text("a text file, not a picture\n")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    damaged_png(tmp_path / "damaged.png")
+
+    def problem(name: str) -> str | None:
+        try:
+            check_image(tmp_path / name)
+        except ImageReadError as exc:
+            return exc.reason
+        return None
+
+    assert problem("good.jpg") is None and problem("good.png") is None
+    assert problem("trailer.jpg") is None  # decoded to tell trailing bytes from a cut file
+    assert "truncated" in problem("cut.jpg") and problem("cut.png").startswith("cannot be read")
+    assert problem("empty.jpg") == "is empty (0 bytes)"
+    assert "cannot identify image file" in problem("notes.png")
+    assert problem("damaged.png") is None  # found at its first read instead
+    with pytest.raises(ImageReadError, match=r"damaged.png' cannot be read"):
+        load_image(tmp_path / "damaged.png", 3)
+
+
+def test_on_error_fail_stops_before_training_naming_the_file(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "pets", {"cat": 8, "dog": 8})
     (root / "cat" / "broken.png").write_bytes(b"garbage")
-    with pytest.raises(DataError, match=r"broken.png"):
-        torchlab.train("digits", folder_overrides(root), output_dir=tmp_path / "runs")
+    source = load_config("digits", folder_overrides(root, on_error="fail")).data.source
+    with pytest.raises(DataError, match=r"broken.png' cannot be read.*on_error=skip"):
+        DATASETS.build(source, "s", CONTEXT)
 
 
-def test_skip_drops_bad_files_from_their_batch_and_lists_them(tmp_path: Path) -> None:
+def test_bad_files_are_skipped_by_default_and_counted_out_of_the_splits(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "pets", {"cat": 8, "dog": 8})
-    for name in ("cat", "dog"):  # one bad file per class, so some land in training
-        for i in range(3):
+    for name in ("cat", "dog"):  # found by the check before the splits are cut
+        for i in range(2):
             (root / name / f"zz-broken-{i}.png").write_bytes(b"garbage")
+    damaged_png(root / "dog" / "zz-damaged.png")  # found when first read, in some split
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run = torchlab.train(
-            "digits", folder_overrides(root, on_error="skip"), output_dir=tmp_path / "runs"
-        )
-    skipped = json.loads((run.dir / "summary.json").read_text())["skipped_files"]
-    assert len(skipped) == 6 and all("zz-broken" in s for s in skipped)  # train, val and test
-    epoch_warnings = [str(w.message) for w in caught if "unreadable image" in str(w.message)]
-    assert epoch_warnings and "zz-broken" in epoch_warnings[0]
+        run = torchlab.train("digits", folder_overrides(root), output_dir=tmp_path / "runs")
+    shown = [str(w.message) for w in caught]
+    assert any("Skipped 4 of 21 image files" in m and "zz-broken-0.png" in m for m in shown)
+    summary = json.loads((run.dir / "summary.json").read_text())
+    skipped = {s["file"]: s["reason"] for s in summary["skipped_files"]}
+    assert sorted(Path(f).name for f in skipped) == [
+        "zz-broken-0.png", "zz-broken-0.png", "zz-broken-1.png", "zz-broken-1.png",
+        "zz-damaged.png",
+    ]  # fmt: skip
+    data = json.loads((run.dir / "data.json").read_text())
+    assert sum(data["sizes"].values()) == 21 - 4  # the damaged file passed the check
+    assert sum(summary["sizes"].values()) == 21 - 5  # ... and was counted out once read
+    assert "broken data stream" in skipped[str(root / "dog" / "zz-damaged.png")]
 
     # In a batch the bad item is dropped, not replaced: no sample appears twice.
     dataset = ImageDataset(
-        [root / "cat" / "0.png", root / "cat" / "zz-broken-0.png", root / "dog" / "1.png"],
-        [0, 0, 1], lambda x: x.float(), channels=3, on_error="skip",
+        [root / "cat" / "0.png", root / "dog" / "zz-damaged.png", root / "dog" / "1.png"],
+        [0, 1, 1], lambda x: x.float(), channels=3, on_error="skip",
     )  # fmt: skip
     batch = ImageCollate()([dataset[i] for i in range(3)])
     assert len(batch) == 2 and batch.target.tolist() == [0, 1]
-    assert batch.skipped == (str(root / "cat" / "zz-broken-0.png"),)
+    assert [b.path for b in batch.skipped] == [str(root / "dog" / "zz-damaged.png")]
+
+
+def test_a_bad_file_met_by_a_loader_worker_is_one_line(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "pets", {"cat": 3})
+    files = [*sorted((root / "cat").iterdir()), damaged_png(root / "cat" / "damaged.png")]
+    dataset = ImageDataset(files, [0] * 4, lambda x: x.float(), channels=3, on_error="fail")
+    loader = build_loader(
+        dataset, batch_size=2, shuffle=False, seed=0, device=torch.device("cpu"),
+        num_workers=1, pin_memory=False, collate=ImageCollate(),
+    )  # fmt: skip
+    with pytest.raises(ImageReadError) as raised:
+        list(loader.epoch(0))
+    message = str(raised.value)
+    assert message.startswith("Image '") and "damaged.png' cannot be read" in message
+    assert "\n" not in message and "on_error=skip" in message  # no worker traceback inside
 
 
 def test_torchvision_mnist_reads_its_own_file_format(tmp_path: Path) -> None:

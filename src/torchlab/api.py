@@ -370,6 +370,7 @@ def fit(run: Run, parts: Parts, resuming: bool, extra_callbacks: list[Any] = ())
         "test": test,
         "baseline": baseline.best if baseline else None,
         "baselines": baseline.table if baseline else [],
+        "baseline_note": baseline.note if baseline else None,  # why there is none
         "epochs": trainer.state.epoch,
         "steps": trainer.state.global_step,
         "best_epoch": best.best_epoch + 1,  # 1-based, as the progress bar counts
@@ -469,6 +470,7 @@ def predict(
     overwrite: bool = False,
     horizon: int | None = None,
     trust_code: bool = False,
+    on_error: str = "fail",
 ) -> Any:
     """Predict for a user's files (a CSV for tabular runs, image files for image runs).
 
@@ -479,6 +481,9 @@ def predict(
     ``run`` may also be an export directory (``torchlab export``): the exported artefact
     then runs (ONNX Runtime, TorchScript, ...) with the run's own preprocessing.
     ``trust_code`` lets a run or export folder import or unpickle code (``--trust-code``).
+    ``on_error`` says what an image file that cannot be read does: ``fail`` (one error
+    naming it) or ``skip`` (its row holds the reason in an ``error`` column, empty for the
+    others, and a warning lists the skipped files).
 
     Returns a pandas DataFrame with an ``id`` column, the predicted label (or value) and
     one probability column per class; writes it as CSV to ``output`` when given.
@@ -501,23 +506,67 @@ def predict(
         raise RunError(
             f"Output file '{output}' already exists; choose another name or pass --overwrite."
         )
+    if on_error not in ("fail", "skip"):
+        raise ConfigError(f"on_error (--on-error) must be fail or skip; received {on_error!r}.")
     predictor = load_predictor(run, trust_code=trust_code)
     spec = predictor.spec
-    features, ids = predictor.featurizer.load_inputs([Path(p) for p in inputs])
+    features, ids, skipped = read_inputs(predictor.featurizer, inputs, on_error)
     outputs = predictor(features)
     # Segmentation and detection write overlay images and their table into the folder
     # ``output`` instead of one CSV file.
     folder = Path(output) if output is not None else None
     written = predictor.task.write_predictions(features, outputs, ids, folder, predictor.featurizer)
     if written is not None:
-        return written
+        return with_errors(written, skipped) if on_error == "skip" else written
     frame = pd.DataFrame({"id": ids})
     for name, values in predictor.task.predict(outputs).items():
         frame = frame.join(prediction_columns(name, values, spec))
+    if on_error == "skip":
+        frame = with_errors(frame, skipped)
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(output, index=False)
     return frame
+
+
+def read_inputs(
+    featurizer: Any, inputs: list[str | Path], on_error: str
+) -> tuple[Any, list[str], dict[str, str]]:
+    """Model inputs and ids of the user's files, and the files skipped as unreadable.
+
+    Featurizers that read one input per file (images) can skip a bad file, and list it in
+    their ``skipped``; a table or text featurizer reads its files whole.
+    """
+    paths = [Path(p) for p in inputs]
+    if not hasattr(featurizer, "skipped"):
+        if on_error == "skip":
+            warnings.warn(
+                f"on_error='skip' applies to image files; this run reads {featurizer.kind} "
+                "inputs, so it is ignored.",
+                stacklevel=3,
+            )
+        return (*featurizer.load_inputs(paths), {})
+    features, ids = featurizer.load_inputs(paths, on_error=on_error)
+    if featurizer.skipped:
+        shown = list(featurizer.skipped.items())[:10]
+        listed = "; ".join(f"{file}: {reason}" for file, reason in shown)
+        if len(featurizer.skipped) > len(shown):
+            listed += f"; and {len(featurizer.skipped) - len(shown)} more"
+        warnings.warn(
+            f"Skipped {len(featurizer.skipped)} of {len(ids) + len(featurizer.skipped)} files "
+            f"that cannot be read ({listed}); their rows hold the reason in the error column.",
+            stacklevel=3,
+        )
+    return features, ids, featurizer.skipped
+
+
+def with_errors(frame: Any, skipped: dict[str, str]) -> Any:
+    """Predictions with an ``error`` column: empty for predicted rows, the reason for one row
+    per skipped file (after the others)."""
+    import pandas as pd
+
+    errors = pd.DataFrame({"id": list(skipped), "error": list(skipped.values())})
+    return pd.concat([frame.assign(error=""), errors], ignore_index=True)
 
 
 def profile(

@@ -116,6 +116,14 @@ def predict(
         typer.Option(help="Forecasting runs: steps to forecast beyond the data's end.", min=1),
     ] = None,
     trust_code: TrustCode = False,
+    on_error: Annotated[
+        str,
+        typer.Option(
+            "--on-error",
+            help="An image file that cannot be read: fail (stop, naming it) or skip (its row "
+            "gets the reason in an error column).",
+        ),
+    ] = "fail",
 ) -> None:
     """Predict with a trained run or an exported model (forecasting runs: --horizon N)."""
     from torchlab import api
@@ -129,6 +137,7 @@ def predict(
         overwrite=overwrite,
         horizon=horizon,
         trust_code=trust_code,
+        on_error=on_error,
     )
     if output is None:
         typer.echo(frame.to_csv(index=False), nl=False)
@@ -461,6 +470,15 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
             )
     console = Console()
     console.print(table)
+    if not baseline and summary.get("baseline_note"):
+        console.print(summary["baseline_note"], soft_wrap=True, markup=False)
+    skipped = summary.get("skipped_files", [])
+    if skipped:
+        console.print(
+            f"Skipped {len(skipped)} unreadable file(s); summary.json and report.html list them.",
+            soft_wrap=True,
+            markup=False,
+        )
     console.print(f"Run directory: {shown_path(run_dir)}", soft_wrap=True, markup=False)
 
 

@@ -138,6 +138,10 @@ class DataBundle:
     # Scores of the baseline's test predictions ``(y_true, y_pred) -> {name: value}`` named
     # like the task's metrics (e.g. per-pixel mean IoU), instead of accuracy and F1.
     baseline_metrics: Callable[[Any, Any], dict[str, float]] | None = None
+    # The baseline ``{"name": ..., settings}`` a run of this data gets when its config names
+    # none (e.g. logistic regression on images), and otherwise why this data has none.
+    default_baseline: dict[str, Any] | None = None
+    baseline_note: str | None = None
 
     def split(self, name: str) -> TensorSplit | Dataset:
         if name not in ("train", "val", "test"):

@@ -22,7 +22,11 @@ class Featurizer(Protocol):
     kind: ClassVar[str]
 
     def load_inputs(self, paths: list[Path]) -> tuple[torch.Tensor, list[str]]:
-        """Model inputs read from user files, and an id per row (file name or row number)."""
+        """Model inputs read from user files, and an id per row (file name or row number).
+
+        Featurizers that read one input per file (images) also take ``on_error="skip"``:
+        unreadable files are then left out and listed, with why, in ``self.skipped``.
+        """
         ...
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 from torchlab.data.base import DataBundle, DataSpec, SourceContext, TensorSplit
 from torchlab.data.featurizers import FEATURIZERS
 from torchlab.data.splits import split_indices
-from torchlab.data.vision.files import IMAGE_SUFFIXES, image_files, read_image
+from torchlab.data.vision.files import IMAGE_SUFFIXES, image_files, read_image, read_images
 from torchlab.data.vision.transforms import imagenet_stats, wants_imagenet
 from torchlab.errors import DataError
 from torchlab.registry import DATASETS
@@ -42,6 +42,7 @@ class ImageFeaturizer:
     """
 
     kind: ClassVar[str] = "image"
+    skipped: dict[str, str]  # files of the last load_inputs that could not be read -> why
 
     def __init__(
         self,
@@ -56,15 +57,20 @@ class ImageFeaturizer:
         self.transform = v2.Compose(
             [v2.Resize(list(self.size), antialias=True), v2.Normalize(self.mean, self.std)]
         )
+        self.skipped = {}
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] shaped (N, C, h, w) -> model inputs shaped (N, C, H, W)."""
         return self.transform(pixels)
 
-    def load_inputs(self, paths: list[Path]) -> tuple[torch.Tensor, list[str]]:
-        files = image_files(paths)
-        pixels = [self.normalize(read_image(f, self.channels).unsqueeze(0))[0] for f in files]
-        return torch.stack(pixels), [str(f) for f in files]
+    def load_inputs(
+        self, paths: list[Path], on_error: str = "fail"
+    ) -> tuple[torch.Tensor, list[str]]:
+        """Inputs of the image files and folders named; ``on_error="skip"`` leaves unreadable
+        files out and lists them in :attr:`skipped`."""
+        images, ids, self.skipped = read_images(image_files(paths), self.channels, on_error)
+        pixels = [self.normalize(image.unsqueeze(0))[0] for image in images]
+        return torch.stack(pixels), ids
 
     def to_dict(self) -> dict[str, Any]:
         return {

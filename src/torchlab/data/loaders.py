@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_
 
 from torchlab.data.base import Batch, TensorSplit
 from torchlab.distributed import World, shard
+from torchlab.errors import TorchlabError
 from torchlab.memory import release_freed_memory
 
 
@@ -101,6 +102,36 @@ def seeded(batches: list[list[int]], *, seed: int, epoch: int, world: World,
         yield batch
 
 
+@dataclass(frozen=True)
+class WorkerError:
+    """A torchlab error met in a loader worker, sent back in place of its batch.
+
+    A worker's exception reaches the training process rebuilt from torch's formatted
+    traceback (its message becomes the traceback); sent back as a value, the error is
+    raised there as itself: one line naming the file and the fix.
+    """
+
+    error: TorchlabError
+
+
+class ErrorsAsBatches:
+    """Wraps a collate: an item or a collate that failed in a worker becomes its batch."""
+
+    def __init__(self, collate: Any) -> None:
+        self.collate = collate
+
+    def __call__(self, samples: list[Any]) -> Any:
+        failed = next((s for s in samples if isinstance(s, WorkerError)), None)
+        if failed is not None:
+            return failed
+        try:
+            return self.collate(samples)
+        except TorchlabError as exc:
+            if get_worker_info() is None:
+                raise
+            return WorkerError(exc)
+
+
 class SeededItems(Dataset):
     """Fetches a :class:`SeededBatch`, seeding a worker's random generators from it first.
 
@@ -119,11 +150,15 @@ class SeededItems(Dataset):
         return self.dataset[index]
 
     def __getitems__(self, batch: SeededBatch) -> list[Any]:
-        if get_worker_info() is not None:
-            torch.manual_seed(batch.seed)
-            random.seed(batch.seed)
-            np.random.seed(batch.seed % 2**32)
-        return [self.dataset[i] for i in batch]
+        if get_worker_info() is None:
+            return [self.dataset[i] for i in batch]
+        torch.manual_seed(batch.seed)
+        random.seed(batch.seed)
+        np.random.seed(batch.seed % 2**32)
+        try:
+            return [self.dataset[i] for i in batch]
+        except TorchlabError as exc:
+            return [WorkerError(exc)]
 
 
 class EpochBatches(Sampler[SeededBatch]):
@@ -184,7 +219,7 @@ class DatasetLoader(Loader):
             batch_sampler=self.sampler,
             num_workers=workers,
             pin_memory=pin,
-            collate_fn=collate,
+            collate_fn=ErrorsAsBatches(collate),
             persistent_workers=False,
         )
 
@@ -196,7 +231,10 @@ class DatasetLoader(Loader):
         self.sampler.epoch, self.sampler.skip = epoch, start
         if self.loader.num_workers:  # workers are forked now, from this process
             release_freed_memory()
-        yield from self.loader
+        for batch in self.loader:
+            if isinstance(batch, WorkerError):
+                raise batch.error
+            yield batch
 
 
 def default_workers() -> int:

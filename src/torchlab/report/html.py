@@ -151,12 +151,20 @@ def _context(run: Any, bundle: Any, analysis: Analysis) -> dict[str, Any]:
             ("Training samples", data_uri(image_grid(inputs, bundle.train.target, classes)))
         )
     data_figures += more_data_figures(bundle)
-    facts = {k: v for k, v in bundle.summary.items() if k not in ("sizes", "class_counts")}
+    facts = {
+        k: v
+        for k, v in bundle.summary.items()
+        if k not in ("sizes", "class_counts", "skipped_files")
+    }
+    # Files skipped while training read them are known only to summary.json, which then
+    # holds the split sizes counted without them too.
+    sizes = summary.get("sizes") or bundle.summary.get("sizes", {})
+    skipped = summary.get("skipped_files") or bundle.summary.get("skipped_files", [])
     info = json.loads((run.dir / "run.json").read_text())
     env_path = run.dir / "environment.json"
     rows = analysis.tables.get("per-class metrics", [])
     worst = min(rows, key=lambda r: r["f1"]) if rows else None
-    total = sum(bundle.summary.get("sizes", {}).values()) or "?"
+    total = sum(sizes.values()) or "?"
     return {
         "name": config.name,
         "run_dir": str(run.dir),
@@ -170,6 +178,8 @@ def _context(run: Any, bundle: Any, analysis: Analysis) -> dict[str, Any]:
         "analysis": analysis,
         "analysis_figures": [(t, data_uri(b)) for t, b in analysis.figures.items()],
         "data": bundle.summary,
+        "sizes": sizes,
+        "skipped": skipped,
         "data_figures": data_figures,
         "data_facts": json.dumps(facts, indent=2) if facts else "",
         "spec": spec,

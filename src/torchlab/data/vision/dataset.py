@@ -1,11 +1,18 @@
 """The map-style dataset behind every labelled-image source, its collate and bad-file handling.
 
 Each item is decoded and transformed in ``__getitem__``, so DataLoader workers decode and
-augment in parallel. With ``on_error: skip`` an unreadable file yields a :class:`BadImage`
-marker instead of raising; :class:`ImageCollate` drops it from its batch (the batch is one
-sample shorter, so no other sample is seen twice) and the batch carries the file's path back
-to the training process, where :class:`SkippedImages` lists them at the end of each epoch and
-in the run summary.
+augment in parallel.
+
+Bad files are decided once per file, at the first chance. Before the splits are cut,
+:func:`usable_files` checks every file cheaply (:func:`~torchlab.data.vision.files.check_image`:
+empty, not an image, cut short); with ``on_error: skip`` (the default) those files are left
+out of every split, with a warning, and listed in ``data.json``, ``summary.json`` and the
+report. A file that passes the check but fails to decode later (damage inside it) yields a
+:class:`BadImage` marker instead of raising; :class:`ImageCollate` drops it from its batch (the
+batch is one sample shorter, so no other sample is seen twice) and the batch carries it back
+to the training process, where :class:`SkippedImages` warns about it once, lists it in the
+run summary and counts it out of its split's size. With ``on_error: fail`` the first bad file
+stops the run with one line naming it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,7 +30,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from torchlab.data.base import Batch, DataBundle, DataSpec
-from torchlab.data.vision.files import load_image
+from torchlab.data.vision.files import ImageReadError, check_image, load_image
 from torchlab.errors import DataError
 
 
@@ -50,9 +58,12 @@ class ImageDataset(Dataset):
         labels: Class index of each item.
         transform: uint8 ``(C, H, W)`` -> model input.
         channels: 1 or 3, what every image is converted to.
-        on_error: ``raise`` (a DataError naming the file) or ``skip`` (a :class:`BadImage`).
+        on_error: ``fail`` (an :class:`ImageReadError` naming the file) or ``skip`` (a
+            :class:`BadImage`).
         train: Whether items may be mixed (MixUp/CutMix) by the collate.
         reader: Optional ``index -> uint8 (C, H, W)`` used instead of ``files``.
+        draft: Decode JPEG files at a reduced scale keeping this many pixels a side (for
+            consumers that only want small images; see ``load_image``).
     """
 
     def __init__(
@@ -62,13 +73,14 @@ class ImageDataset(Dataset):
         transform: Callable[[torch.Tensor], torch.Tensor],
         *,
         channels: int,
-        on_error: str = "raise",
+        on_error: str = "fail",
         train: bool = False,
         reader: Callable[[int], torch.Tensor] | None = None,
+        draft: int | None = None,
     ) -> None:
         self.files, self.labels = files, list(labels)
         self.transform, self.channels = transform, channels
-        self.on_error, self.train, self.reader = on_error, train, reader
+        self.on_error, self.train, self.reader, self.draft = on_error, train, reader, draft
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -77,15 +89,18 @@ class ImageDataset(Dataset):
         """The uint8 ``(C, H, W)`` image of item ``index``, untransformed."""
         if self.reader is not None:
             return self.reader(index)
-        return load_image(self.files[index], self.channels)  # type: ignore[index]
+        return load_image(self.files[index], self.channels, draft=self.draft)  # type: ignore[index]
 
     def __getitem__(self, index: int) -> Item | BadImage:
         try:
             image = self.read(index)
-        except DataError as exc:
-            if self.on_error == "raise" or self.files is None:
+        except ImageReadError as exc:
+            if self.files is None:
                 raise
-            return BadImage(str(self.files[index]), str(exc))
+            if self.on_error == "fail":
+                fix = "replace or remove it, or set data.source.on_error=skip to train without it"
+                raise ImageReadError(exc.path, exc.reason, fix) from None
+            return BadImage(str(self.files[index]), exc.reason)
         return Item(self.transform(image), self.labels[index], self.train)
 
 
@@ -99,20 +114,22 @@ def _log_for(token: str) -> SkipLog:
 
 
 class SkipLog:
-    """Files skipped as unreadable, in the order the training process met them."""
+    """Files skipped as unreadable, in the order the training process met them, with why."""
 
     def __init__(self, token: str | None = None) -> None:
         self.token = token or uuid.uuid4().hex
-        self.pending: list[str] = []  # since the last epoch report
-        self.all: list[str] = []
+        self.pending: list[str] = []  # met for the first time since the last epoch report
+        self.all: dict[str, str] = {}  # file -> reason
         _LOGS[self.token] = self
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_log_for, (self.token,))
 
-    def add(self, paths: Sequence[str]) -> None:
-        self.pending += paths
-        self.all += [p for p in paths if p not in self.all]
+    def add(self, bad: Sequence[BadImage]) -> None:
+        for item in bad:
+            if item.path not in self.all:
+                self.all[item.path] = item.reason
+                self.pending.append(item.path)
 
     def take(self) -> list[str]:
         taken, self.pending = self.pending, []
@@ -123,7 +140,7 @@ class SkipLog:
 class ImageBatch(Batch):
     """A batch that also names the files dropped from it (see :class:`SkipLog`)."""
 
-    skipped: tuple[str, ...] = ()
+    skipped: tuple[BadImage, ...] = ()
     log: SkipLog | None = None
 
     def to(
@@ -146,10 +163,10 @@ class ImageCollate:
 
     def __call__(self, samples: list[Item | BadImage]) -> ImageBatch:
         good = [s for s in samples if isinstance(s, Item)]
-        bad = tuple(s.path for s in samples if isinstance(s, BadImage))
+        bad = tuple(s for s in samples if isinstance(s, BadImage))
         if not good:
             raise DataError(
-                f"Every image of a batch is unreadable ({', '.join(bad)}); run "
+                f"Every image of a batch is unreadable ({', '.join(b.path for b in bad)}); run "
                 "`torchlab validate-data CONFIG` to list all bad files and fix or remove them."
             )
         # default_collate stacks into shared memory inside a worker: no copy on the way back.
@@ -161,15 +178,23 @@ class ImageCollate:
 
 
 class SkippedImages:
-    """Warns at the end of each epoch which unreadable files were skipped, and keeps the list.
+    """Warns at the end of each epoch of files found unreadable in it, and keeps the list.
 
     A training callback (the hooks of :class:`torchlab.training.callbacks.Callback`, written
-    out because data does not import training). Its state, every file skipped so far, is
-    saved in checkpoints, so a resumed run reports the same list as an uninterrupted one.
+    out because data does not import training). Its state, every file skipped while
+    reading, is saved in checkpoints, so a resumed run reports the same list as an
+    uninterrupted one.
+
+    Args:
+        log: Where batches record the files dropped from them.
+        scanned: Files left out before the splits were cut (file -> reason).
+        split_files: Each file-backed split's files, to count skipped ones out of its size.
     """
 
-    def __init__(self, log: SkipLog) -> None:
-        self.log = log
+    def __init__(
+        self, log: SkipLog, scanned: dict[str, str], split_files: dict[str, list[str]]
+    ) -> None:
+        self.log, self.scanned, self.split_files = log, scanned, split_files
 
     def on_fit_start(self, trainer: Any) -> None: ...
     def on_epoch_start(self, trainer: Any) -> None: ...
@@ -180,23 +205,33 @@ class SkippedImages:
     def on_epoch_end(self, trainer: Any, logs: dict[str, Any]) -> None:
         skipped = self.log.take()
         if skipped:
-            shown = ", ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else "")
             warnings.warn(
-                f"Epoch {logs.get('epoch')}: skipped {len(skipped)} unreadable image(s) "
-                f"(data.source.on_error=skip): {shown}. Run `torchlab validate-data` to list "
-                "every bad file.",
+                f"Epoch {logs.get('epoch', 0) + 1}: skipped {len(skipped)} image(s) that could "
+                f"not be decoded ({listing({p: self.log.all[p] for p in skipped})}); "
+                "summary.json and report.html list them (data.source.on_error=fail stops "
+                "instead).",
                 stacklevel=2,
             )
 
     def summary(self) -> dict[str, Any]:
-        """What the run summary records: every file skipped in training and testing."""
-        return {"skipped_files": list(self.log.all)}
+        """What the run summary records: every file skipped, before or during training, and
+        the split sizes without the ones dropped while reading."""
+        skipped = {**self.scanned, **self.log.all}
+        sizes = {
+            name: len(files) - sum(f in self.log.all for f in files)
+            for name, files in self.split_files.items()
+        }
+        return {
+            "skipped_files": [{"file": f, "reason": r} for f, r in skipped.items()],
+            "sizes": sizes,
+        }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"all": list(self.log.all)}
+        return {"all": dict(self.log.all)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.log.all = list(state.get("all", []))
+        saved = state.get("all", {})
+        self.log.all = saved if isinstance(saved, dict) else dict.fromkeys(saved, "unreadable")
 
 
 @dataclass(frozen=True)
@@ -210,7 +245,7 @@ class ImageOptions:
     normalize: str = "auto"
     mixup: float = 0.0
     cutmix: float = 0.0
-    on_error: str = "raise"
+    on_error: str = "skip"
 
 
 @dataclass
@@ -228,8 +263,12 @@ def image_bundle(
     class_names: Sequence[str],
     options: ImageOptions,
     context: Any,
+    skipped: dict[str, str] | None = None,
 ) -> DataBundle:
-    """Datasets, spec, featurizer, collate and summary of a labelled-image source."""
+    """Datasets, spec, featurizer, collate and summary of a labelled-image source.
+
+    ``skipped`` holds the files :func:`usable_files` left out (file -> reason).
+    """
     from torchlab.data.images import ImageFeaturizer
     from torchlab.data.vision import transforms as T
 
@@ -261,21 +300,79 @@ def image_bundle(
         for name, items in splits.items()
     }
     log = SkipLog()
+    skipped = skipped or {}
     summary = {
         "source": source,
         "sizes": {k: len(v) for k, v in datasets.items()},
         "class_counts": {k: counts(v.labels, len(class_names)) for k, v in datasets.items()},
         "normalization": {"mean": list(mean), "std": list(std)},
         "augment": options.augment,
-    }
+        **({"skipped_files": [{"file": f, "reason": r} for f, r in skipped.items()]}
+           if skipped else {}),
+    }  # fmt: skip
+    split_files = {k: list(map(str, v.files)) for k, v in splits.items() if v.files is not None}
     return DataBundle(
         **datasets,
         spec=DataSpec((channels, size, size), "categorical", tuple(class_names)),
         featurizer=ImageFeaturizer(size=(size, size), channels=channels, mean=mean, std=std),
         summary=summary,
         collate=ImageCollate(mixer, log),
-        callbacks=[SkippedImages(log)],
+        callbacks=[SkippedImages(log, skipped, split_files)],
+        default_baseline=default_baseline(context.model),
     )
+
+
+def default_baseline(model: Any) -> dict[str, Any]:
+    """A linear probe on the model's pretrained backbone when it loads pretrained weights,
+    else logistic regression on small pixels (see :mod:`torchlab.baselines.images`)."""
+    weights = getattr(model, "params", {}).get("weights")
+    if weights in (None, "none"):
+        return {"name": "image-pixels"}
+    return {"name": "image-features", "backbone": model.name, "weights": weights}
+
+
+def usable_files(
+    files: list[Path], labels: list[int], on_error: str, where: Path
+) -> tuple[list[Path], list[int], dict[str, str]]:
+    """The files that pass :func:`~torchlab.data.vision.files.check_image`, their labels,
+    and the others with why (skipped with a warning, or a DataError with ``on_error: fail``).
+    """
+    with ThreadPoolExecutor(max_workers=8) as pool:  # file-system bound: threads overlap it
+        problems = list(pool.map(problem_of, files))
+    skipped = {str(f): p for f, p in zip(files, problems, strict=True) if p is not None}
+    if skipped and on_error == "fail":
+        file, reason = next(iter(skipped.items()))
+        others = f" (and {len(skipped) - 1} more files)" if len(skipped) > 1 else ""
+        raise DataError(
+            f"Image '{file}' {reason}{others}; fix or remove the bad files (`torchlab "
+            "validate-data CONFIG` lists them all), or set data.source.on_error=skip to train "
+            "without them."
+        )
+    if skipped:
+        warnings.warn(
+            f"Skipped {len(skipped)} of {len(files)} image files under '{where}' that cannot be "
+            f"read ({listing(skipped)}). Training uses the other {len(files) - len(skipped)}; "
+            "summary.json and report.html list the skipped ones (data.source.on_error=fail "
+            "stops instead).",
+            stacklevel=3,
+        )
+    keep = [i for i, p in enumerate(problems) if p is None]
+    return [files[i] for i in keep], [labels[i] for i in keep], skipped
+
+
+def listing(skipped: dict[str, str], limit: int = 5) -> str:
+    """``file: reason; ...`` of the first ``limit`` skipped files, and how many more."""
+    shown = "; ".join(f"{f}: {r}" for f, r in list(skipped.items())[:limit])
+    return shown + (f"; and {len(skipped) - limit} more" if len(skipped) > limit else "")
+
+
+def problem_of(file: Path) -> str | None:
+    """Why ``file`` cannot be used as an image, or None."""
+    try:
+        check_image(file)
+    except ImageReadError as exc:
+        return exc.reason
+    return None
 
 
 def counts(labels: Sequence[int], num_classes: int) -> list[int]:

@@ -247,6 +247,7 @@ def bundle_of(
         featurizer=PixelFeaturizer(size=shape),
         summary=summary,
         collate=collate,
+        baseline_note="No baseline: scikit-learn and statsmodels hold no object detector.",
     )
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,45 +48,140 @@ def image_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def load_image(path: str | Path | io.BytesIO, channels: int) -> torch.Tensor:
+class ImageReadError(DataError):
+    """An image file that cannot be used: the file, why, and the fix (one line, as ever).
+
+    ``path`` and ``reason`` let callers that skip bad files list them; the error pickles with
+    them, so it crosses from a loader worker to the training process intact.
+    """
+
+    def __init__(self, path: str, reason: str, fix: str = "replace or remove the file") -> None:
+        super().__init__(f"Image '{path}' {reason}; {fix}.")
+        self.path, self.reason, self.fix = path, reason, fix
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.reason, self.fix))
+
+
+@contextmanager
+def reading(name: str) -> Iterator[None]:
+    """Turn whatever Pillow or the file system raises while reading file ``name`` (or
+    ``<in-memory image>``) into an :class:`ImageReadError`."""
+    try:
+        with warnings.catch_warnings():
+            # Over MAX_IMAGE_PIXELS Pillow only warns (an error at twice the limit): both stop here.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageReadError(
+            name, f"is too large to decode safely ({exc})", "shrink it or remove it"
+        ) from None
+    except FileNotFoundError:
+        raise ImageReadError(name, "does not exist", "check the path") from None
+    except UnidentifiedImageError as exc:
+        empty = Path(name).is_file() and Path(name).stat().st_size == 0
+        raise ImageReadError(
+            name, "is empty (0 bytes)" if empty else f"cannot be read ({exc})"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(name, f"cannot be read ({exc})") from None
+
+
+def load_image(
+    path: str | Path | io.BytesIO, channels: int, *, draft: int | None = None
+) -> torch.Tensor:
     """One image as ``(channels, H, W)`` uint8, upright, with alpha composited on white.
 
     Args:
         path: A file path or an in-memory encoded image.
         channels: 1 (grayscale) or 3 (RGB).
+        draft: Decode JPEGs at the smallest scale (down to 1/8) that keeps at least this
+            many pixels a side: several times faster when only a small image is wanted.
 
     Raises:
-        DataError: The file is missing, not an image, truncated, or over Pillow's
+        ImageReadError: The file is missing, not an image, truncated, or over Pillow's
             decompression-bomb pixel limit.
     """
     if channels not in (1, 3):
         raise DataError(f"Images can be read with 1 or 3 channels, not {channels}.")
-    name = path if isinstance(path, (str, Path)) else "<in-memory image>"
-    try:
-        with warnings.catch_warnings():
-            # Over MAX_IMAGE_PIXELS Pillow only warns (an error at twice the limit): both stop here.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if image.getexif().get(ORIENTATION, 1) != 1:  # else skip exif_transpose's copy
-                    image = ImageOps.exif_transpose(image)
-                array = to_array(image, channels)
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise DataError(
-            f"Image '{name}' is too large to decode safely ({exc}); shrink it or remove it."
-        ) from None
-    except FileNotFoundError:
-        raise DataError(f"Image '{name}' does not exist; check the path.") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(
-            f"Image '{name}' cannot be read ({exc}); replace or remove the file."
-        ) from None
+    name = str(path) if isinstance(path, (str, Path)) else "<in-memory image>"
+    with reading(name), Image.open(path) as image:
+        if draft is not None:
+            image.draft(image.mode, (draft, draft))  # formats other than JPEG ignore it
+        if image.getexif().get(ORIENTATION, 1) != 1:  # else skip exif_transpose's copy
+            image = ImageOps.exif_transpose(image)
+        array = to_array(image, channels)
     tensor = torch.from_numpy(array)
     return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)  # (C, H, W)
+
+
+# The bytes a complete file of these formats ends with (JPEG's EOI marker, PNG's IEND chunk,
+# GIF's trailer); entropy-coded JPEG data never holds FF D9, so a cut-off file lacks them.
+ENDINGS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82", "GIF": b";"}
+
+
+def check_image(path: Path) -> None:
+    """Raise :class:`ImageReadError` when ``path`` is no usable image; cheap enough to run
+    over every file of a dataset before training.
+
+    Reads the header and the last bytes: an empty file, a file that is no image (or cannot
+    be opened) and a JPEG/PNG/GIF cut short are found here. A file whose end marker is
+    missing is decoded (JPEGs at 1/8 scale) before it is called bad, since some cameras
+    append data after the marker. Damage inside an otherwise whole file shows only when
+    the image is decoded in full, at its first read.
+    """
+    with reading(str(path)), Image.open(path) as image:
+        ending = ENDINGS.get(image.format or "")
+        if ending is not None and ending not in tail(path):
+            image.draft(image.mode, (1, 1))
+            image.load()
+
+
+def tail(path: Path, length: int = 64) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(max(0, path.stat().st_size - length))
+        return handle.read()
 
 
 def read_image(path: str | Path | io.BytesIO, channels: int) -> torch.Tensor:
     """One image as ``(channels, H, W)`` floats in [0, 1] (see :func:`load_image`)."""
     return load_image(path, channels).float().div_(255.0)
+
+
+def read_images(
+    files: list[Path], channels: int, on_error: str = "fail"
+) -> tuple[list[torch.Tensor], list[str], dict[str, str]]:
+    """Every readable file as :func:`read_image` gives it, its path, and the others with why.
+
+    Args:
+        files: The image files, e.g. from :func:`image_files`.
+        channels: 1 or 3.
+        on_error: ``fail``: any unreadable file is a DataError naming the first (after all
+            were tried, so it says how many there are); ``skip``: they are returned apart.
+    """
+    if on_error not in ("fail", "skip"):
+        raise DataError(f"on_error must be 'fail' or 'skip'; received {on_error!r}.")
+    images, ids, skipped = [], [], {}
+    for file in files:
+        try:
+            images.append(read_image(file, channels))
+        except ImageReadError as exc:
+            skipped[str(file)] = exc.reason
+            continue
+        ids.append(str(file))
+    if skipped and (on_error == "fail" or not images):
+        file, reason = next(iter(skipped.items()))
+        if not images:
+            raise DataError(
+                f"None of the {len(files)} image files can be read, e.g. '{file}' {reason}; "
+                "give image files."
+            )
+        others = f" (and {len(skipped) - 1} more unreadable files)" if len(skipped) > 1 else ""
+        raise DataError(
+            f"Image '{file}' {reason}{others}; fix or remove it, or pass --on-error skip "
+            "(on_error='skip' in Python) to predict the readable ones."
+        )
+    return images, ids, skipped
 
 
 def to_array(image: Image.Image, channels: int) -> np.ndarray:

@@ -6,9 +6,9 @@ train/val/test with the run's seeded, stratified split; or, when ``root`` holds 
 missing val or test split is cut from train). ``image-csv`` reads a CSV with ``path`` and
 ``label`` columns, paths relative to the CSV file.
 
-Images are decoded and augmented per item by DataLoader workers (see
-:mod:`torchlab.data.vision.dataset`); ``on_error: skip`` drops unreadable files instead of
-stopping, and lists them.
+Every file is checked before the splits are cut, and images are decoded and augmented per
+item by DataLoader workers (see :mod:`torchlab.data.vision.dataset`); ``on_error: skip``
+(the default) leaves unreadable files out and lists them, ``fail`` stops at them.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import numpy as np
 
 from torchlab.data.base import DataBundle, SourceContext
 from torchlab.data.splits import split_indices
-from torchlab.data.vision.dataset import ImageOptions, SplitItems, image_bundle
+from torchlab.data.vision.dataset import ImageOptions, SplitItems, image_bundle, usable_files
 from torchlab.data.vision.files import IMAGE_SUFFIXES
 from torchlab.errors import DataError
 from torchlab.registry import DATASETS
 
 Augment = Literal["none", "light", "standard", "strong"]
 Normalize = Literal["auto", "dataset", "imagenet"]
-OnError = Literal["raise", "skip"]
+OnError = Literal["skip", "fail"]
 SPLIT_FOLDERS = ("train", "val", "test")
 
 
@@ -81,7 +81,7 @@ def image_folder(
     normalize: Normalize = "auto",
     mixup: float = 0.0,
     cutmix: float = 0.0,
-    on_error: OnError = "raise",
+    on_error: OnError = "skip",
 ) -> DataBundle:
     """Images in one folder per class (torchvision's ImageFolder layout).
 
@@ -97,37 +97,37 @@ def image_folder(
             ImageNet weights, else dataset).
         mixup: MixUp Beta alpha for training batches (0 = off; 0.2 is typical).
         cutmix: CutMix Beta alpha for training batches (0 = off; 1.0 is typical).
-        on_error: ``raise`` at the first unreadable image (naming it) or ``skip`` it,
-            listing skipped files at the end of each epoch and in the run summary.
+        on_error: ``skip`` unreadable images (empty, not an image, cut short, damaged):
+            they are left out of the splits with a warning and listed in the run summary
+            and report; or ``fail`` at the first one, naming it.
     """
     base = Path(root).expanduser()
     if not base.is_dir():
         raise DataError(f"data.source.root '{base}' is not a folder; check the path.")
     given = [name for name in SPLIT_FOLDERS if (base / name).is_dir()]
-    layouts = {name: class_folders(base / name) for name in given} if "train" in given else {}
-    if not layouts:
-        layouts = {"train": class_folders(base)}
+    folders = {name: base / name for name in given} if "train" in given else {"train": base}
+    layouts = {name: class_folders(folder) for name, folder in folders.items()}
     class_names = sorted(layouts["train"])
     if len(class_names) < 2:
-        where = base / "train" if "train" in given else base
         raise DataError(
-            f"'{where}' holds {len(class_names)} class folder(s); put each class's images in "
+            f"'{folders['train']}' holds {len(class_names)} class folder(s); put each class's images in "
             "its own sub-folder (at least two classes)."
         )
-    found = {}
+    found, skipped = {}, {}
     for name, classes in layouts.items():
         extra = sorted(set(classes) - set(class_names))
         if extra:
             raise DataError(
-                f"'{base / name}' has class folders {extra} that train/ lacks; every class "
+                f"'{folders[name]}' has class folders {extra} that train/ lacks; every class "
                 "needs training images."
             )
         files = [f for c in class_names for f in classes.get(c, [])]
         labels = [i for i, c in enumerate(class_names) for _ in classes.get(c, [])]
-        found[name] = (files, labels)
+        files, labels, bad = usable_files(files, labels, on_error, folders[name])
+        found[name], skipped = (files, labels), skipped | bad
     options = ImageOptions(size, channels, augment, hflip, normalize, mixup, cutmix, on_error)
     splits = split_given_or_cut(found, context)
-    return image_bundle("image-folder", splits, class_names, options, context)
+    return image_bundle("image-folder", splits, class_names, options, context, skipped)
 
 
 def read_csv_list(path: Path) -> tuple[list[Path], list[str]]:
@@ -169,7 +169,7 @@ def image_csv(
     normalize: Normalize = "auto",
     mixup: float = 0.0,
     cutmix: float = 0.0,
-    on_error: OnError = "raise",
+    on_error: OnError = "skip",
 ) -> DataBundle:
     """Images listed in a CSV of ``path,label`` (paths relative to the CSV's folder).
 
@@ -185,6 +185,7 @@ def image_csv(
         raise DataError(f"CSV '{path}' has {len(class_names)} label(s); a classifier needs two.")
     index = {name: i for i, name in enumerate(class_names)}
     labels = [index[name] for name in names]
+    files, labels, skipped = usable_files(files, labels, on_error, path)
     options = ImageOptions(size, channels, augment, hflip, normalize, mixup, cutmix, on_error)
     splits = split_given_or_cut({"train": (files, labels)}, context)
-    return image_bundle("image-csv", splits, class_names, options, context)
+    return image_bundle("image-csv", splits, class_names, options, context, skipped)

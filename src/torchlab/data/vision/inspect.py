@@ -8,6 +8,7 @@ them (after MixUp/CutMix too), to check augmentation and labels by eye.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,12 +72,18 @@ def validate_data(config: Any, overrides: Any = ()) -> DataReport:
         overrides: Dotted overrides, as for ``torchlab.train``.
     """
     from torchlab.data.vision.dataset import ImageDataset
+    from torchlab.data.vision.files import ImageReadError
 
     config = _config(config, overrides)
     # Skip (not stop at) bad files while the source is built, and spend no time on statistics.
     source = _source(config, on_error="skip", normalize="imagenet", augment="none")
-    bundle = build_bundle(config, source)
+    with warnings.catch_warnings():  # the files it skips are this report's subject
+        warnings.simplefilter("ignore")
+        bundle = build_bundle(config, source)
     report = DataReport(config.data.source.name)
+    for skipped in bundle.summary.get("skipped_files", []):  # found by the check before splitting
+        report.checked += 1
+        report.bad.append((skipped["file"], skipped["reason"]))
     for name in ("train", "val", "test"):
         dataset = bundle.split(name)
         if not isinstance(dataset, ImageDataset):
@@ -87,7 +94,9 @@ def validate_data(config: Any, overrides: Any = ()) -> DataReport:
                 dataset.read(index)
             except DataError as exc:
                 where = dataset.files[index] if dataset.files is not None else f"{name}[{index}]"
-                report.bad.append((str(where), str(exc)))
+                report.bad.append(
+                    (str(where), exc.reason if isinstance(exc, ImageReadError) else str(exc))
+                )
     return report
 
 

@@ -15,7 +15,8 @@ import torch
 from torchvision.transforms import v2
 
 from torchlab.data.featurizers import FEATURIZERS
-from torchlab.data.images import image_files, read_image
+from torchlab.data.images import image_files
+from torchlab.data.vision.files import read_images
 
 
 @FEATURIZERS.register("pixels")
@@ -25,6 +26,7 @@ class PixelFeaturizer:
     Attributes:
         sizes: Original ``(height, width)`` of each file of the last :meth:`load_inputs`,
             by id, so predictions can be mapped back to the files' own pixels.
+        skipped: Files of the last :meth:`load_inputs` that could not be read, and why.
     """
 
     kind: ClassVar[str] = "pixels"
@@ -33,16 +35,15 @@ class PixelFeaturizer:
         self.size, self.channels = (int(size[0]), int(size[1])), channels
         self.resize = v2.Resize(list(self.size), antialias=True)
         self.sizes: dict[str, tuple[int, int]] = {}
+        self.skipped: dict[str, str] = {}
 
-    def load_inputs(self, paths: list[Path]) -> tuple[torch.Tensor, list[str]]:
-        files = image_files(paths)
-        pixels, ids = [], []
-        for file in files:
-            image = read_image(file, self.channels)  # (C, h, w)
-            self.sizes[str(file)] = (image.shape[1], image.shape[2])
-            pixels.append(self.resize(image))
-            ids.append(str(file))
-        return torch.stack(pixels), ids
+    def load_inputs(
+        self, paths: list[Path], on_error: str = "fail"
+    ) -> tuple[torch.Tensor, list[str]]:
+        images, ids, self.skipped = read_images(image_files(paths), self.channels, on_error)
+        for file, image in zip(ids, images, strict=True):  # image: (C, h, w)
+            self.sizes[file] = (image.shape[1], image.shape[2])
+        return torch.stack([self.resize(image) for image in images]), ids
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] shaped (N, C, h, w) -> model inputs shaped (N, C, H, W)."""

@@ -117,5 +117,5 @@ def torchvision_dataset(
         "test": SplitItems(test_labels.tolist(), reader=Reader(test_set, test, channels)),
     }
     classes = getattr(train_set, "classes", None) or [str(c) for c in np.unique(labels)]
-    options = ImageOptions(size, channels, augment, hflip, normalize, mixup, cutmix, "raise")
+    options = ImageOptions(size, channels, augment, hflip, normalize, mixup, cutmix, "fail")
     return image_bundle(f"torchvision:{dataset}", splits, classes, options, context)
