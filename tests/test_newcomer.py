@@ -99,9 +99,11 @@ def test_a_users_csv_from_typo_to_served_predictions(tmp_path: Path) -> None:
     from_export = run_cli("predict", "export", "new.csv", "-o", "exported.csv", cwd=elsewhere)
     succeeded(from_export)
     exported = pd.read_csv(elsewhere / "exported.csv")
-    value = [c for c in exported.columns if c != "id"][0]
-    np.testing.assert_allclose(exported[value], frame[value], rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose([p[value] for p in served], frame[value], rtol=1e-4, atol=1e-3)
+    value = frame["prediction_price"]
+    np.testing.assert_allclose(exported["prediction_price"], value, rtol=1e-4, atol=1e-3)
+    served_values = [p["prediction"]["price"] for p in served]
+    np.testing.assert_allclose(served_values, value, rtol=1e-4, atol=1e-3)
+    assert "district" in served[0]["warnings"][0]  # the unseen category, told to the client
 
 
 def serve_rows(export: Path, rows: pd.DataFrame) -> list[dict]:
@@ -155,12 +157,24 @@ def test_a_users_text_csv_with_empty_and_non_ascii_texts(tmp_path: Path) -> None
     run = only_run(project / "runs" / "reviews")
 
     assert "test/accuracy" in succeeded(run_cli("evaluate", str(run), cwd=elsewhere))
-    pd.DataFrame({"text": ["Love it, très bien 👍", "Useless, broke"]}).to_csv(
-        elsewhere / "new.csv", index=False
+    texts = ["Love it, très bien 👍", "", "Useless, broke"]
+    pd.DataFrame({"text": texts}).to_csv(elsewhere / "new.csv", index=False)
+    one_line_error(
+        run_cli("predict", str(run), "new.csv", cwd=elsewhere),
+        "1 of 3 texts are empty (new.csv:1)",
+        "--on-error skip",
     )
-    succeeded(run_cli("predict", str(run), "new.csv", "-o", "predicted.csv", cwd=elsewhere))
-    frame = pd.read_csv(elsewhere / "predicted.csv")
-    assert set(frame["label"]) <= {"good", "bad"} and len(frame) == 2
+    skipping = run_cli(
+        "predict", str(run), "new.csv", "--on-error", "skip", "-o", "predicted.csv", cwd=elsewhere
+    )
+    assert "warning: Skipped 1 of 3 inputs (new.csv:1: empty text)" in succeeded(skipping) + (
+        skipping.stderr
+    )
+    frame = pd.read_csv(elsewhere / "predicted.csv", keep_default_na=False)
+    assert list(frame["id"]) == ["new.csv:0", "new.csv:2", "new.csv:1"]
+    assert list(frame["text"]) == [texts[0], texts[2], ""]  # the rows say what they are about
+    assert list(frame["error"]) == ["", "", "empty text"]
+    assert set(frame["label"][:2]) <= {"good", "bad"}
 
 
 def sales(days: int = 120) -> pd.DataFrame:
@@ -172,7 +186,9 @@ def sales(days: int = 120) -> pd.DataFrame:
         weekly = 5 * np.sin(2 * np.pi * np.arange(days) / 7)
         units = level + weekly + 8 * promo + rng.normal(0, 1, days)
         parts.append(
-            pd.DataFrame({"date": dates.date, "store": store, "units": units.round(1), "promo": promo})
+            pd.DataFrame(
+                {"date": dates.date, "store": store, "units": units.round(1), "promo": promo}
+            )
         )
     return pd.concat(parts, ignore_index=True)
 

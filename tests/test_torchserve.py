@@ -201,6 +201,6 @@ def test_torchserve_serves_a_text_classifier_like_torchlab_predict(tmp_path: Pat
             )
         assert_answers(answers[0], expected[::-1], classes)
         assert answers[1].status_code == 400
-        message = "Field 'texts': Text 1 (from 0) is empty; send non-empty texts."
+        message = "Field 'texts.1' is empty; send non-empty texts."
         assert answers[1].json()["message"] == message
         assert_answers(answers[2], expected[2:], classes)

@@ -481,8 +481,8 @@ def predict(
     ``run`` may also be an export directory (``torchlab export``): the exported artefact
     then runs (ONNX Runtime, TorchScript, ...) with the run's own preprocessing.
     ``trust_code`` lets a run or export folder import or unpickle code (``--trust-code``).
-    ``on_error`` says what an image file that cannot be read does: ``fail`` (one error
-    naming it) or ``skip`` (its row holds the reason in an ``error`` column, empty for the
+    ``on_error`` says what an image file that cannot be read, or an empty text, does:
+    ``fail`` (one error naming it) or ``skip`` (its row holds the reason in an ``error`` column, empty for the
     others, and a warning lists the skipped files).
 
     Returns a pandas DataFrame with an ``id`` column, the predicted label (or value) and
@@ -519,6 +519,8 @@ def predict(
     if written is not None:
         return with_errors(written, skipped) if on_error == "skip" else written
     frame = pd.DataFrame({"id": ids})
+    if texts := getattr(predictor.featurizer, "texts", None):  # what each row was about
+        frame["text"] = texts
     for name, values in predictor.task.predict(outputs).items():
         frame = frame.join(prediction_columns(name, values, spec))
     if on_error == "skip":
@@ -532,18 +534,17 @@ def predict(
 def read_inputs(
     featurizer: Any, inputs: list[str | Path], on_error: str
 ) -> tuple[Any, list[str], dict[str, str]]:
-    """Model inputs and ids of the user's files, and the files skipped as unreadable.
+    """Model inputs and ids of the user's files, and the inputs skipped (id -> why).
 
-    Featurizers that read one input per file (images) can skip a bad file, and list it in
-    their ``skipped``; a table or text featurizer reads its files whole.
+    Featurizers with a ``skipped`` list can leave out an input they cannot use (an image
+    file that cannot be read, an empty text); a table featurizer reads its files whole.
     """
     paths = [Path(p) for p in inputs]
     if not hasattr(featurizer, "skipped"):
         if on_error == "skip":
-            warnings.warn(
-                f"on_error='skip' applies to image files; this run reads {featurizer.kind} "
+            notice(
+                f"on_error='skip' applies to images and texts; this run reads {featurizer.kind} "
                 "inputs, so it is ignored.",
-                stacklevel=3,
             )
         return (*featurizer.load_inputs(paths), {})
     features, ids = featurizer.load_inputs(paths, on_error=on_error)
@@ -552,10 +553,9 @@ def read_inputs(
         listed = "; ".join(f"{file}: {reason}" for file, reason in shown)
         if len(featurizer.skipped) > len(shown):
             listed += f"; and {len(featurizer.skipped) - len(shown)} more"
-        warnings.warn(
-            f"Skipped {len(featurizer.skipped)} of {len(ids) + len(featurizer.skipped)} files "
-            f"that cannot be read ({listed}); their rows hold the reason in the error column.",
-            stacklevel=3,
+        notice(
+            f"Skipped {len(featurizer.skipped)} of {len(ids) + len(featurizer.skipped)} inputs "
+            f"({listed}); their rows hold the reason in the error column.",
         )
     return features, ids, featurizer.skipped
 

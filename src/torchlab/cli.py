@@ -120,8 +120,8 @@ def predict(
         str,
         typer.Option(
             "--on-error",
-            help="An image file that cannot be read: fail (stop, naming it) or skip (its row "
-            "gets the reason in an error column).",
+            help="An image file that cannot be read, or an empty text: fail (stop, naming it) "
+            "or skip (its row gets the reason in an error column).",
         ),
     ] = "fail",
 ) -> None:

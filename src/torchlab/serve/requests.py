@@ -187,10 +187,10 @@ def text(predictor: Any, limits: Limits) -> RequestKind:
         return generation(predictor, body)
 
     def decode(request: Any) -> torch.Tensor:
-        try:
-            ids = featurizer.texts_to_inputs(request.texts)["ids"]  # (B, T <= max_length)
-        except DataError as exc:
-            raise DataError(f"Field 'texts': {exc}") from None
+        for i, text in enumerate(request.texts):
+            if not text.strip():
+                raise DataError(f"Field 'texts.{i}' is empty; send non-empty texts.")
+        ids = featurizer.texts_to_inputs(request.texts)["ids"]  # (B, T <= max_length)
         width = featurizer.max_length - ids.shape[1]
         return torch.nn.functional.pad(ids, (0, width), value=featurizer.tokenizer.pad_id)
 

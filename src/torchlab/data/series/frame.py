@@ -150,7 +150,8 @@ def read_series(
             group: numeric(part, list(cols), fill, label(key)) for group, cols in columns.items()
         }
         series.append(Series(key, part.index, values["target"], values["past"], values["future"]))
-        if counts := {c: n for c, n in part.isna().sum().items() if n and c != ROW}:
+        used = [*targets, *past_covariates, *future_covariates]
+        if counts := {c: n for c, n in part[used].isna().sum().items() if n}:
             filled_in[label(key)] = {str(c): int(n) for c, n in counts.items()}
     if filled_in:
         shown = "; ".join(

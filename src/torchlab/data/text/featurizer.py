@@ -50,6 +50,8 @@ class TextFeaturizer:
     ) -> None:
         self.tokenizer, self.max_length, self.truncation = tokenizer, max_length, truncation
         self.text_column, self.encoding = text_column, encoding
+        self.skipped: dict[str, str] = {}  # inputs of the last load_inputs left out -> why
+        self.texts: list[str] = []  # the texts of the last load_inputs, in order
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated to ``max_length``."""
@@ -63,14 +65,30 @@ class TextFeaturizer:
             raise DataError("No texts were given; send at least one non-empty text.")
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
-                raise DataError(f"Text {i} (from 0) is empty; send non-empty texts.")
+                raise DataError(f"Text {i} (counted from 0) is empty; send non-empty texts.")
         ids, lengths = pad(self.encode(texts), self.tokenizer.pad_id)
         return text_inputs(ids, lengths)
 
-    def load_inputs(self, paths: list[Path]) -> tuple[dict[str, torch.Tensor], list[str]]:
-        """Inputs of a CSV file's text column or of ``.txt`` files, and an id per text."""
+    def load_inputs(
+        self, paths: list[Path], on_error: str = "fail"
+    ) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """Inputs of a CSV file's text column or of ``.txt`` files, and an id per text.
+
+        An empty text fails the call, or with ``on_error="skip"`` is left out and listed in
+        :attr:`skipped`. :attr:`texts` holds the texts read, for the predictions' table.
+        """
         texts, ids = read_inputs(paths, text_column=self.text_column, encoding=self.encoding)
-        return self.texts_to_inputs(texts), ids
+        empty = {ids[i] for i, text in enumerate(texts) if not text.strip()}
+        if empty and on_error != "skip":
+            listed = ", ".join(sorted(empty)[:10]) + (" ..." if len(empty) > 10 else "")
+            raise DataError(
+                f"{len(empty)} of {len(texts)} texts are empty ({listed}); fill them in, or "
+                "pass --on-error skip (on_error='skip') to predict the others."
+            )
+        self.skipped = dict.fromkeys(sorted(empty), "empty text")
+        kept = [(i, t) for i, t in zip(ids, texts, strict=True) if i not in empty]
+        self.texts = [t for _, t in kept]
+        return self.texts_to_inputs(self.texts), [i for i, _ in kept]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -40,9 +40,15 @@ def _check_text(text: object, where: str) -> str:
 
 
 def read_csv(
-    path: Path, *, text_column: str, label_column: str | None, encoding: str = "utf-8"
+    path: Path,
+    *,
+    text_column: str,
+    label_column: str | None,
+    encoding: str = "utf-8",
+    allow_empty: bool = False,
 ) -> tuple[list[str], list[str]]:
-    """``(texts, labels)`` of a CSV file; labels are ``[]`` when ``label_column`` is None."""
+    """``(texts, labels)`` of a CSV file; labels are ``[]`` when ``label_column`` is None.
+    Empty texts are an error unless ``allow_empty`` (predicting, which may skip them)."""
     import pandas as pd
 
     content = read_text(path, encoding)
@@ -60,7 +66,7 @@ def read_csv(
                 f"set data.source.{setting}."
             )
     texts = list(frame[text_column])
-    if empty := [i for i, text in enumerate(texts) if not text.strip()]:
+    if not allow_empty and (empty := [i for i, text in enumerate(texts) if not text.strip()]):
         raise DataError(
             f"'{path}' has {_count(empty, 'empty text')} at {rows_shown(empty)}; fill them in or "
             "remove those rows."
@@ -135,7 +141,8 @@ def read_inputs(
 ) -> tuple[list[str], list[str]]:
     """Texts to predict for and an id each: CSV rows (``file:row`` from 0), ``.txt`` files.
 
-    A folder stands for the ``.txt`` files in it.
+    A folder stands for the ``.txt`` files in it. Empty texts are kept, for the caller to
+    refuse or skip.
     """
     if not paths:
         raise DataError(
@@ -148,12 +155,16 @@ def read_inputs(
         for file in files:
             if file.suffix.lower() == ".csv":
                 rows, _ = read_csv(
-                    file, text_column=text_column, label_column=None, encoding=encoding
+                    file,
+                    text_column=text_column,
+                    label_column=None,
+                    encoding=encoding,
+                    allow_empty=True,
                 )
                 texts += rows
                 ids += [f"{file.name}:{row}" for row in range(len(rows))]
             else:
-                texts.append(_check_text(read_text(file, encoding), f"'{file}'"))
+                texts.append(read_text(file, encoding))
                 ids.append(str(file))
     if not texts:
         raise DataError(f"No texts found in {', '.join(map(str, paths))}; give .csv or .txt files.")

@@ -18,7 +18,6 @@ stops the run with one line naming it.
 from __future__ import annotations
 
 import uuid
-import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ from torch.utils.data import Dataset, default_collate
 from torchlab.data.base import Batch, DataBundle, DataSpec
 from torchlab.data.vision.files import ImageReadError, check_image, load_image
 from torchlab.errors import DataError
+from torchlab.notices import notice
 
 
 @dataclass(frozen=True)
@@ -205,12 +205,11 @@ class SkippedImages:
     def on_epoch_end(self, trainer: Any, logs: dict[str, Any]) -> None:
         skipped = self.log.take()
         if skipped:
-            warnings.warn(
+            notice(
                 f"Epoch {logs.get('epoch', 0) + 1}: skipped {len(skipped)} image(s) that could "
                 f"not be decoded ({listing({p: self.log.all[p] for p in skipped})}); "
                 "summary.json and report.html list them (data.source.on_error=fail stops "
                 "instead).",
-                stacklevel=2,
             )
 
     def summary(self) -> dict[str, Any]:
@@ -349,12 +348,11 @@ def usable_files(
             "without them."
         )
     if skipped:
-        warnings.warn(
+        notice(
             f"Skipped {len(skipped)} of {len(files)} image files under '{where}' that cannot be "
             f"read ({listing(skipped)}). Training uses the other {len(files) - len(skipped)}; "
             "summary.json and report.html list the skipped ones (data.source.on_error=fail "
             "stops instead).",
-            stacklevel=3,
         )
     keep = [i for i, p in enumerate(problems) if p is None]
     return [files[i] for i in keep], [labels[i] for i in keep], skipped
