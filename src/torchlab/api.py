@@ -465,14 +465,16 @@ def prediction_columns(name: str, values: Any, spec: Any) -> Any:
 
 def predict(
     run: str | Path | Run,
-    inputs: list[str | Path],
+    inputs: Any,
     output: str | Path | None = None,
     overwrite: bool = False,
     horizon: int | None = None,
     trust_code: bool = False,
     on_error: str = "fail",
 ) -> Any:
-    """Predict for a user's files (a CSV for tabular runs, image files for image runs).
+    """Predict for a user's files (a CSV for tabular runs, image files for image runs), or
+    for data in memory: a DataFrame or row dicts, a list of texts, PIL images, arrays or
+    tensors (``torchlab.predict(run, ["I love this phone"])``).
 
     A forecasting run with ``horizon`` forecasts that many steps beyond the end of its data
     (``inputs``: at most one file of known-future covariates); see
@@ -510,7 +512,13 @@ def predict(
         raise ConfigError(f"on_error (--on-error) must be fail or skip; received {on_error!r}.")
     predictor = load_predictor(run, trust_code=trust_code)
     spec = predictor.spec
-    features, ids, skipped = read_inputs(predictor.featurizer, inputs, on_error)
+    in_memory = predictor.objects_to_inputs(inputs)
+    if in_memory is None:  # files
+        features, ids, skipped = read_inputs(predictor.featurizer, inputs, on_error)
+        texts = getattr(predictor.featurizer, "texts", None)
+    else:  # a DataFrame, texts, PIL images, arrays, tensors
+        (features, ids), skipped = in_memory, {}
+        texts = list(inputs) if predictor.featurizer.kind == "text" else None
     outputs = predictor(features)
     # Segmentation and detection write overlay images and their table into the folder
     # ``output`` instead of one CSV file.
@@ -519,7 +527,7 @@ def predict(
     if written is not None:
         return with_errors(written, skipped) if on_error == "skip" else written
     frame = pd.DataFrame({"id": ids})
-    if texts := getattr(predictor.featurizer, "texts", None):  # what each row was about
+    if texts:  # what each row was about
         frame["text"] = texts
     for name, values in predictor.task.predict(outputs).items():
         frame = frame.join(prediction_columns(name, values, spec))

@@ -72,7 +72,66 @@ class Predictor:
                     row[name] = value
         return rows
 
-    # Raw inputs that arrive in memory (HTTP, TorchServe) rather than as files.
+    # Raw inputs that arrive in memory (HTTP, TorchServe, Python) rather than as files.
+
+    def objects_to_inputs(self, objects: Any) -> tuple[Any, list[str]] | None:
+        """Model inputs and ids of in-memory data, or None when ``objects`` name files.
+
+        Tables: a DataFrame, a dict of one row, a list of row dicts, or a 2-D array in the
+        training columns' order. Texts: a list of strings. Images: PIL images, arrays
+        ``(H, W)`` or ``(H, W, C)`` of uint8, tensors ``(C, H, W)`` of floats in [0, 1].
+        """
+        import numpy as np
+        import pandas as pd
+        from PIL import Image
+
+        kind = self.featurizer.kind
+        items = [objects] if isinstance(objects, (dict, Image.Image)) else objects
+        if isinstance(objects, pd.DataFrame):
+            items = objects.to_dict("records")
+        elif isinstance(objects, (np.ndarray, torch.Tensor)):
+            items = list(objects) if kind == "image" or objects.ndim == 2 else [objects]
+        items = list(items)
+        if not items or all(_names_a_file(i, kind) for i in items):
+            return None
+        ids = [str(i) for i in range(len(items))]
+        if kind == "tabular":
+            names = [c.name for c in self.featurizer.columns]
+            rows = [i if isinstance(i, dict) else dict(zip(names, np.asarray(i).tolist(), strict=True)) for i in items]  # fmt: skip
+            return self.rows_to_inputs(rows), ids
+        if kind == "text" and all(isinstance(i, str) for i in items):
+            return self.featurizer.texts_to_inputs(items), ids
+        if kind == "image":
+            return self.pixels_to_inputs([self._pixels(i) for i in items]), ids
+        raise DataError(
+            f"This run reads {kind} inputs; give file paths, or in memory "
+            f"{IN_MEMORY.get(kind, 'nothing else')}."
+        )
+
+    def _pixels(self, image: Any) -> torch.Tensor:
+        """One in-memory image as ``(C, H, W)`` floats in [0, 1] with the run's channels."""
+        import numpy as np
+        from PIL import Image
+
+        if isinstance(image, torch.Tensor):
+            pixels = image.float()
+        else:
+            if isinstance(image, np.ndarray):
+                image = Image.fromarray(image)
+            if not isinstance(image, Image.Image):
+                raise DataError(
+                    f"Cannot read a {type(image).__name__} as an image; give a PIL image, a "
+                    "uint8 array (H, W[, C]) or a float tensor (C, H, W)."
+                )
+            mode = "L" if self.featurizer.channels == 1 else "RGB"
+            pixels = torch.from_numpy(np.array(image.convert(mode))).float().div_(255)
+            pixels = pixels.unsqueeze(0) if pixels.ndim == 2 else pixels.permute(2, 0, 1)
+        if pixels.ndim != 3 or pixels.shape[0] != self.featurizer.channels:
+            raise DataError(
+                f"An image of shape {tuple(pixels.shape)} does not fit this run, which reads "
+                f"({self.featurizer.channels}, H, W) images."
+            )
+        return pixels
 
     def rows_to_inputs(self, rows: list[dict[str, Any]]) -> torch.Tensor:
         """Tabular rows (column -> value) -> model inputs, through the run's featurizer."""
@@ -207,6 +266,26 @@ class Predictor:
         if len({p.shape for p in pixels}) == 1:  # one resize + normalise call for them all
             return self.featurizer.normalize(torch.stack(pixels))
         return torch.stack([self.featurizer.normalize(p.unsqueeze(0))[0] for p in pixels])
+
+
+IN_MEMORY = {
+    "tabular": "a DataFrame, row dicts or a 2-D array",
+    "text": "a list of strings",
+    "image": "PIL images, uint8 arrays or float tensors",
+}
+
+
+def _names_a_file(item: Any, kind: str) -> bool:
+    """Whether a string given to predict is a path: always, except for a text run, where
+    it is one if it exists or looks like a file name (``reviews.csv``) rather than prose."""
+    if not isinstance(item, (str, Path)):
+        return False
+    if isinstance(item, Path) or kind != "text" or Path(item).exists():
+        return True
+    return not any(c.isspace() for c in item) and Path(item).suffix.lower() in TEXT_FILES
+
+
+TEXT_FILES = {".csv", ".tsv", ".txt", ".jsonl"}
 
 
 FLUSH_PIXELS = 1 << 20  # decoded pixels held at full size before they are resized together
