@@ -47,6 +47,16 @@ def recipes() -> None:
         typer.echo(f"{name:<{width}}  {recipe_summary(name)}")
 
 
+@app.command()
+def show(
+    args: Annotated[list[str], typer.Argument(help="RECIPE_OR_YAML then dotted overrides.")],
+) -> None:
+    """Print the resolved config with every default, ready to copy into a file and edit."""
+    from torchlab.config import show as resolved
+
+    typer.echo(resolved(args[0], args[1:]), nl=False)
+
+
 @app.command(context_settings={"allow_extra_args": False})
 def train(
     args: Annotated[
