@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from torchlab.config import load_config, recipe_names, show, with_defaults
+from torchlab.config import load_config, recipe_names, recipe_summary, show, with_defaults
 from torchlab.errors import ConfigError
 
 
@@ -148,5 +148,11 @@ def test_show_writes_builder_defaults_and_errors_like_load_config() -> None:
     assert digits["optim"]["betas"] == [0.9, 0.999]  # the optimizer builder's default
     assert digits["model"]["channels"] == [32, 64]
     assert "betas: [0.9, 0.999]" in show("digits")  # lists of plain values on one line
-    with pytest.raises(ConfigError, match="Unknown config key 'optim.lrr'"):
+    with pytest.raises(ConfigError, match=r"Unknown config key 'optim\.lrr'"):
         show("digits", ["optim.lrr=1"])
+
+
+@pytest.mark.parametrize("recipe", recipe_names())
+def test_recipe_summary_is_a_whole_sentence(recipe: str) -> None:
+    summary = recipe_summary(recipe)
+    assert summary[0].isupper() and summary.endswith("."), summary
