@@ -122,12 +122,14 @@ NOT_RUN = {
     "torchlab predict runs/shapes-det": "detection prediction: tests/test_detection.py",
     "torchlab predict RUN_DIR dates.csv": "seq2seq prediction: tests/test_seq2seq.py",
     # Run elsewhere in the suite, left out here to keep this test short:
+    "torchlab train my-images.yaml": "fine-tunes MobileNetV2 as digits-transfer does "
+    "(tests/test_transfer.py); the config is validated above and its data checked below",
+    "torchlab predict runs/my-images/": "image prediction: as the digits run's my_digits/ below",
     "torchlab export runs/my-images/": "MobileNetV2 to ONNX: tests/test_export_vision.py",
     "torchlab predict RUN_DIR texts.csv": "tests/test_text_recipes.py predicts a texts.csv",
     "torchlab backtest sunspots": "as the co2 backtest; tests/test_forecasting.py backtests",
-    "torchlab tune my.yaml --storage journal": "as the journal study of tuning-and-reports.md",
-    "torchlab tune benchmarks/configs/digits-tune.yaml": "as my-study.yaml in "
-    "tuning-and-reports.md; benchmarks/tune_digits.py runs it",
+    "torchlab tune ": "a study of one tiny trial takes over a minute here; tests/test_tune.py "
+    "runs studies on SQLite and journal storage, and each documented space is checked above",
 }
 
 
@@ -137,7 +139,7 @@ def not_run(command: str) -> str | None:
 
 # --- what runs, in order ---------------------------------------------------------------
 
-TINY = ["trainer.max_epochs=1", "trainer.progress=none"]
+TINY = ["trainer.max_epochs=1", "trainer.progress=none", "data.num_workers=0"]
 TINY_RL = [
     "trainer.eval_every=128", "trainer.eval_episodes=1", "trainer.checkpoint_every=128",
     "trainer.log_every=128", "trainer.record_gif=false", "trainer.progress=none",
@@ -148,8 +150,7 @@ SMALL = {
     "co2": ["baseline.methods=[naive]"],
     "sales.yaml": ["baseline.methods=[naive]"],
     "my-images.yaml": ["data.source.size=32"],
-    "digits-transfer": ["data.source.per_class=5"],
-    "pendulum-td3": ["trainer.total_steps=256", "agent.learning_starts=64", *TINY_RL],
+    "pendulum-td3": ["trainer.total_steps=128", "agent.learning_starts=32", *TINY_RL],
     "cartpole-dqn": ["trainer.total_steps=256", "agent.learning_starts=64", *TINY_RL],
     "my-cartpole.yaml": ["trainer.total_steps=256", "agent.n_steps=16", *TINY_RL],
 }
@@ -196,8 +197,6 @@ STEPS = [
     Step("torchlab validate-data my-images.yaml"),
     Step("torchlab show-batch my-images.yaml"),
     Step("torchlab show-batch my-images.yaml -o batch.png"),
-    Step("torchlab train my-images.yaml", tiny=True),
-    Step("torchlab predict runs/my-images/<run> photos/"),
     Step("torchlab train co2", tiny=True),
     Step("torchlab predict RUN_DIR --horizon 24", "torchlab predict runs/co2/<run> --horizon 24"),
     Step("torchlab predict runs/co2/<stamp> --horizon 12 -o forecast.csv"),
@@ -210,14 +209,11 @@ STEPS = [
          "torchlab predict runs/sales/<stamp> --horizon 14 future_promos.csv -o promo-forecast.csv"),
     Step("torchlab train pendulum-td3 seed=1", tiny=True),
     Step("torchlab train --resume runs/pendulum-td3/2026-11-25T10-00-00",
-         "torchlab train --resume runs/pendulum-td3/2026-11-25T10-00-00 trainer.total_steps=384"),
+         "torchlab train --resume runs/pendulum-td3/2026-11-25T10-00-00 trainer.total_steps=256"),
     Step("torchlab evaluate runs/pendulum-td3/2026-11-25T10-00-00 --episodes 20",
          "torchlab evaluate runs/pendulum-td3/2026-11-25T10-00-00 --episodes 2"),
     Step("torchlab train my-cartpole.yaml", tiny=True),  # the yaml of rl.md
-    Step("torchlab tune my-study.yaml --trials 30", "torchlab tune my-study.yaml --trials 1"),
-    Step("torchlab tune my-study.yaml --trials 60 --storage journal",
-         "torchlab tune my-study.yaml --trials 1 --storage journal --study-dir journal-study"),
-    Step("torchlab lr-find digits", "torchlab lr-find digits --steps 10"),
+    Step("torchlab lr-find digits", "torchlab lr-find digits --steps 10", tiny=True),
     Step("torchlab lr-find my.yaml --start-lr 1e-6 --end-lr 1 --steps 200",
          "torchlab lr-find churn.yaml --start-lr 1e-6 --end-lr 1 --steps 20"),
     Step("torchlab compare runs/digits/2026-11-25T10-00-00 runs/digits/2026-11-25T11-00-00 "
@@ -226,7 +222,6 @@ STEPS = [
     Step("torchlab report RUN_DIR", "torchlab report runs/co2/<run>"),
 ]  # fmt: skip
 # Steps whose train command comes with tiny settings of another config's kind.
-TUNE_TINY = ["trainer.max_epochs=2", "data.source.per_class=10"]
 
 
 # --- fast checks: YAML, JSON and the configs of train lines --------------------------------
@@ -237,14 +232,17 @@ FRAGMENT_BASES = ("digits", "co2")
 
 @pytest.mark.parametrize("block", of_lang("yaml"), ids=lambda b: b.id)
 def test_yaml_example_is_a_valid_config(block: Block, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from torchlab.config import load_config
+    from torchlab.config import load_config, read_recipe
+    from torchlab.tune.space import check_space
 
     monkeypatch.chdir(tmp_path)
     raw = yaml.safe_load(block.text)
     if {"extends", "data", "env"} & set(raw):
         path = tmp_path / (block.file_name or "example.yaml")
         path.write_text(block.text)
-        load_config(path)
+        config = load_config(path)
+        if getattr(config, "tune", None) is not None:  # every branch of the space, as tune checks
+            check_space(read_recipe(path), config.tune.space)  # type: ignore[union-attr]
         return
     errors = []
     for base in FRAGMENT_BASES:
@@ -412,14 +410,11 @@ def fill(command: str) -> list[str]:
     return shlex.split(re.sub(r"runs/([\w-]+)/(2026-[\w-]+|<\w+>)", real, command))
 
 
-def tiny_settings(argv: list[str]) -> list[str]:
-    return TUNE_TINY if argv[1] == "tune" else tiny_for(argv[2])
-
-
 def tiny_for(config: str) -> list[str]:
     """The settings that make a config's run tiny (an RL budget, or one small epoch)."""
     small = SMALL.get(config, [])
-    return small if "trainer.total_steps=256" in small else [*small, *TINY]
+    rl = any(setting.startswith("trainer.total_steps=") for setting in small)
+    return small if rl else [*small, *TINY]
 
 
 def cli(argv: list[str]) -> tuple[int, str]:
@@ -477,6 +472,8 @@ def python_blocks() -> list[tuple[Block, Callable[[str], str]]]:
         '"runs/cartpole-ppo/2026-11-25T10-00-00"': "str(sorted(Path('runs/my-cartpole').iterdir())[0])",
         "episodes=50": "episodes=2",
         '"batch.png"': '"batch-from-python.png"',
+        # MobileNetV2 is trained by tests/test_transfer.py: the small CNN shows the same calls.
+        'torchlab.train("digits-transfer"': 'torchlab.train("digits"',
     }
 
     def shrink(text: str) -> str:
@@ -519,7 +516,7 @@ def run_examples() -> int:
                 command, _, into = (step.run or doc_line).partition(" > ")
                 argv = fill(command)[1:]
                 if step.tiny:
-                    argv += tiny_settings(["torchlab", *argv])
+                    argv += tiny_for(argv[1])
                 code, out = cli(argv)
                 if into:
                     Path(into).write_text(out)
