@@ -141,7 +141,8 @@ def test_bad_input_is_one_clear_line(
 def test_a_usage_error_is_shown_without_a_traceback(args: list[str], needle: str, capsys) -> None:  # type: ignore[no-untyped-def]
     assert run_main(*args) == 2
     err = capsys.readouterr().err
-    assert needle in err and "Traceback" not in err and "Usage:" in err
+    assert needle in err and "Traceback" not in err and "--help'." in err
+    assert err.startswith("error: ") and err.count("\n") == 1
 
 
 def test_debug_shows_the_traceback(cli) -> None:  # type: ignore[no-untyped-def]

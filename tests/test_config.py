@@ -82,7 +82,7 @@ def test_extends_cycle_is_an_error(tmp_path: Path) -> None:
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     write_yaml(a, {**TINY, "extends": str(b)})
     write_yaml(b, {"extends": str(a)})
-    assert "extends it back" in str(config_error(a))
+    assert "leads back to it; break the cycle" in str(config_error(a))
 
 
 # --- overrides ----------------------------------------------------------------------------

@@ -50,6 +50,19 @@ def recipes() -> None:
         typer.echo(f"{name:<{width}}  {recipe_summary(name)}")
 
 
+@app.command()
+def show(
+    args: Annotated[
+        list[str],
+        typer.Argument(help="RECIPE_OR_YAML then dotted overrides.", metavar="RECIPE_OR_YAML"),
+    ],
+) -> None:
+    """Print the resolved config with every default, ready to copy into a file and edit."""
+    from torchlab.config import show as resolved
+
+    typer.echo(resolved(args[0], args[1:]), nl=False)
+
+
 @app.command(context_settings={"allow_extra_args": False})
 def train(
     args: Annotated[
@@ -508,5 +521,14 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:  # --help and the like, in non-standalone mode
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # usage errors: an unknown option, a bad value
-        exc.show()  # type: ignore[attr-defined]
+        typer.echo(usage_error(exc), err=True)
         sys.exit(getattr(exc, "exit_code", 2))
+
+
+def usage_error(exc: Exception) -> str:
+    """A usage error as one line in the form of every other error, with where to read more."""
+    text = getattr(exc, "format_message", lambda: str(exc))()
+    text = " ".join(text.split()).rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    more = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+    return f"error: {text}{more}."

@@ -323,7 +323,10 @@ def validate(raw: dict[str, Any]) -> RunConfig:
 
 
 def read_recipe(recipe: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The raw mapping of a recipe, with ``extends: OTHER`` merged underneath."""
+    """The raw mapping of a recipe, with ``extends: OTHER`` laid underneath (:func:`lay_over`).
+
+    A config without ``name`` is named after its file, also when it extends another.
+    """
     text, label = _recipe_text(recipe)
     try:
         raw = yaml.safe_load(text) or {}
@@ -342,13 +345,22 @@ def read_recipe(recipe: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, An
         and Path(str(recipe)).is_file()
     ):
         base = Path(str(recipe)).parent / base_path  # relative to the file that names it
-    if str(base) in _seen:
-        raise ConfigError(f"{label} extends '{base}', which extends it back; break the cycle.")
-    merged = read_recipe(base, (*_seen, str(recipe)))
+    seen = (*_seen, _identity(recipe))
+    if _identity(base) in seen:
+        raise ConfigError(
+            f"{label} extends '{base_path}', which leads back to it; break the cycle."
+        )
+    merged = read_recipe(base, seen)
     merged.pop("name", None)
-    merged = deep_merge(merged, raw)
+    merged = lay_over(merged, raw)
     merged.setdefault("name", Path(str(recipe)).stem)
     return merged
+
+
+def _identity(recipe: str | Path) -> str:
+    """One spelling per file (``a/../b.yaml`` is ``b.yaml``), so a cycle is seen at once."""
+    path = Path(str(recipe))
+    return str(path.resolve()) if path.suffix in {".yaml", ".yml"} or path.exists() else str(recipe)
 
 
 def _recipe_text(recipe: str | Path) -> tuple[str, str]:
@@ -383,20 +395,57 @@ COMPONENTS = {
     "env": "id",
 }
 
+# The keys that say which data or environment a config reads: a layer that changes one of
+# them points the config at other data (another source, or the same source on another file).
+IDENTITY = {"data.source": ("name", *LOCAL_PATH_KEYS), "env": ("id",)}
+
+# Settings written for the parent's data or environment, wherever they sit: a layer that
+# points the config elsewhere drops them from the parent, so the defaults (or the layer's
+# own values) apply. Date bounds of one series mean nothing on another (they gave a split
+# with no training steps), a target return is one environment's, and so is its season.
+TIED = {
+    "data.source": (
+        "data.source.split.val_start",
+        "data.source.split.test_start",
+        "data.source.split.test_end",
+        "baseline.season",
+    ),
+    "env": ("env.kwargs", "env.max_episode_steps", "trainer.target_return"),
+}
+
+
+def lay_over(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """A child config or an override ``layer`` laid over ``base``.
+
+    Mappings merge key by key, with these exceptions: a section naming another component
+    replaces the one below (:data:`COMPONENTS`); a layer pointing at other data or another
+    environment first drops the parent's settings tied to them (:data:`TIED`); ``{}``
+    replaces a mapping (``env.kwargs: {}`` clears it); ``null`` removes an inherited key,
+    so its default applies.
+    """
+    base = copy.deepcopy(base)
+    for section, keys in TIED.items():
+        if _points_elsewhere(_get(base, section), _get(layer, section), IDENTITY[section]):
+            for key in keys:
+                _remove(base, key)
+    return deep_merge(base, layer)
+
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dict[str, Any]:
-    """``update`` laid over ``base``: mappings merge key by key, except that a section naming
-    another component replaces the one below it (see :data:`COMPONENTS`)."""
+    """``update`` laid over ``base`` key by key (see :func:`lay_over` for the exceptions)."""
     out = copy.deepcopy(base)
     for key, value in update.items():
         path = f"{where}.{key}" if where else key
         current = out.get(key)
+        if value is None:
+            out.pop(key, None)
+            continue
         if path in COMPONENTS and (isinstance(value, dict) or isinstance(current, dict)):
             current, value = _as_section(current, path), _as_section(value, path)
             if _switches(current, value, COMPONENTS[path]):
                 out[key] = copy.deepcopy(value)
                 continue
-        if isinstance(value, dict) and isinstance(current, dict):
+        if isinstance(value, dict) and value and isinstance(current, dict):
             out[key] = deep_merge(current, value, path)
         else:
             out[key] = copy.deepcopy(value)
@@ -418,31 +467,56 @@ def _switches(current: Any, value: Any, naming: str) -> bool:
     )
 
 
+def _points_elsewhere(current: Any, layer: Any, identity: tuple[str, ...]) -> bool:
+    """Whether a layer's section names other data or another environment than ``current``."""
+    if not isinstance(current, dict) or not isinstance(layer, dict):
+        return False
+    return any(key in layer and layer[key] != current.get(key) for key in identity)
+
+
+def _get(raw: Any, path: str) -> Any:
+    """The section at a dotted ``path`` of a raw config, shorthand expanded; None if absent."""
+    node = raw
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return _as_section(node, path) if path in COMPONENTS else node
+
+
+def _remove(raw: dict[str, Any], path: str) -> None:
+    *parents, last = path.split(".")
+    node: Any = raw
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(last, None)
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
     """``raw`` with dotted overrides set. Those that name another component (``model.name=``,
-    ``data.source=csv``) go first and replace its section, so ``model.width=3 model.name=x``
-    and ``model.name=x model.width=3`` both give ``x`` with width 3, and nothing of the
-    recipe's own model."""
+    ``data.source=csv``) or other data (``data.source.path=``, ``env.id=``) go first, laid
+    over as a child config would be, so ``model.width=3 model.name=x`` and ``model.name=x
+    model.width=3`` both give ``x`` with width 3, and nothing of the recipe's own model."""
     items = list(
         overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
     )
-    for key, value in [(k, v) for k, v in items if _names_component(k)]:
+    for key, value in [(k, v) for k, v in items if _switches_layer(k)]:
         path = key if key in COMPONENTS else key.rpartition(".")[0]
-        update = value if key in COMPONENTS else {COMPONENTS[path]: value}
+        update = value if key in COMPONENTS else {key.rpartition(".")[2]: value}
         *parents, last = path.split(".")
         update = {last: update}
         for part in reversed(parents):
             update = {part: update}
-        raw = deep_merge(raw, update)
+        raw = lay_over(raw, update)
     for key, value in items:
-        if not _names_component(key):
+        if not _switches_layer(key):
             set_dotted(raw, key, value)
     return raw
 
 
-def _names_component(key: str) -> bool:
+def _switches_layer(key: str) -> bool:
+    """Whether an override names a component, or the data or environment, as a whole."""
     path, _, last = key.rpartition(".")
-    return key in COMPONENTS or COMPONENTS.get(path) == last
+    return key in COMPONENTS or COMPONENTS.get(path) == last or last in IDENTITY.get(path, ())
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -509,9 +583,18 @@ def _flatten(data: Any, prefix: str = "") -> set[tuple[str, str]]:
 
 def check_components(config: RunConfig) -> None:
     """Validate each component's own keys against its registered builder."""
+    for registry, component, where, declared in components(config):
+        entry = registry.get(component.name, where=f"{where}.name")
+        entry.validate(component.params, where, {"name", *declared})
+
+
+def components(config: Any) -> list[tuple[Any, Component, str, set[str]]]:
+    """``(registry, component, where, declared keys)`` of each component a config names."""
     from torchlab import registry as r
 
-    sections: list[tuple[r.Registry, Component | None, str, set[str]]] = [
+    if hasattr(config, "agent"):  # reinforcement learning
+        return [(r.AGENTS, config.agent, "agent", set())]
+    sections = [
         (r.DATASETS, config.data.source, "data.source", set()),
         (r.MODELS, config.model, "model", set()),
         (r.TASKS, config.task, "task", {"loss", "metrics"}),
@@ -524,10 +607,48 @@ def check_components(config: RunConfig) -> None:
         (r.CALLBACKS, c, f"trainer.callbacks.{i}", set())
         for i, c in enumerate(config.trainer.callbacks)
     ]
-    for registry, component, where, declared in sections:
-        if component is not None:
-            entry = registry.get(component.name, where=f"{where}.name")
-            entry.validate(component.params, where, {"name", *declared})
+    return [section for section in sections if section[1] is not None]
+
+
+# --- the resolved config, every default written out ----------------------------------------
+
+
+def show(recipe: str | Path, overrides: list[str] | dict[str, Any] = ()) -> str:
+    """The YAML of a config as a run would use it, every default written out, the defaults of
+    each component's builder too (``torchlab show``): a full recipe to copy and edit."""
+    path = Path(str(recipe))
+    with trust.users_config(path.parent if path.is_file() else None):
+        config = with_defaults(load_config(recipe, overrides))
+        return yaml.dump(config, Dumper=_ShowDumper, sort_keys=False)
+
+
+class _ShowDumper(yaml.SafeDumper):
+    """Block style, except lists of plain values on one line (``hidden: [64, 32]``)."""
+
+
+_ShowDumper.add_representer(
+    list,
+    lambda dumper, data: dumper.represent_sequence(
+        "tag:yaml.org,2002:seq", data, flow_style=not any(isinstance(v, (list, dict)) for v in data)
+    ),
+)
+
+
+def with_defaults(config: Any) -> dict[str, Any]:
+    """``config`` as a mapping in which every component also holds its builder's defaults."""
+    raw = config.model_dump(mode="json")
+    for registry, component, where, _ in components(config):
+        schema = registry.get(component.name).schema
+        settings = schema.model_validate(component.params).model_dump(mode="json")
+        *parents, last = where.split(".")
+        node = raw
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        section = node[int(last)] if isinstance(node, list) else node[last]
+        own = {key: value for key, value in section.items() if key not in settings}
+        section.clear()
+        section.update({**own, **settings})
+    return raw
 
 
 def raise_config_error(

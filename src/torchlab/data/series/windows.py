@@ -10,12 +10,13 @@ only earlier values as inputs, as a forecast made at ``o`` would.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from torchlab.data.base import SourceContext
 from torchlab.errors import DataError
@@ -50,6 +51,12 @@ class TimeSplit(_Settings):
     val_size: int | None = Field(None, ge=0)
     test_size: int | None = Field(None, gt=0)
     backtest_fold: int = Field(0, ge=0)
+
+    @field_validator("val_start", "test_start", "test_end", mode="before")
+    @classmethod
+    def _date_as_text(cls, value: object) -> object:
+        """YAML reads an unquoted ``2000-01-01`` (in a file or an override) as a date."""
+        return value.isoformat() if isinstance(value, datetime.date) else value
 
 
 class Features(_Settings):
