@@ -85,17 +85,23 @@ def test_a_users_csv_from_typo_to_served_predictions(tmp_path: Path) -> None:
     new = houses(rows=6, seed=1).drop(columns="price")
     new.loc[0, "district"] = "Hafen"  # a district never seen in training
     new.loc[1, "area"] = None
+    new.insert(0, "listing", [f"L-{i}" for i in range(6)])  # the user's own ids
     new.to_csv(elsewhere / "new.csv", index=False)
-    predicted = run_cli("predict", str(run), "new.csv", "-o", "predicted.csv", cwd=elsewhere)
+    predicted = run_cli(
+        "predict", str(run), "new.csv", "--id-column", "listing", "-o", "predicted.csv",
+        cwd=elsewhere,
+    )  # fmt: skip
     succeeded(predicted)
     assert "warning: Column 'district' of new.csv holds values not seen in training" in (
         predicted.stderr
     )
     frame = pd.read_csv(elsewhere / "predicted.csv")
-    assert list(frame["id"]) == [f"new.csv:{i}" for i in range(6)]
+    assert list(frame["id"]) == list(new["listing"])
+    new = new.drop(columns="listing")
 
     succeeded(run_cli("export", str(run), "-f", "onnx", "-o", "export", cwd=elsewhere))
     served = serve_rows(elsewhere / "export", new)
+    new.to_csv(elsewhere / "new.csv", index=False)
     from_export = run_cli("predict", "export", "new.csv", "-o", "exported.csv", cwd=elsewhere)
     succeeded(from_export)
     exported = pd.read_csv(elsewhere / "exported.csv")

@@ -471,6 +471,7 @@ def predict(
     horizon: int | None = None,
     trust_code: bool = False,
     on_error: str = "fail",
+    id_column: str | None = None,
 ) -> Any:
     """Predict for a user's files (a CSV for tabular runs, image files for image runs), or
     for data in memory: a DataFrame or row dicts, a list of texts, PIL images, arrays or
@@ -484,8 +485,10 @@ def predict(
     then runs (ONNX Runtime, TorchScript, ...) with the run's own preprocessing.
     ``trust_code`` lets a run or export folder import or unpickle code (``--trust-code``).
     ``on_error`` says what an image file that cannot be read, or an empty text, does:
-    ``fail`` (one error naming it) or ``skip`` (its row holds the reason in an ``error`` column, empty for the
-    others, and a warning lists the skipped files).
+    ``fail`` (one error naming it) or ``skip`` (its row holds the reason in an ``error``
+    column, empty for the others, and a warning lists the skipped inputs). ``id_column``
+    names a column of the input tables whose values become the ids (``customer_id``)
+    instead of ``file:row``.
 
     Returns a pandas DataFrame with an ``id`` column, the predicted label (or value) and
     one probability column per class; writes it as CSV to ``output`` when given.
@@ -519,6 +522,11 @@ def predict(
     else:  # a DataFrame, texts, PIL images, arrays, tensors
         (features, ids), skipped = in_memory, {}
         texts = list(inputs) if predictor.featurizer.kind == "text" else None
+    if id_column is not None:
+        ids = ids_from_column(ids, inputs, id_column)
+        skipped = dict(
+            zip(ids_from_column(list(skipped), inputs, id_column), skipped.values(), strict=True)
+        )
     outputs = predictor(features)
     # Segmentation and detection write overlay images and their table into the folder
     # ``output`` instead of one CSV file.
@@ -537,6 +545,35 @@ def predict(
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(output, index=False)
     return frame
+
+
+def ids_from_column(ids: list[str], inputs: Any, column: str) -> list[str]:
+    """``file.csv:3`` ids as the values of ``column`` in row 3 of ``file.csv``."""
+    import pandas as pd
+
+    tables: dict[str, list[str]] = {}
+    for path in map(Path, inputs if isinstance(inputs, list) else []):
+        suffix = path.suffix.lower()
+        if suffix in {".parquet", ".pq"}:
+            frame = pd.read_parquet(path).astype(str)
+        elif suffix in {".csv", ".tsv"}:
+            sep = "\t" if suffix == ".tsv" else ","
+            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+        else:
+            continue
+        if column not in frame.columns:
+            raise DataError(
+                f"'{path}' has no column '{column}' (columns: "
+                f"{', '.join(map(str, frame.columns))}); name one of them with --id-column."
+            )
+        tables[path.name] = frame[column].tolist()
+    if not tables:
+        raise ConfigError("--id-column applies to CSV, TSV and Parquet inputs; give such files.")
+    out = []
+    for id_ in ids:
+        name, _, row = id_.rpartition(":")
+        out.append(tables[name][int(row)] if name in tables and row.isdigit() else id_)
+    return out
 
 
 def read_inputs(

@@ -137,6 +137,14 @@ def predict(
             "or skip (its row gets the reason in an error column).",
         ),
     ] = "fail",
+    id_column: Annotated[
+        str | None,
+        typer.Option(
+            "--id-column",
+            help="A column of the input CSV/Parquet files whose values name the rows in the "
+            "output's id column (default: file:row, rows counted from 0).",
+        ),
+    ] = None,
 ) -> None:
     """Predict with a trained run or an exported model (forecasting runs: --horizon N)."""
     from torchlab import api
@@ -151,6 +159,7 @@ def predict(
         horizon=horizon,
         trust_code=trust_code,
         on_error=on_error,
+        id_column=id_column,
     )
     if output is None:
         typer.echo(frame.to_csv(index=False), nl=False)
