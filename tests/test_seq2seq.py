@@ -221,7 +221,9 @@ def test_text_pairs_reads_a_csv_and_names_bad_rows(tmp_path: Path) -> None:
             CONTEXT,
         )
     (tmp_path / "empty.csv").write_text("source,target\nhello,hi\n,bye\nx,y\n")
-    with pytest.raises(DataError, match=r"empty.csv' row 3 has an empty text"):
+    with pytest.raises(
+        DataError, match=r"empty.csv' has an empty text at row 1 \(line 3\); fill it in"
+    ):
         DATASETS.build(
             Component(name="text-pairs", path=str(tmp_path / "empty.csv")), "data.source", CONTEXT
         )

@@ -64,7 +64,7 @@ def check_serving(run: Run, expected: Any) -> None:
             for name, p in prediction["probabilities"].items():
                 assert p == pytest.approx(row[f"p_{name}"], abs=1e-5)
         bad = client.post("/predict", json={"texts": ["fine", "  "]})
-        assert 400 <= bad.status_code < 500 and "Text 1" in bad.text
+        assert 400 <= bad.status_code < 500 and "'texts.1' is empty" in bad.text
 
 
 @pytest.mark.slow

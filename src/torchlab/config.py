@@ -499,7 +499,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) 
     items = list(
         overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
     )
-    for key, value in [(k, v) for k, v in items if _switches_layer(k)]:
+    switches = [_switches_layer(k) and v is not None for k, v in items]  # null: in order
+    for key, value in [item for item, first in zip(items, switches, strict=True) if first]:
         path = key if key in COMPONENTS else key.rpartition(".")[0]
         update = value if key in COMPONENTS else {key.rpartition(".")[2]: value}
         *parents, last = path.split(".")
@@ -507,8 +508,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) 
         for part in reversed(parents):
             update = {part: update}
         raw = lay_over(raw, update)
-    for key, value in items:
-        if not _switches_layer(key):
+    for (key, value), first in zip(items, switches, strict=True):
+        if not first:
             set_dotted(raw, key, value)
     return raw
 

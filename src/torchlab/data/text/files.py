@@ -68,8 +68,12 @@ def read_csv(
     texts = list(frame[text_column])
     if not allow_empty and (empty := [i for i, text in enumerate(texts) if not text.strip()]):
         raise DataError(
-            f"'{path}' has {_count(empty, 'empty text')} at {rows_shown(empty)}; fill them in or "
-            "remove those rows."
+            f"'{path}' has {_count(empty, 'empty text')} at {rows_shown(empty)}; "
+            + (
+                "fill it in or remove that row."
+                if len(empty) == 1
+                else "fill them in or remove those rows."
+            )
         )
     labels: list[str] = []
     if label_column is not None:
