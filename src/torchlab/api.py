@@ -11,7 +11,7 @@ from typing import Any
 
 from torchlab.config import RunConfig, config_for_resume, load_config, local_paths
 from torchlab.data.fingerprint import changes, fingerprints
-from torchlab.distributed import barrier, broadcast_object, shutdown
+from torchlab.distributed import barrier, broadcast_object, failures_named, shutdown
 from torchlab.errors import ConfigError, RunError
 from torchlab.files import write_json, write_text
 from torchlab.memory import keep_freed_memory, set_threads
@@ -176,7 +176,10 @@ def train(
         write_text(run.dir / "config.yaml", config.to_yaml())
         run.__dict__.pop("config", None)
     try:
-        with run.recording_failure(new=resume is None, main=parts.world.is_main):
+        with (
+            run.recording_failure(new=resume is None, main=parts.world.is_main),
+            failures_named(parts.world),
+        ):
             fit(run, parts, resuming=resume is not None, extra_callbacks=list(callbacks))
         marker = elastic_marker(config, output_dir)
         if marker is not None and parts.world.is_main:

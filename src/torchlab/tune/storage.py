@@ -136,7 +136,8 @@ def fail_stale_trials(study: Any, grace_seconds: float, max_retries: int) -> lis
 
     Workers write a ``heartbeat`` user attribute while a trial runs (see :class:`Heartbeat`).
     Optuna's own heartbeat exists only for database storages, so this one serves all of them.
-    Returns the numbers of the trials failed here.
+    A failed trial that is retried is marked ``retried``: it does not count among the
+    study's trials, its retry does. Returns the numbers of the trials failed here.
     """
     from optuna.trial import TrialState
 
@@ -160,6 +161,8 @@ def fail_stale_trials(study: Any, grace_seconds: float, max_retries: int) -> lis
         failed.append(trial.number)
         retries = int(trial.user_attrs.get("retries", 0))
         if retries < max_retries and trial.params:
+            # The retry takes this trial's place among the study's --trials.
+            study._storage.set_trial_user_attr(trial._trial_id, "retried", True)
             study.enqueue_trial(
                 trial.params, user_attrs={"retry_of": trial.number, "retries": retries + 1}
             )
