@@ -272,8 +272,10 @@ def test_a_killed_worker_leaves_a_trial_that_is_failed_and_retried(tmp_path: Pat
     worker = start_worker(config, folder, "journal", 1)
     journal = folder / "journal.log"
     storage = None
-    while worker.poll() is None:  # wait until its trial runs and has a heartbeat, then kill it
-        if journal.exists():
+    trial_runs = folder / "trials" / "0000"
+    # Wait until its trial runs, has a heartbeat and a run folder, then kill it.
+    while worker.poll() is None:
+        if journal.exists() and list(trial_runs.glob("*/*/run.json")):
             storage = storage or optuna.storages.JournalStorage(
                 optuna.storages.journal.JournalFileBackend(str(journal))
             )
@@ -301,7 +303,7 @@ def test_a_killed_worker_leaves_a_trial_that_is_failed_and_retried(tmp_path: Pat
     assert second.state == TrialState.COMPLETE and second.user_attrs["retry_of"] == 0
     assert second.params == first.params
     assert third.state == TrialState.COMPLETE  # the retry took the killed trial's place
-    (run_json,) = (folder / "trials" / "0000").glob("*/*/run.json")
+    (run_json,) = trial_runs.glob("*/*/run.json")
     assert json.loads(run_json.read_text())["status"] == "failed"
 
 

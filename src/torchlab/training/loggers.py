@@ -52,6 +52,9 @@ class MetricsLogger(Callback):
             f.write(json.dumps(record) + "\n")
 
     def on_fit_start(self, trainer: Trainer) -> None:
+        self._cut_to_kept()
+
+    def _cut_to_kept(self) -> None:
         if self.path.exists():
             with self.path.open("r+") as f:
                 f.truncate(self.kept)
@@ -74,6 +77,7 @@ class MetricsLogger(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.kept = state.get("bytes", 0)
+        self._cut_to_kept()
 
 
 class TensorBoardLogger(Callback):
