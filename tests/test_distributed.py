@@ -1,5 +1,6 @@
 """DDP on CPU with gloo under torchrun: ranks agree, match one process on the combined batch,
-and a job that loses a rank is restarted by torchrun and resumes from its last checkpoint."""
+a job that loses a rank is restarted by torchrun and resumes from its last checkpoint, and
+one that cannot go on names the rank that failed and why."""
 
 from __future__ import annotations
 
@@ -89,6 +90,9 @@ def test_two_gloo_ranks_match_one_process_on_the_combined_batch(tmp_path: Path) 
         tmp_path, "train", str(write_config(tmp_path, 8, per_rank)), "--output-dir", "two"
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
+    (run,) = [p for p in (tmp_path / "two" / "ddp").iterdir() if p.is_dir()]
+    environment = json.loads((run / "environment.json").read_text())
+    assert environment["world_size"] == 2 and environment["distributed_backend"] == "gloo"
     single = run_cli("train", str(write_config(tmp_path, 16)), "--output-dir", "one", cwd=tmp_path)
     assert single.returncode == 0, single.stderr
 
@@ -125,3 +129,20 @@ def test_a_lost_rank_is_restarted_and_resumes_from_the_last_checkpoint(tmp_path:
     )
     ref, job = final_weights(tmp_path / "ref"), final_weights(tmp_path / "job")
     assert all(ref[k].equal(job[k]) for k in ref), "the restarted job ended elsewhere"
+
+
+@pytest.mark.slow
+def test_a_failing_rank_is_named_by_the_rank_that_loses_it(tmp_path: Path) -> None:
+    write_data(tmp_path)
+    fail = [{"name": "torchlab.testing:FailAtStep", "step": 3, "rank": 1}]
+    result = torchrun(
+        tmp_path, "train", str(write_config(tmp_path, 8, fail)), "--output-dir", "job"
+    )
+    assert result.returncode != 0
+    cause = "DataError: FailAtStep: rank 1 stops at step 3 on purpose."
+    assert f"error: Rank 1 of the job failed, so rank 0 stopped: {cause}" in result.stderr
+    assert f"traceback : {cause}" in result.stderr  # torchrun's summary of the root cause
+    assert "[rank0]: Traceback" not in result.stderr, result.stderr[-3000:]
+    (run,) = [p for p in (tmp_path / "job" / "ddp").iterdir() if p.is_dir()]
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed" and cause in info["error"]

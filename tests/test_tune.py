@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -271,8 +272,10 @@ def test_a_killed_worker_leaves_a_trial_that_is_failed_and_retried(tmp_path: Pat
     worker = start_worker(config, folder, "journal", 1)
     journal = folder / "journal.log"
     storage = None
-    while worker.poll() is None:  # wait until its trial runs and has a heartbeat, then kill it
-        if journal.exists():
+    trial_runs = folder / "trials" / "0000"
+    # Wait until its trial runs, has a heartbeat and a run folder, then kill it.
+    while worker.poll() is None:
+        if journal.exists() and list(trial_runs.glob("*/*/run.json")):
             storage = storage or optuna.storages.JournalStorage(
                 optuna.storages.journal.JournalFileBackend(str(journal))
             )
@@ -294,11 +297,14 @@ def test_a_killed_worker_leaves_a_trial_that_is_failed_and_retried(tmp_path: Pat
     retry = start_worker(config, folder, "journal", 2, "trainer.max_epochs=2")
     output = retry.communicate(timeout=600)[0]
     assert retry.returncode == 0, output
-    first, second = trials_of(folder, "study", storage)[:2]
+    first, second, third = trials_of(folder, "study", storage)
     assert first.state == TrialState.FAIL
     assert "its worker stopped" in first.user_attrs["error"]
     assert second.state == TrialState.COMPLETE and second.user_attrs["retry_of"] == 0
     assert second.params == first.params
+    assert third.state == TrialState.COMPLETE  # the retry took the killed trial's place
+    (run_json,) = trial_runs.glob("*/*/run.json")
+    assert json.loads(run_json.read_text())["status"] == "failed"
 
 
 # --- PostgreSQL, when a server can be started here ----------------------------------------

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import os
-import shutil
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from torchlab.config import RunConfig, config_for_resume, load_config, local_paths
 from torchlab.data.fingerprint import changes, fingerprints
-from torchlab.distributed import barrier, broadcast_object, shutdown
+from torchlab.distributed import barrier, broadcast_object, failures_named, shutdown
 from torchlab.errors import ConfigError, DataError, RunError
+from torchlab.files import write_json, write_text
 from torchlab.memory import keep_freed_memory, set_threads
 from torchlab.notices import notice
-from torchlab.run import Run, create_run_dir, environment, read_json, record_code, write_json
+from torchlab.run import Run, create_run, environment, read_json
 
 # Keys that may differ between a saved run and the command that resumes it: the budget, and
 # settings that only change outputs or speed.
@@ -146,6 +145,7 @@ def train(
         resume = elastic_restart_of(load_config(recipe, overrides), output_dir)
     if resume is not None:
         run = Run(resume, trust_code=trust_code)
+        run.hold()  # before anything of it changes: one process trains a run at a time
         config = resumed_config(run, recipe, overrides)
     else:
         if recipe is None:
@@ -169,47 +169,41 @@ def train(
     if run is None and not parts.world.is_main:
         run = Run(broadcast_object(None))  # rank 0 creates the folder and writes its files
     elif run is None:
-        path = create_run_dir(config, output_dir)
-        mark_elastic_run(config, output_dir, path)
-        if lr_test is not None:
-            lr_test.save(path)
-        (path / "config.yaml").write_text(config.to_yaml())
-        record_code(path, config)
-        run = Run(path)
-        run.set_status("running", created=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        write_json(run.dir / "environment.json", environment(parts.device, config.seed))
-        write_json(run.dir / "featurizer.json", parts.bundle.featurizer.to_dict())
-        if hasattr(parts.bundle.featurizer, "save"):  # side files, e.g. tokenizer.json
-            parts.bundle.featurizer.save(run.dir)
-        files = fingerprints(local_paths(config))  # to notice data that changes later
-        write_json(
-            run.dir / "data.json", {**parts.bundle.summary, **({"files": files} if files else {})}
-        )
-        run.save_spec(parts.bundle.spec)
-        broadcast_object(str(path))
+        run = create_run(config, output_dir, lambda folder: write_start(folder, parts, lr_test))
+        mark_elastic_run(config, output_dir, run.dir)
+        broadcast_object(str(run.dir))
     elif parts.world.is_main:
-        (run.dir / "config.yaml").write_text(config.to_yaml())
+        write_text(run.dir / "config.yaml", config.to_yaml())
         run.__dict__.pop("config", None)
     try:
-        fit(run, parts, resuming=resume is not None, extra_callbacks=list(callbacks))
+        with (
+            run.recording_failure(new=resume is None, main=parts.world.is_main),
+            failures_named(parts.world),
+        ):
+            fit(run, parts, resuming=resume is not None, extra_callbacks=list(callbacks))
         marker = elastic_marker(config, output_dir)
         if marker is not None and parts.world.is_main:
             marker.unlink(missing_ok=True)  # done: a later job with this id starts afresh
-    except BaseException as exc:
-        if not parts.world.is_main:
-            pass  # rank 0 records the failure
-        elif (
-            resume is None
-            and isinstance(exc, (ConfigError, DataError))
-            and not (run.dir / "checkpoints").exists()
-        ):
-            shutil.rmtree(run.dir)  # a config or data error before training: nothing worth keeping
-        else:
-            run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-        raise
     finally:
+        run.release()
         shutdown()
     return run
+
+
+def write_start(folder: Path, parts: Parts, lr_test: Any) -> None:
+    """The files a new run holds before it trains: environment, featurizer, data, spec."""
+    config = parts.config
+    if lr_test is not None:
+        lr_test.save(folder)
+    write_json(folder / "environment.json", environment(parts.device, config.seed, parts.world))
+    write_json(folder / "featurizer.json", parts.bundle.featurizer.to_dict())
+    if hasattr(parts.bundle.featurizer, "save"):  # side files, e.g. tokenizer.json
+        parts.bundle.featurizer.save(folder)
+    files = fingerprints(local_paths(config))  # to notice data that changes later
+    write_json(
+        folder / "data.json", {**parts.bundle.summary, **({"files": files} if files else {})}
+    )
+    write_json(folder / "spec.json", asdict(parts.bundle.spec))
 
 
 def elastic_marker(config: RunConfig, output_dir: str | Path | None) -> Path | None:
@@ -222,7 +216,7 @@ def elastic_marker(config: RunConfig, output_dir: str | Path | None) -> Path | N
 def mark_elastic_run(config: RunConfig, output_dir: str | Path | None, path: Path) -> None:
     marker = elastic_marker(config, output_dir)
     if marker is not None:
-        marker.write_text(str(path))
+        write_text(marker, str(path))
 
 
 def elastic_restart_of(config: RunConfig, output_dir: str | Path | None) -> Path | None:
@@ -351,9 +345,7 @@ def fit(run: Run, parts: Parts, resuming: bool, extra_callbacks: list[Any] = ())
     trainer, best = make_trainer(run, parts, data, extra_callbacks)
     if resuming:
         restore(run, parts, trainer)
-    started = time.perf_counter()
     trainer.fit()
-    seconds = time.perf_counter() - started
 
     weights = run.dir / "model.safetensors"
     load_into(parts.model, load_weights(weights), weights)
@@ -375,7 +367,7 @@ def fit(run: Run, parts: Parts, resuming: bool, extra_callbacks: list[Any] = ())
         "steps": trainer.state.global_step,
         "best_epoch": best.best_epoch + 1,  # 1-based, as the progress bar counts
         "monitor": best.tracker.monitor,
-        "train_seconds": round(seconds, 3),
+        "train_seconds": round(trainer.state.seconds, 3),  # every segment of a resumed run
         "parameters": sum(p.numel() for p in parts.model.parameters()),
     }
     for callback in parts.bundle.callbacks:  # the data's own facts (e.g. skipped files)
@@ -631,10 +623,8 @@ def profile(
     keep_freed_memory()
     config = load_config(recipe, overrides)
     parts = build(config)
-    path = create_run_dir(config, output_dir)
-    (path / "config.yaml").write_text(config.to_yaml())
-    run = Run(path)
-    run.set_status("profiled")
+    run = create_run(config, output_dir, status="profiled")
+    path = run.dir
     trainer, _ = make_trainer(run, parts, loaders(parts))
     report = profile_steps(trainer, steps, path / "trace.json")
     (path / "profile.txt").write_text(f"{report.summary()}\n\n{report.top_ops}\n")

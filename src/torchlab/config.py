@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -22,7 +23,14 @@ from typing import Annotated, Any, Literal, NoReturn
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from torchlab import trust
 from torchlab.errors import ConfigError
@@ -215,11 +223,31 @@ class TuneConfig(Section):
 # Every random generator torchlab seeds (Python, NumPy, torch, scikit-learn) takes this range.
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1, strict=True)]
 
+PLAIN_NAME = re.compile(r"[\w.-]+")
+
+
+def _plain_name(value: str) -> str:
+    """A run's ``name`` is one folder under ``output_dir``: nothing that leads elsewhere."""
+    if not PLAIN_NAME.fullmatch(value) or ".." in value:
+        raise ValueError(
+            "expected a plain folder name (letters, digits, '-', '_', '.'; no '..' or '/'), "
+            "since runs go to <output_dir>/<name>/"
+        )
+    return value
+
+
+RunName = Annotated[str, AfterValidator(_plain_name)]
+
+
+def name_of(recipe: str | Path) -> str:
+    """The default ``name``: the recipe file's stem, with what a name cannot hold as '-'."""
+    return re.sub(r"[^\w.-]+", "-", Path(str(recipe)).stem).strip("-.") or "run"
+
 
 class RunConfig(Section):
     """Everything that defines a run. Saved as ``config.yaml`` in its run directory."""
 
-    name: str
+    name: RunName
     seed: Seed = 0
     output_dir: str = "runs"
     data: DataConfig
@@ -336,7 +364,7 @@ def read_recipe(recipe: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, An
         raise ConfigError(f"{label} must hold a mapping of sections (data:, model:, ...).")
     base = raw.pop("extends", None)
     if base is None:
-        raw.setdefault("name", Path(str(recipe)).stem)
+        raw.setdefault("name", name_of(recipe))
         return raw
     base_path = Path(str(base))
     if (
@@ -353,7 +381,7 @@ def read_recipe(recipe: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, An
     merged = read_recipe(base, seen)
     merged.pop("name", None)
     merged = lay_over(merged, raw)
-    merged.setdefault("name", Path(str(recipe)).stem)
+    merged.setdefault("name", name_of(recipe))
     return merged
 
 
@@ -686,8 +714,9 @@ def raise_config_error(
             f"Config key '{path}' is required{by}; add it to the recipe or override it.{tail}"
         )
     received = error.get("input")
+    message = error["msg"].removeprefix("Value error, ")
     raise ConfigError(
-        f"Config key '{path}' has a bad value: {error['msg'][0].lower()}{error['msg'][1:]}; "
+        f"Config key '{path}' has a bad value: {message[0].lower()}{message[1:]}; "
         f"received {received!r}.{tail}"
     )
 

@@ -41,6 +41,12 @@ class RunError(TorchlabError):
     exit_code = 2
 
 
+class StorageError(TorchlabError):
+    """A file cannot be written: the disk is full, a size limit was hit, or permission lacks."""
+
+    exit_code = 2
+
+
 class ExportError(TorchlabError):
     """A model cannot be exported faithfully, or an export directory is unusable."""
 

@@ -175,7 +175,7 @@ def _average(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _write(result: BacktestResult) -> None:
     import pandas as pd
 
-    from torchlab.run import write_json
+    from torchlab.files import write_json
 
     write_json(result.dir / "backtest.json", {"folds": result.folds, "mean": result.table})
     pd.DataFrame(result.table).to_csv(result.dir / "backtest.csv", index=False)

@@ -13,25 +13,29 @@ runs/<recipe>/<timestamp>/
   lr_finder.png/.json  the range test, when optim.lr is auto
   code.json          where the code the config names came from (file, SHA-256), if any
   summary.json       test metrics and the baseline (written last, only when the run completes)
+  .lock              held by the process that trains the run (its PID inside)
 ```
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import platform
-import tempfile
-from dataclasses import asdict
+import shutil
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
 from torchlab.config import RunConfig, validate
-from torchlab.errors import RunError
+from torchlab.errors import ConfigError, DataError, RunError, StorageError
+from torchlab.files import fsync_dir, storage_errors, temporary_dir, write_json, write_text
 from torchlab.trust import (
     CODE_FILE,
     allow_recorded,
@@ -40,14 +44,7 @@ from torchlab.trust import (
     trusting,
 )
 
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+LOCK = ".lock"
 
 
 def read_json(path: Path) -> Any:
@@ -61,18 +58,73 @@ def read_json(path: Path) -> Any:
         raise RunError(f"'{path}' is not valid JSON; the run directory is damaged.") from None
 
 
-def create_run_dir(config: RunConfig, output_dir: str | Path | None = None) -> Path:
-    """A new, empty ``<output_dir>/<name>/<timestamp>`` folder (suffixed if taken)."""
+def create_run(
+    config: Any,
+    output_dir: str | Path | None = None,
+    write_files: Callable[[Path], None] = lambda folder: None,
+    status: str = "running",
+) -> Run:
+    """A new ``<output_dir>/<name>/<timestamp>`` folder (suffixed if taken), held by this process.
+
+    Its ``config.yaml``, ``code.json``, ``run.json`` and whatever ``write_files(folder)``
+    writes go into a hidden folder beside it first, which takes its final name only when
+    they are all there: a crash or a full disk never leaves a half-made run folder.
+    """
     root = Path(output_dir or config.output_dir) / config.name
+    with temporary_dir(root, ".new-run-") as staging:
+        lock = hold_lock(staging)
+        try:
+            write_text(staging / "config.yaml", config.to_yaml())
+            record_code(staging, config)
+            Run(staging).set_status(status, created=datetime.now().isoformat(timespec="seconds"))
+            write_files(staging)
+            run = Run(_move_to_free_name(staging, root))
+        except BaseException:
+            lock.close()
+            raise
+    run.lock = lock
+    return run
+
+
+def _move_to_free_name(staging: Path, root: Path) -> Path:
     stamp = datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
     for attempt in range(1000):
         path = root / (stamp if attempt == 0 else f"{stamp}-{attempt + 1}")
-        try:
-            path.mkdir(parents=True, exist_ok=False)
-            return path
-        except FileExistsError:
+        if path.exists():
             continue
+        try:
+            staging.rename(path)  # fails if another run took the name meanwhile (not empty)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                continue
+            raise
+        fsync_dir(root)
+        return path
     raise RunError(f"Cannot create a new run folder under '{root}'; clean up old runs there.")
+
+
+def hold_lock(folder: Path) -> IO[str]:
+    """Lock ``folder`` for this process (released when the returned file closes or it dies)."""
+    import fcntl
+
+    with storage_errors(folder / LOCK):
+        lock = (folder / LOCK).open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise RunError(
+            f"Run folder '{folder}' is in use by process {holder}; wait for it to finish "
+            "(or stop it) before training it again."
+        ) from None
+    with storage_errors(folder / LOCK):
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+    return lock
 
 
 def record_code(folder: Path, config: Any) -> None:
@@ -82,10 +134,12 @@ def record_code(folder: Path, config: Any) -> None:
         write_json(folder / CODE_FILE, to_records(sources))
 
 
-def environment(device: Any, seed: int) -> dict[str, Any]:
+def environment(device: Any, seed: int, world: Any = None) -> dict[str, Any]:
+    """Versions, machine and device; under ``torchrun`` also the ranks and their backend."""
     import numpy
     import sklearn
     import torch
+    import torch.distributed as dist
     import torchvision
 
     from torchlab import __version__
@@ -106,6 +160,8 @@ def environment(device: Any, seed: int) -> dict[str, Any]:
         else platform.machine(),
         "threads": torch.get_num_threads(),
         "seed": seed,
+        "world_size": world.size if world is not None else 1,
+        "distributed_backend": dist.get_backend() if dist.is_initialized() else None,
     }
 
 
@@ -120,6 +176,7 @@ class Run:
     def __init__(self, path: str | Path, *, trust_code: bool = False) -> None:
         self.dir = Path(path).absolute()  # still this run after a change of directory
         self.trust_code = trust_code
+        self.lock: IO[str] | None = None
         if not (self.dir / "config.yaml").is_file():
             raise RunError(
                 f"'{self.dir}' is not a torchlab run directory (no config.yaml); check the path."
@@ -168,6 +225,38 @@ class Run:
             },
         )
 
+    def hold(self) -> None:
+        """Lock the run for this process, which is about to train it (rank 0 alone under DDP)."""
+        if self.lock is None and os.environ.get("RANK", "0") == "0":
+            self.lock = hold_lock(self.dir)
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.close()  # closing the file releases its flock
+            self.lock = None
+
+    @contextlib.contextmanager
+    def recording_failure(self, *, new: bool, main: bool) -> Iterator[None]:
+        """Record in ``run.json`` why training stopped (rank 0 records for all ranks).
+
+        A new run stopped by its config or data before its first checkpoint is removed:
+        nothing in it is worth keeping. A completed run whose further training failed before
+        it started (its status still says completed) keeps its status: its results stand.
+        """
+        try:
+            yield
+        except BaseException as exc:
+            if not main:
+                raise
+            untrained = not (self.dir / "checkpoints").exists()
+            if new and untrained and isinstance(exc, (ConfigError, DataError)):
+                shutil.rmtree(self.dir)
+                raise
+            if self.status != "completed":
+                with contextlib.suppress(StorageError):  # a full disk may refuse run.json too
+                    self.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+
     @property
     def summary(self) -> dict[str, Any]:
         if not (self.dir / "summary.json").exists():
@@ -194,9 +283,6 @@ class Run:
 
         raw = read_json(self.dir / "spec.json")
         return DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-
-    def save_spec(self, spec: Any) -> None:
-        write_json(self.dir / "spec.json", asdict(spec))
 
     @property
     def featurizer(self) -> Any:

@@ -27,6 +27,23 @@ class KillAtStep(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class FailAtStep(Callback):
+    """Raise a :class:`~torchlab.errors.DataError` on rank ``rank`` after optimizer step ``step``.
+
+    Stands for any error one rank of a ``torchrun`` job meets alone (a corrupt file in its
+    shard, say), to show how the job reports it.
+    """
+
+    def __init__(self, *, step: int, rank: int = 0) -> None:
+        self.step, self.rank = step, rank
+
+    def on_train_step_end(self, trainer: Any, step: StepLog) -> None:
+        if trainer.world.rank == self.rank and trainer.state.global_step == self.step:
+            from torchlab.errors import DataError
+
+            raise DataError(f"FailAtStep: rank {self.rank} stops at step {self.step} on purpose.")
+
+
 class SaveWeightsPerRank(Callback):
     """At the end of training, every rank writes its own weights to ``folder/rank<r>.safetensors``.
 

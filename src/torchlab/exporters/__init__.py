@@ -11,11 +11,10 @@ directory is then usable by ``torchlab predict`` and ``torchlab serve`` without 
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from torchlab.errors import ExportError
+from torchlab.errors import ExportError, StorageError
 
 FORMATS = ("torchscript", "onnx", "exported-program", "mar")
 
@@ -53,8 +52,9 @@ def export(
     from torchlab.exporters.sidecar import SIDECAR, build_sidecar
     from torchlab.exporters.sources import exportable
     from torchlab.exporters.verify import FLOAT, INT8, verify
+    from torchlab.files import storage_errors, temporary_dir, write_json
     from torchlab.memory import keep_freed_memory
-    from torchlab.run import Run, write_json
+    from torchlab.run import Run
 
     keep_freed_memory()
     run = run if isinstance(run, Run) else Run(run, trust_code=trust_code)
@@ -95,13 +95,12 @@ def export(
         )
     model, kind = source.model, source.kind
     example = kind.example(source.input_shape, batch=2)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with temporary_dir(target.parent, f".{target.name}.") as staging:
         artefact = staging / chosen.filename
         try:
-            details = chosen.save(model, example, kind, artefact, quantize is not None)
-        except ExportError:
+            with storage_errors(artefact):
+                details = chosen.save(model, example, kind, artefact, quantize is not None)
+        except (ExportError, StorageError):
             raise
         except Exception as exc:
             raise ExportError(
@@ -132,9 +131,6 @@ def export(
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return target
 
 

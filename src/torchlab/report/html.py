@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from torchlab.files import write_text
 from torchlab.notices import notice
 from torchlab.registry import Registry
 from torchlab.report.analysis import (
@@ -85,9 +86,9 @@ def write_reports(run: Any, parts: Any, data: dict[str, Any]) -> tuple[Path, Pat
     context = _context(run, parts.bundle, analysis)
     templates = environment_for_templates()
     html = run.dir / "report.html"
-    html.write_text(templates.get_template("report.html.j2").render(**context))
+    write_text(html, templates.get_template("report.html.j2").render(**context))
     card = run.dir / "MODEL_CARD.md"
-    card.write_text(templates.get_template("MODEL_CARD.md.j2").render(**context))
+    write_text(card, templates.get_template("MODEL_CARD.md.j2").render(**context))
     return html, card
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from torchlab.files import write_with
+
 
 def learning_curves(history: list[dict[str, Any]], path: Path) -> Path:
     """Plot per-epoch loss, each validation metric and the learning rate against the epoch."""
@@ -32,7 +34,7 @@ def learning_curves(history: list[dict[str, Any]], path: Path) -> Path:
         if panel == "loss":
             ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_with(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     return path
 

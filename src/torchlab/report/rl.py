@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from torchlab.files import write_text
 from torchlab.report.analysis import _plt, png
 from torchlab.report.html import data_uri, environment_for_templates, warn_on_failure
 from torchlab.report.plots import panel_grid
@@ -37,9 +38,9 @@ def write_rl_reports(run_dir: str | Path) -> tuple[Path, Path]:
     context = rl_context(run)
     templates = environment_for_templates()
     html = run.dir / "report.html"
-    html.write_text(templates.get_template("rl_report.html.j2").render(**context))
+    write_text(html, templates.get_template("rl_report.html.j2").render(**context))
     card = run.dir / "MODEL_CARD.md"
-    card.write_text(templates.get_template("rl_MODEL_CARD.md.j2").render(**context))
+    write_text(card, templates.get_template("rl_MODEL_CARD.md.j2").render(**context))
     return html, card
 
 

@@ -15,8 +15,6 @@ A run directory of an RL run::
 from __future__ import annotations
 
 import functools
-import shutil
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,62 +101,53 @@ def train(
 ) -> Any:
     """Train an RL recipe (or resume an RL run) and return its completed run."""
     from torchlab.config import load_config
-    from torchlab.run import Run, create_run_dir, environment, record_code, write_json
+    from torchlab.files import write_json, write_text
+    from torchlab.run import Run, create_run, environment
     from torchlab.training.checkpoint import latest_checkpoint, load_checkpoint
 
     if resume is not None:
         run = Run(resume, trust_code=trust_code)
+        run.hold()  # before anything of it changes: one process trains a run at a time
         config = resumed_config(run, recipe, overrides)
     else:
         config = load_config(recipe, overrides)
         run = None
     env, agent = build(config)
     if run is None:
-        path = create_run_dir(config, output_dir)  # type: ignore[arg-type]
-        (path / "config.yaml").write_text(config.to_yaml())
-        record_code(path, config)
-        run = Run(path)
-        run.set_status("running", created=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        write_json(
-            run.dir / "environment.json",
-            {**environment(agent.device, config.seed), "env": config.env.id},
+        facts = {**environment(agent.device, config.seed), "env": config.env.id}
+        run = create_run(
+            config,
+            output_dir,  # type: ignore[arg-type]
+            lambda folder: write_json(folder / "environment.json", facts),
         )
-    (run.dir / "config.yaml").write_text(config.to_yaml())
+    write_text(run.dir / "config.yaml", config.to_yaml())
     run.__dict__.pop("config", None)
     from torchlab.rl.loop import Loop
 
     loop = Loop(config, agent, env, run.dir, list(callbacks))
     try:
-        latest = latest_checkpoint(run.dir / "checkpoints") if resume is not None else None
-        if latest is not None:
-            checkpoint = load_checkpoint(latest)
-            agent.load_weights(checkpoint.weights)
-            loop.load_state_dict(checkpoint.state)
-        if resume is not None:
-            run.set_status("running", resumed_from=str(latest) if latest else None)
-            if latest is None:  # killed before the first checkpoint: start over cleanly
-                (run.dir / "metrics.jsonl").unlink(missing_ok=True)
-        loop.fit()
-        finish(run, config, loop)
-    except BaseException as exc:
-        if (
-            resume is None
-            and isinstance(exc, ConfigError)
-            and not (run.dir / "checkpoints").exists()
-        ):
-            shutil.rmtree(run.dir)
-        else:
-            run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-        raise
+        with run.recording_failure(new=resume is None, main=True):
+            latest = latest_checkpoint(run.dir / "checkpoints") if resume is not None else None
+            if latest is not None:
+                checkpoint = load_checkpoint(latest)
+                agent.load_weights(checkpoint.weights)
+                loop.load_state_dict(checkpoint.state)
+            if resume is not None:
+                run.set_status("running", resumed_from=str(latest) if latest else None)
+                if latest is None:  # killed before the first checkpoint: start over cleanly
+                    (run.dir / "metrics.jsonl").unlink(missing_ok=True)
+            loop.fit()
+            finish(run, config, loop)
     finally:
+        run.release()
         env.close()
     return run
 
 
 def finish(run: Any, config: RLConfig, loop: Any) -> None:
     """Evaluate the best weights on fresh seeds, record a GIF, plot, write the summary."""
+    from torchlab.files import write_json
     from torchlab.rl.common.evaluation import evaluate_policy, record_gif
-    from torchlab.run import write_json
     from torchlab.training.checkpoint import load_weights
 
     loop.agent.load_weights(load_weights(run.dir / "model.safetensors"))

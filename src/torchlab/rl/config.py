@@ -14,7 +14,7 @@ import pydantic
 import yaml
 from pydantic import Field, field_validator
 
-from torchlab.config import Component, Section, Seed, _component, raise_config_error
+from torchlab.config import Component, RunName, Section, Seed, _component, raise_config_error
 from torchlab.trust import CODE_NAME, import_module
 
 
@@ -64,7 +64,7 @@ class RLTrainerConfig(Section):
 class RLConfig(Section):
     """Everything that defines an RL run. Saved as ``config.yaml`` in its run directory."""
 
-    name: str
+    name: RunName
     seed: Seed = 0
     output_dir: str = "runs"
     env: EnvConfig

@@ -178,7 +178,7 @@ class Loop:
 
     def periodic_eval(self, step: int, seconds: float) -> None:
         """Evaluate the current policy at ``step``, after ``seconds`` of training."""
-        from torchlab.run import write_json
+        from torchlab.files import write_json
         from torchlab.training.checkpoint import save_weights
 
         state, trainer = self.state, self.trainer

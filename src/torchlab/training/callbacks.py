@@ -183,6 +183,7 @@ class BestWeights(Callback):
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         if self.tracker.improved(logs):
             self.best_epoch = logs["epoch"]
+            trainer.check_finite()
             if trainer.world.is_main:
                 save_weights(self.path, trainer.model.state_dict())
             barrier()  # no rank reads the file before it is whole
@@ -209,6 +210,7 @@ class Checkpointer(Callback):
         self.save(trainer)
 
     def save(self, trainer: Trainer) -> None:
+        trainer.check_finite()  # every kept checkpoint is one a resume can train on from
         name = f"step-{trainer.state.global_step:09d}-e{trainer.state.epoch:04d}b{trainer.state.batch_in_epoch:06d}"
         state = trainer.state_dict()  # a collective: every rank takes part
         if trainer.world.is_main:

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from torchlab.errors import CheckpointError, load_problem
+from torchlab.files import atomic_path, fsync_dir, temporary_dir, write_json, write_with
 
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
@@ -37,26 +37,12 @@ class Checkpoint:
     state: dict[str, Any]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _write_synced(path: Path, write: Any) -> None:
-    write(path)
-    with path.open("rb+") as f:
-        os.fsync(f.fileno())
 
 
 def contiguous(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -66,15 +52,8 @@ def contiguous(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def save_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
     """Write a safetensors file atomically (temp file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        _write_synced(Path(tmp), lambda p: save_file(contiguous(weights), str(p)))
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(contiguous(weights), str(tmp))
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -95,11 +74,9 @@ def save_checkpoint(
 ) -> Path:
     """Write checkpoint ``folder/name`` atomically and return its path."""
     final = folder / name
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
-    try:
-        _write_synced(tmp / WEIGHTS, lambda p: save_file(contiguous(weights), str(p)))
-        _write_synced(tmp / STATE, lambda p: torch.save(state, p))
+    with temporary_dir(folder, f".{name}.") as tmp:
+        save_weights(tmp / WEIGHTS, weights)
+        write_with(tmp / STATE, lambda f: torch.save(state, f))  # a file: errors keep errno
         manifest = {
             "format": 1,
             "files": {
@@ -107,13 +84,11 @@ def save_checkpoint(
                 for f in (WEIGHTS, STATE)
             },
         }
-        _write_synced(tmp / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2)))
+        write_json(tmp / MANIFEST, manifest)
         if final.exists():  # same step written again after a resume: replace it whole
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        fsync_dir(folder)
     return final
 
 

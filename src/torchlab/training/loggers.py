@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from torchlab.files import storage_errors
 from torchlab.training.callbacks import Callback, StepLog
 
 if TYPE_CHECKING:
@@ -38,15 +39,25 @@ class MetricsLogger(Callback):
     """Append one JSON object per epoch (and per logged step) to ``metrics.jsonl``.
 
     Its state is the file's length at checkpoint time: a resumed run cuts off lines
-    written after that checkpoint, so the file ends as if training never stopped.
+    written after that checkpoint (all of them when it resumes from none), so the file
+    ends as if training never stopped.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.kept = 0  # bytes of the file that training up to now wrote
 
     def _write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
+        with storage_errors(self.path), self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self._cut_to_kept()
+
+    def _cut_to_kept(self) -> None:
+        if self.path.exists():
+            with self.path.open("r+") as f:
+                f.truncate(self.kept)
 
     def on_train_step_end(self, trainer: Trainer, step: StepLog) -> None:
         if _log_step(trainer):
@@ -65,9 +76,8 @@ class MetricsLogger(Callback):
         return {"bytes": self.path.stat().st_size if self.path.exists() else 0}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.path.exists():
-            with self.path.open("r+") as f:
-                f.truncate(state.get("bytes", 0))
+        self.kept = state.get("bytes", 0)
+        self._cut_to_kept()
 
 
 class TensorBoardLogger(Callback):
@@ -80,8 +90,9 @@ class TensorBoardLogger(Callback):
     def on_fit_start(self, trainer: Trainer) -> None:
         from torch.utils.tensorboard import SummaryWriter  # heavy: import only when training
 
-        # purge_step drops events a killed run wrote after its last checkpoint.
-        purge = trainer.state.global_step if trainer.state.global_step else None
+        # purge_step drops events a killed run wrote after its last checkpoint (all of them,
+        # from step 0, when it was killed before its first).
+        purge = trainer.state.global_step if self.folder.exists() else None
         self.writer = SummaryWriter(str(self.folder), purge_step=purge)
 
     def on_train_step_end(self, trainer: Trainer, step: StepLog) -> None:
@@ -93,7 +104,8 @@ class TensorBoardLogger(Callback):
         for key, value in scalars(logs).items():
             if key not in ("epoch", "step"):
                 self.writer.add_scalar(key, value, trainer.state.global_step)
-        self.writer.flush()
+        with storage_errors(self.folder):  # the writer's thread reports its failures here
+            self.writer.flush()
 
     def on_fit_end(self, trainer: Trainer) -> None:
         self.writer.close()

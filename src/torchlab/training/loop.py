@@ -9,6 +9,7 @@ batch into a loss and metric updates.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,7 +29,16 @@ from torchlab.training.state import rng_state, set_rng_state
 
 
 class TrainingDiverged(TorchlabError):
-    """The loss became NaN or infinite."""
+    """The loss, the weights or the optimizer state became NaN or infinite."""
+
+    exit_code = 2
+
+    def __init__(self, what: str, state: LoopState) -> None:
+        super().__init__(
+            f"The {what} became non-finite (NaN or infinite) at step {state.global_step} "
+            f"(epoch {state.epoch + 1}); no checkpoint holds it. Start a new run with a lower "
+            "optim.lr or with trainer.grad_clip_norm set, or check the data for extreme values."
+        )
 
 
 @dataclass
@@ -40,6 +50,7 @@ class LoopState:
     global_step: int = 0  # optimizer steps taken
     should_stop: bool = False
     world_size: int = 1  # processes that trained; a resume on another count maps the position
+    seconds: float = 0.0  # spent in fit() by every segment of the run up to now
 
 
 class Trainer:
@@ -76,6 +87,7 @@ class Trainer:
         self._loss_sum = torch.zeros((), device=device)  # stays on device: no sync per step
         self._loss_count = 0
         self._metrics = task.metrics().to(device)
+        self._fit_started: float | None = None  # perf_counter() less earlier segments' time
 
     def parallel(self, model: nn.Module) -> nn.Module:
         """DDP under torchrun; DataParallel when asked for on a multi-GPU machine."""
@@ -97,6 +109,7 @@ class Trainer:
         return group["lr"] / group.get("lr_scale", 1.0)
 
     def fit(self) -> None:
+        self._fit_started = time.perf_counter() - self.state.seconds
         self.callbacks.on_fit_start(self)
         while self.state.epoch < self.config.max_epochs and not self.state.should_stop:
             self.callbacks.on_epoch_start(self)
@@ -109,7 +122,14 @@ class Trainer:
             self.state.batch_in_epoch = 0
             logs["step"] = self.state.global_step
             self.callbacks.on_epoch_end(self, logs)
+        self.state.seconds = self.seconds()
         self.callbacks.on_fit_end(self)
+
+    def seconds(self) -> float:
+        """Training time of the whole run so far, earlier segments of a resumed run included."""
+        if self._fit_started is None:
+            return self.state.seconds
+        return time.perf_counter() - self._fit_started
 
     def train_epoch(self) -> dict[str, float]:
         self.model.train()
@@ -135,10 +155,7 @@ class Trainer:
         self._loss_sum.zero_()
         self._loss_count = 0
         if not math.isfinite(mean_loss):
-            raise TrainingDiverged(
-                f"The training loss became {mean_loss} in epoch {self.state.epoch}; lower optim.lr, "
-                "set trainer.grad_clip_norm, or check the data for extreme values."
-            )
+            raise TrainingDiverged("training loss", self.state)
         return {"train/loss": mean_loss}
 
     def training_step(self, batch: Any) -> torch.Tensor:
@@ -194,10 +211,24 @@ class Trainer:
 
     # --- resumable state ------------------------------------------------------------------
 
+    def check_finite(self) -> None:
+        """Raise :class:`TrainingDiverged` unless weights and optimizer state are all finite.
+
+        Called before each checkpoint, so a diverged run never replaces a good checkpoint
+        with a NaN one (one device sync per checkpoint).
+        """
+        for what, tensors in (
+            ("weights", self.model.state_dict().values()),
+            ("optimizer state", optimizer_tensors(self.optimizer)),
+        ):
+            floats = [t for t in tensors if t.is_floating_point() or t.is_complex()]
+            if floats and not torch.stack([torch.isfinite(t).all() for t in floats]).all():
+                raise TrainingDiverged(what, self.state)
+
     def state_dict(self) -> dict[str, Any]:
         """Everything but the weights needed to continue exactly where training is now."""
         return {
-            "loop": asdict(self.state),
+            "loop": {**asdict(self.state), "seconds": self.seconds()},
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "scaler": self.precision.scaler.state_dict(),
@@ -253,6 +284,10 @@ def evaluate(
     totals = all_reduce_sum(torch.stack([loss_sum, loss_sum.new_tensor(float(count))]))
     values = {"loss": totals[0] / totals[1].clamp(min=1), **metrics.compute()}  # metrics sync too
     return {f"{prefix}/{name}": as_python(value) for name, value in values.items()}
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
 
 
 def is_compile_error(exc: Exception) -> bool:

@@ -136,7 +136,8 @@ def fail_stale_trials(study: Any, grace_seconds: float, max_retries: int) -> lis
 
     Workers write a ``heartbeat`` user attribute while a trial runs (see :class:`Heartbeat`).
     Optuna's own heartbeat exists only for database storages, so this one serves all of them.
-    Returns the numbers of the trials failed here.
+    A failed trial that is retried is marked ``retried``: it does not count among the
+    study's trials, its retry does. Returns the numbers of the trials failed here.
     """
     from optuna.trial import TrialState
 
@@ -148,18 +149,21 @@ def fail_stale_trials(study: Any, grace_seconds: float, max_retries: int) -> lis
             beat = trial.datetime_start.timestamp()
         if beat is not None and now - beat < grace_seconds:
             continue
+        retries = int(trial.user_attrs.get("retries", 0))
+        retry = retries < max_retries and bool(trial.params)
         try:  # another worker may fail the same trial at the same moment: the first one wins
             study._storage.set_trial_user_attr(
                 trial._trial_id,
                 "error",
                 f"its worker stopped (no heartbeat for over {grace_seconds:g} s)",
             )
+            if retry:  # its retry takes its place among the study's --trials
+                study._storage.set_trial_user_attr(trial._trial_id, "retried", True)
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except Exception:
             continue
         failed.append(trial.number)
-        retries = int(trial.user_attrs.get("retries", 0))
-        if retries < max_retries and trial.params:
+        if retry:
             study.enqueue_trial(
                 trial.params, user_attrs={"retry_of": trial.number, "retries": retries + 1}
             )

@@ -216,14 +216,42 @@ def _loop(
     # process that died: fail and retry it now instead of after the grace period.
     grace = 0.0 if store.single_process else settings.grace_seconds
     while timeout is None or time.monotonic() - started < timeout * 60:
-        fail_stale_trials(study, grace, settings.max_retries)
-        taken = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
+        for number in fail_stale_trials(study, grace, settings.max_retries):
+            _fail_runs_of(folder, number)
+        taken = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.state != TrialState.WAITING and not t.user_attrs.get("retried")
+        ]
         if len(taken) >= total:
             return
         objective = Objective(raw, settings, metric, folder)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)  # optuna's NaN warning
             study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+
+
+def trial_runs(folder: Path, number: int) -> list[Path]:
+    """The run folders of trial ``number`` (one, unless a crash left a second)."""
+    return [p.parent for p in (folder / "trials" / f"{number:04d}").glob("*/*/run.json")]
+
+
+def _fail_runs_of(folder: Path, number: int) -> None:
+    """Mark failed the run of a trial whose worker died, unless a live process holds it."""
+    from torchlab.errors import RunError
+    from torchlab.run import Run
+
+    for path in trial_runs(folder, number):
+        run = Run(path)
+        try:
+            run.hold()
+        except RunError:
+            continue  # its worker lives after all (a silent heartbeat): leave its run be
+        try:
+            if run.status == "running":
+                run.set_status("failed", error="its worker stopped; the study failed the trial")
+        finally:
+            run.release()
 
 
 class Objective:
@@ -253,9 +281,9 @@ class Objective:
                     config_path, output_dir=output, callbacks=[OptunaPruning(trial, self.metric)]
                 )
         except optuna.TrialPruned:
-            for run_json in output.glob("*/*/run.json"):
-                Run(run_json.parent).set_status("pruned")
-                trial.set_user_attr("run_dir", str(run_json.parent))
+            for path in trial_runs(self.folder, trial.number):
+                Run(path).set_status("pruned")
+                trial.set_user_attr("run_dir", str(path))
             reported = trial.storage.get_trial(trial._trial_id).intermediate_values
             if reported:
                 _write_hparams(
