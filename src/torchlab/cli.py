@@ -83,7 +83,7 @@ def train(
     args = list(args or [])
     recipe = args.pop(0) if args and "=" not in args[0] else None
     if recipe is not None and resume is None:
-        check_early(recipe, args, data=True)
+        check_before_import(recipe, args, data=True)
 
     from torchlab import api
     from torchlab.distributed import world_from_env
@@ -286,7 +286,7 @@ def tune(
 ) -> None:
     """Search hyperparameters with Optuna; writes the best config as a ready-to-run recipe."""
     recipe, *overrides = args
-    check_early(recipe, overrides)
+    check_before_import(recipe, overrides)
     from torchlab.tune import tune as run_study
 
     result = run_study(
@@ -320,7 +320,7 @@ def lr_find(
 ) -> None:
     """Learning-rate range test: sweep, plot, suggest (optim.lr: auto does this before training)."""
     recipe, *overrides = args
-    check_early(recipe, overrides)
+    check_before_import(recipe, overrides)
     from torchlab.tune import lr_find as find
 
     result = find(
@@ -369,7 +369,7 @@ def profile(
     output_dir: Annotated[Path | None, typer.Option(help="Where the run folder goes.")] = None,
 ) -> None:
     """Profile a few training steps: time per phase, syncs, costliest ops, a Chrome trace."""
-    check_early(args[0], args[1:])
+    check_before_import(args[0], args[1:])
     from torchlab import api
 
     report = api.profile(args[0], args[1:], steps=steps, output_dir=output_dir)
@@ -383,7 +383,7 @@ def validate_data(
     args: Annotated[list[str], typer.Argument(help="RECIPE_OR_YAML then dotted overrides.")],
 ) -> None:
     """Read every image of a config's data once; list each bad file (exit 2 if any)."""
-    check_early(args[0], args[1:])
+    check_before_import(args[0], args[1:])
     from torchlab.data.vision.inspect import validate_data as validate
     from torchlab.errors import DataError
 
@@ -405,7 +405,7 @@ def show_batch(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing PNG.")] = False,
 ) -> None:
     """Save a PNG grid of augmented training samples with their labels."""
-    check_early(args[0], args[1:])
+    check_before_import(args[0], args[1:])
     from torchlab.data.vision.inspect import show_batch as show
 
     path = show(args[0], output, overrides=args[1:], count=count, overwrite=overwrite)
@@ -423,7 +423,7 @@ def backtest(
     output_dir: Annotated[Path | None, typer.Option(help="Where the backtest folder goes.")] = None,
 ) -> None:
     """Rolling-origin backtest: train and test at --folds origins, model vs classical methods."""
-    check_early(args[0], args[1:])
+    check_before_import(args[0], args[1:])
     from rich.console import Console
     from rich.table import Table
 
@@ -441,7 +441,7 @@ def backtest(
     typer.echo(f"Backtest folder: {result.dir}")
 
 
-def check_early(recipe: str, overrides: list[str], data: bool = False) -> None:
+def check_before_import(recipe: str, overrides: list[str], data: bool = False) -> None:
     """Check a config before the verb imports torch and the registered leaves, so a mistake
     is reported at once, in the words of the full check that follows (see torchlab.precheck)."""
     from torchlab.precheck import check_before_run
