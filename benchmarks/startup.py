@@ -25,24 +25,6 @@ import time
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-FILES = {
-    "missing-data.yaml": (
-        "data: {source: {name: csv, path: no-such-file.csv, target: label}}\n"
-        "model: mlp\ntask: classification\n"
-    ),
-    "broken.yaml": "data:\n  source: iris\nmodel: {name: mlp\n",
-    "extends-missing.yaml": "extends: no-such-recipe\nmodel: mlp\n",
-}
-CASES = {
-    "unknown section key": ["digits", "trainer.max_epoch=3"],
-    "unknown model name": ["digits", "model.name=mpl"],
-    "unknown optimizer key": ["digits", "optim.lrr=0.1"],
-    "unknown model key": ["iris", "model.hiden=3"],
-    "bad value type": ["iris", "model.hidden=abc"],
-    "missing data file": ["missing-data.yaml"],
-    "YAML syntax error": ["broken.yaml"],
-    "extends a missing recipe": ["extends-missing.yaml"],
-}
 REFERENCE = [sys.executable, "-c", "import torchlab.config"]
 
 
@@ -69,16 +51,19 @@ def main() -> int:
         "--train", action="store_true", help="also time a good config to its first epoch line"
     )
     args = parser.parse_args()
+    sys.path.insert(0, str(SRC))
+    from torchlab.testing import CONFIG_MISTAKES, MISTAKE_FILES
+
     cli = [sys.executable, "-m", "torchlab", "train"]
     with tempfile.TemporaryDirectory() as folder:
         cwd = Path(folder)
-        for name, text in FILES.items():
+        for name, text in MISTAKE_FILES.items():
             (cwd / name).write_text(text)
-        times: dict[str, list[float]] = {"reference": [], **{case: [] for case in CASES}}
+        times: dict[str, list[float]] = {"reference": [], **{case: [] for case in CONFIG_MISTAKES}}
         errors: dict[str, str] = {}
         for _ in range(args.repeats):
             times["reference"].append(run(REFERENCE, cwd)[0])
-            for case, case_args in CASES.items():
+            for case, case_args in CONFIG_MISTAKES.items():
                 seconds, stderr, status = run([*cli, *case_args], cwd)
                 lines = stderr.strip().splitlines()
                 if status != 2 or not lines or not lines[0].startswith("error: "):
@@ -88,7 +73,7 @@ def main() -> int:
                 errors[case] = lines[0] + (" [more lines]" if len(lines) > 1 else "")
         torch_on_error_path = {
             case: imported_torch(run([*cli, *case_args], cwd, importtime=True)[1])
-            for case, case_args in CASES.items()
+            for case, case_args in CONFIG_MISTAKES.items()
         }
         train_seconds = first_epoch_seconds(cli, cwd) if args.train else None
     reference = statistics.median(times["reference"])
@@ -96,7 +81,7 @@ def main() -> int:
     print("| mistake | median s | ratio | torch imported | error |")
     print("| --- | ---: | ---: | --- | --- |")
     missed = []
-    for case in CASES:
+    for case in CONFIG_MISTAKES:
         seconds = statistics.median(times[case])
         ratio = seconds / reference
         torch = torch_on_error_path[case]

@@ -15,27 +15,13 @@ from torchlab.errors import DataError, TorchlabError
 from torchlab.precheck import DATA_FILES, check_data_file, check_early
 from torchlab.registry import DATASETS
 from torchlab.registry_index import parse_type, type_text
+from torchlab.testing import CONFIG_MISTAKES, MISTAKE_FILES
 
-FILES = {
-    "missing-data.yaml": (
-        "data: {source: {name: csv, path: no-such-file.csv, target: label}}\n"
-        "model: mlp\ntask: classification\n"
-    ),
-    "broken.yaml": "data:\n  source: iris\nmodel: {name: mlp\n",
-    "extends-missing.yaml": "extends: no-such-recipe\nmodel: mlp\n",
-}
 MISTAKES = {
-    "unknown section key": ["digits", "trainer.max_epoch=3"],
-    "unknown model name": ["digits", "model.name=mpl"],
-    "unknown optimizer key": ["digits", "optim.lrr=0.1"],
-    "unknown model key": ["iris", "model.hiden=3"],
-    "bad value type": ["iris", "model.hidden=abc"],
+    **CONFIG_MISTAKES,
     "size convention": ["iris", "model.hidden=[0]"],
     "unknown loss key": ["digits", "task.loss=focal", "task.loss.gama=2"],
     "unknown agent key": ["cartpole-ppo", "agent.lrr=3"],
-    "missing data file": ["missing-data.yaml"],
-    "YAML syntax error": ["broken.yaml"],
-    "extends a missing recipe": ["extends-missing.yaml"],
 }
 # Runs each mistake through the CLI in one fresh interpreter, noting whether torch got in.
 EARLY = """
@@ -56,7 +42,7 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("mistakes")
-    for name, text in FILES.items():
+    for name, text in MISTAKE_FILES.items():
         (folder / name).write_text(text)
     return folder
 
