@@ -78,6 +78,12 @@ def test_duplicate_name_raises() -> None:
     assert widgets.get("w").builder is widget  # the first one stays
 
 
+def test_a_built_in_name_cannot_be_registered_again() -> None:
+    with pytest.raises(RegistryError, match="named 'adamw' is already registered"):
+        r.OPTIMIZERS.register("adamw")(widget)
+    assert r.OPTIMIZERS.get("adamw").builder is not widget
+
+
 def test_unknown_name_suggests_closest_and_lists_all() -> None:
     widgets = Registry("widget")
     for name in ("gizmo", "gadget"):

@@ -164,6 +164,8 @@ class Registry:
         origin = sys._getframe(1).f_globals.get("__name__", "")  # what the index records
 
         def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
+            if name not in self._entries and origin.partition(".")[0] != "torchlab":
+                self._import_builtin(name)  # a built-in of that name comes first: a clash shows now
             if name in self._entries and self._entries[name].source is not builder:
                 raise RegistryError(
                     f"A {self.kind} named '{name}' is already registered; choose another name."
