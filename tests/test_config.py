@@ -238,7 +238,8 @@ def test_invalid_yaml(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("data: [1,\nmodel: cnn\n")
     message = str(config_error(path))
-    assert "broken.yaml' is not valid YAML" in message
+    assert "broken.yaml' is not valid YAML (line 3, column 1: " in message
+    assert "\n" not in message  # one line, as every error
 
 
 def test_yaml_that_is_not_a_mapping(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import yaml
 from torch import nn
 
 from torchlab import registry as r
-from torchlab import trust
+from torchlab import registry_index, trust
 from torchlab.config import load_config
 from torchlab.data.base import DataSpec
 from torchlab.errors import ConfigError, RegistryError, TrustError
@@ -75,6 +76,12 @@ def test_duplicate_name_raises() -> None:
     with pytest.raises(RegistryError, match="A widget named 'w' is already registered"):
         widgets.register("w")(lambda: None)
     assert widgets.get("w").builder is widget  # the first one stays
+
+
+def test_a_built_in_name_cannot_be_registered_again() -> None:
+    with pytest.raises(RegistryError, match="named 'adamw' is already registered"):
+        r.OPTIMIZERS.register("adamw")(widget)
+    assert r.OPTIMIZERS.get("adamw").builder is not widget
 
 
 def test_unknown_name_suggests_closest_and_lists_all() -> None:
@@ -210,3 +217,23 @@ def test_activations_build_fresh_modules() -> None:
     for name in r.ACTIVATIONS.names():
         first, second = (r.ACTIVATIONS.get(name).builder() for _ in range(2))
         assert isinstance(first, nn.Module) and first is not second
+
+
+def test_the_registry_index_is_current() -> None:
+    """The index lets a config be checked without importing the leaves; it must say what
+    they register now (a new leaf, name or setting needs it rewritten)."""
+    assert registry_index.dumps(registry_index.build()) == registry_index.INDEX_FILE.read_text(), (
+        f"src/torchlab/registry_index.json is stale; rewrite it: {registry_index.COMMAND}"
+    )
+
+
+def test_a_lookup_imports_only_the_module_that_registers_the_name() -> None:
+    code = (
+        "import sys; from torchlab.registry import MODELS, OPTIMIZERS\n"
+        "assert 'mlp' in MODELS and 'mpl' not in MODELS and len(MODELS.names()) > 20\n"
+        "assert 'torch' not in sys.modules\n"
+        "OPTIMIZERS.get('adamw')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('torchlab.training')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['torchlab.training', 'torchlab.training.optim']"

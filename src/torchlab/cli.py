@@ -80,11 +80,14 @@ def train(
     trust_code: TrustCode = False,
 ) -> None:
     """Train a recipe or YAML config."""
+    args = list(args or [])
+    recipe = args.pop(0) if args and "=" not in args[0] else None
+    if recipe is not None and resume is None:
+        check_before_import(recipe, args, data=True)
+
     from torchlab import api
     from torchlab.distributed import world_from_env
 
-    args = list(args or [])
-    recipe = args.pop(0) if args and "=" not in args[0] else None
     run = api.train(recipe, args, resume=resume, output_dir=output_dir, trust_code=trust_code)
     if world_from_env().is_main:  # under torchrun, rank 0 speaks for the job
         print_summary(run.summary, run.dir)
@@ -291,9 +294,10 @@ def tune(
     ] = None,
 ) -> None:
     """Search hyperparameters with Optuna; writes the best config as a ready-to-run recipe."""
+    recipe, *overrides = args
+    check_before_import(recipe, overrides)
     from torchlab.tune import tune as run_study
 
-    recipe, *overrides = args
     result = run_study(
         recipe,
         overrides,
@@ -324,9 +328,10 @@ def lr_find(
     steps: Annotated[int, typer.Option(help="Optimizer steps of the sweep.")] = 100,
 ) -> None:
     """Learning-rate range test: sweep, plot, suggest (optim.lr: auto does this before training)."""
+    recipe, *overrides = args
+    check_before_import(recipe, overrides)
     from torchlab.tune import lr_find as find
 
-    recipe, *overrides = args
     result = find(
         recipe, overrides, output_dir=output_dir, start_lr=start_lr, end_lr=end_lr, num_steps=steps
     )
@@ -373,6 +378,7 @@ def profile(
     output_dir: Annotated[Path | None, typer.Option(help="Where the run folder goes.")] = None,
 ) -> None:
     """Profile a few training steps: time per phase, syncs, costliest ops, a Chrome trace."""
+    check_before_import(args[0], args[1:])
     from torchlab import api
 
     report = api.profile(args[0], args[1:], steps=steps, output_dir=output_dir)
@@ -386,6 +392,7 @@ def validate_data(
     args: Annotated[list[str], typer.Argument(help="RECIPE_OR_YAML then dotted overrides.")],
 ) -> None:
     """Read every image of a config's data once; list each bad file (exit 2 if any)."""
+    check_before_import(args[0], args[1:])
     from torchlab.data.vision.inspect import validate_data as validate
     from torchlab.errors import DataError
 
@@ -407,6 +414,7 @@ def show_batch(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing PNG.")] = False,
 ) -> None:
     """Save a PNG grid of augmented training samples with their labels."""
+    check_before_import(args[0], args[1:])
     from torchlab.data.vision.inspect import show_batch as show
 
     path = show(args[0], output, overrides=args[1:], count=count, overwrite=overwrite)
@@ -424,6 +432,7 @@ def backtest(
     output_dir: Annotated[Path | None, typer.Option(help="Where the backtest folder goes.")] = None,
 ) -> None:
     """Rolling-origin backtest: train and test at --folds origins, model vs classical methods."""
+    check_before_import(args[0], args[1:])
     from rich.console import Console
     from rich.table import Table
 
@@ -439,6 +448,14 @@ def backtest(
         table.add_row(row["forecaster"], *(f"{row[c]:.4g}" for c in columns))
     Console().print(table)
     typer.echo(f"Backtest folder: {result.dir}")
+
+
+def check_before_import(recipe: str, overrides: list[str], data: bool = False) -> None:
+    """Check a config before the verb imports torch and the registered leaves, so a mistake
+    is reported at once, in the words of the full check that follows (see torchlab.precheck)."""
+    from torchlab.precheck import check_before_run
+
+    check_before_run(recipe, overrides, data=data)
 
 
 def print_metrics(metrics: dict[str, Any], title: str) -> None:

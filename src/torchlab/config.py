@@ -338,6 +338,14 @@ def local_paths(config: Any) -> list[str]:
 
 
 def validate(raw: dict[str, Any]) -> RunConfig:
+    """The typed config of ``raw``: its sections, then each component against its builder.
+
+    A mistake the registry index can tell is raised first, before any builder's module is
+    imported (:mod:`torchlab.precheck`); the full check below still decides.
+    """
+    from torchlab.precheck import check_early  # it builds on this module
+
+    check_early(raw)
     if isinstance(raw, dict) and "agent" in raw:  # reinforcement learning: torchlab.rl
         from torchlab.rl.config import validate_rl
 
@@ -359,7 +367,9 @@ def read_recipe(recipe: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, An
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{label} is not valid YAML ({exc}); fix the syntax there.") from None
+        raise ConfigError(
+            f"{label} is not valid YAML ({yaml_problem(exc)}); fix the syntax there."
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{label} must hold a mapping of sections (data:, model:, ...).")
     base = raw.pop("extends", None)
@@ -383,6 +393,13 @@ def read_recipe(recipe: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, An
     merged = lay_over(merged, raw)
     merged.setdefault("name", name_of(recipe))
     return merged
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, on one line: ``line 4, column 1: expected ',' or '}', but got ...``."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
 def _identity(recipe: str | Path) -> str:

@@ -4,7 +4,9 @@ A builder takes runtime context (the data spec, the optimizer, ...) as positiona
 arguments and its settings as keyword-only arguments; the keyword-only part of its signature
 is the schema of its config section, so ``model: {name: mlp, hidden: [64, 64]}`` is checked against
 ``mlp(*, hidden: list[int], ...)`` before anything is built. Built-in leaves are imported
-lazily on the first lookup, so importing torchlab stays cheap.
+lazily: a lookup imports only the module that registers the name, found in the index
+(:mod:`torchlab.registry_index`), which also lets a config be checked before any of them is
+imported (:meth:`Registry.check_early`).
 
 Users add their own with the decorator (``@MODELS.register("my-net")``) or by naming
 ``package.module:attr`` in the config instead of a registered name.
@@ -16,6 +18,7 @@ import difflib
 import importlib
 import inspect
 import pkgutil
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,6 +26,7 @@ from typing import Any, get_type_hints
 
 import pydantic
 
+from torchlab import registry_index
 from torchlab.errors import ConfigError, RegistryError
 from torchlab.trust import import_attr
 
@@ -54,20 +58,31 @@ class Entry:
         ``declared`` are the keys the config section itself defines beside the builder's
         (``name``, ``optim.lr``, ...): valid there, so offered in an unknown key's hint.
         """
-        from torchlab.config import raise_config_error  # config imports registry: call late
-
-        try:
-            model = self.schema.model_validate(params)
-        except pydantic.ValidationError as exc:
-            raise_config_error(exc, self.schema, prefix=where, declared=declared, owner=self.name)
-        values = {key: getattr(model, key) for key in model.model_fields_set}
-        for key, value in values.items():
-            check_convention(key, params.get(key, value), f"{where}.{key}")
-        return values
+        return validate_params(self.schema, params, where, declared, self.name)
 
     def build(self, params: dict[str, Any], where: str, *context: Any) -> Any:
         """Validate ``params`` and call the builder with runtime ``context`` first."""
         return self.builder(*context, **self.validate(params, where))
+
+
+def validate_params(
+    schema: type[pydantic.BaseModel],
+    params: dict[str, Any],
+    where: str,
+    declared: Iterable[str],
+    owner: str,
+) -> dict[str, Any]:
+    """The settings ``params`` checked against ``schema``: those given, validated."""
+    from torchlab.config import raise_config_error  # config imports registry: call late
+
+    try:
+        model = schema.model_validate(params)
+    except pydantic.ValidationError as exc:
+        raise_config_error(exc, schema, prefix=where, declared=declared, owner=owner)
+    values = {key: getattr(model, key) for key in model.model_fields_set}
+    for key, value in values.items():
+        check_convention(key, params.get(key, value), f"{where}.{key}")
+    return values
 
 
 # Settings whose name fixes their meaning, checked alike in every builder (a user's too).
@@ -101,8 +116,23 @@ def schema_of(builder: Callable[..., Any]) -> type[pydantic.BaseModel]:
             continue
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (hints.get(param.name, Any), default)
+    return params_model(builder.__name__, fields)
+
+
+def params_model(name: str, fields: dict[str, Any]) -> type[pydantic.BaseModel]:
     config = pydantic.ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-    return pydantic.create_model(f"{builder.__name__}_params", __config__=config, **fields)
+    return pydantic.create_model(f"{name}_params", __config__=config, **fields)
+
+
+def indexed_schema(settings: dict[str, Any]) -> tuple[type[pydantic.BaseModel], set[str]]:
+    """The schema of a builder as its index record describes it, and the settings it holds
+    exactly; the others (types the index does not write out) accept any value here."""
+    fields: dict[str, Any] = {}
+    for key, record in settings.items():
+        annotation = Any if record["type"] is None else registry_index.parse_type(record["type"])
+        fields[key] = (annotation, ... if record.get("required") else None)
+    exact = {key for key, record in settings.items() if record["type"] is not None}
+    return params_model("indexed", fields), exact
 
 
 class Registry:
@@ -120,6 +150,7 @@ class Registry:
         self._modules = tuple(modules)
         self._adapt = adapt
         self._entries: dict[str, Entry] = {}
+        self._origins: dict[str, str] = {}  # name -> the module that registered it
         self._loaded = False
 
     def _entry(self, name: str, obj: Any) -> Entry:
@@ -130,43 +161,101 @@ class Registry:
 
     def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator that registers a builder under ``name``; a duplicate name raises."""
+        origin = sys._getframe(1).f_globals.get("__name__", "")  # what the index records
 
         def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
+            if name not in self._entries and origin.partition(".")[0] != "torchlab":
+                self._import_builtin(name)  # a built-in of that name comes first: a clash shows now
             if name in self._entries and self._entries[name].source is not builder:
                 raise RegistryError(
                     f"A {self.kind} named '{name}' is already registered; choose another name."
                 )
             self._entries[name] = self._entry(name, builder)
+            self._origins[name] = origin
             return builder
 
         return decorate
 
     def names(self) -> list[str]:
-        self._load_builtins()
-        return sorted(self._entries)
+        indexed = self._indexed()
+        if indexed is None:
+            self._load_builtins()
+        return sorted({*self._entries, *(indexed or ())})
 
     def __contains__(self, name: str) -> bool:
-        self._load_builtins()
-        return name in self._entries
+        return name in self._entries or name in self.names()
 
     def get(self, name: str, where: str | None = None) -> Entry:
         """The entry for ``name``: a registered name or ``package.module:attr``."""
-        self._load_builtins()
+        if name not in self._entries:
+            self._import_builtin(name)
         if name in self._entries:
             return self._entries[name]
         if ":" in name:
             return self._entry(name, import_attr(name, where or self.kind))
-        suggestion = closest(name, self._entries)
-        hint = f" Did you mean '{suggestion}'?" if suggestion else ""
-        where = f" (at '{where}')" if where else ""
-        raise RegistryError(
-            f"Unknown {self.kind} '{name}'{where}.{hint} "
-            f"Choose one of: {', '.join(sorted(self._entries))}, or name 'package.module:attr'."
-        )
+        self._load_builtins()  # the index may lag behind a leaf just added
+        if name in self._entries:
+            return self._entries[name]
+        raise self._unknown(name, where)
+
+    def check_early(
+        self, name: str, params: dict[str, Any], where: str, declared: Iterable[str] = ()
+    ) -> bool:
+        """Check a component as ``get(name).validate(params, ...)`` would, from the index,
+        without importing the module that registers ``name``.
+
+        Raises the error the full check raises. Returns False, having checked nothing, where
+        only the builder can tell: code named as ``module:attr``, a family without an index,
+        or a setting given whose type the index does not write out.
+        """
+        if name in self._entries:  # imported already (or the user's own): the full check
+            self._entries[name].validate(params, where, declared)
+            return True
+        indexed = self._indexed()
+        if indexed is None or ":" in name:
+            return False
+        if name not in indexed:
+            raise self._unknown(name, f"{where}.name")
+        schema, exact = indexed_schema(indexed[name]["settings"])
+        if any(key in schema.model_fields and key not in exact for key in params):
+            return False
+        validate_params(schema, params, where, declared, name)
+        return True
 
     def build(self, component: Any, where: str, *context: Any) -> Any:
         """Build a config :class:`~torchlab.config.Component` (``name`` plus its keys)."""
         return self.get(component.name, f"{where}.name").build(component.params, where, *context)
+
+    def describe(self) -> dict[str, Any]:
+        """This family's record in the index: each built-in name's module and settings."""
+        self._load_builtins()
+        packages = {module.removesuffix(".*") for module in self._modules}
+        builtin = packages | {name for module in self._modules for name in expand_modules(module)}
+        names = {
+            name: {"module": self._origins[name], "settings": registry_index.settings(entry.schema)}
+            for name, entry in sorted(self._entries.items())
+            if self._origins.get(name) in builtin
+        }
+        return {"modules": list(self._modules), "names": names}
+
+    def _indexed(self) -> dict[str, Any] | None:
+        return registry_index.family(self.kind, self._modules)
+
+    def _import_builtin(self, name: str) -> None:
+        """Import the one module that registers ``name``, as the index says."""
+        record = (self._indexed() or {}).get(name)
+        if record is not None:
+            importlib.import_module(record["module"])
+
+    def _unknown(self, name: str, where: str | None) -> RegistryError:
+        names = self.names()
+        suggestion = closest(name, names)
+        hint = f" Did you mean '{suggestion}'?" if suggestion else ""
+        where = f" (at '{where}')" if where else ""
+        return RegistryError(
+            f"Unknown {self.kind} '{name}'{where}.{hint} "
+            f"Choose one of: {', '.join(names)}, or name 'package.module:attr'."
+        )
 
     def _load_builtins(self) -> None:
         if not self._loaded:

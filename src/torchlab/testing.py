@@ -77,3 +77,25 @@ def shapes_smoke(recipe: str, root: str | Path) -> dict[str, Any]:
         detector = {"model.min_size": 64, "model.max_size": 64}
         return {**overrides, "data.source.image_size": 64, **detector}
     return {**overrides, "data.source.image_size": 32, "baseline.n_estimators": 5}
+
+
+# One config mistake each, as `torchlab train` arguments, and the files they name (written
+# into the working folder first): tests/test_precheck.py and benchmarks/startup.py run them.
+MISTAKE_FILES = {
+    "missing-data.yaml": (
+        "data: {source: {name: csv, path: no-such-file.csv, target: label}}\n"
+        "model: mlp\ntask: classification\n"
+    ),
+    "broken.yaml": "data:\n  source: iris\nmodel: {name: mlp\n",
+    "extends-missing.yaml": "extends: no-such-recipe\nmodel: mlp\n",
+}
+CONFIG_MISTAKES = {
+    "unknown section key": ["digits", "trainer.max_epoch=3"],
+    "unknown model name": ["digits", "model.name=mpl"],
+    "unknown optimizer key": ["digits", "optim.lrr=0.1"],
+    "unknown model key": ["iris", "model.hiden=3"],
+    "bad value type": ["iris", "model.hidden=abc"],
+    "missing data file": ["missing-data.yaml"],
+    "YAML syntax error": ["broken.yaml"],
+    "extends a missing recipe": ["extends-missing.yaml"],
+}

@@ -1,0 +1,85 @@
+"""Checks of a config that need neither torch nor any registered leaf: run first, answer at once.
+
+Importing the leaves (torch, torchvision, torchmetrics, transformers, scikit-learn, ...) takes
+seconds, and a config with a typo should not wait for them. :func:`check_early` checks the
+sections and each component's name and settings against the registry index
+(:mod:`torchlab.registry_index`) and raises the very error the full validation would raise;
+where only the builder itself can tell (code named as ``module:attr``, a setting of a type the
+index does not write out), it stops and leaves the rest to the full validation, which runs
+afterwards in any case and has the last word (:func:`torchlab.config.validate`).
+
+The command line calls :func:`check_before_run` before it imports what a verb needs; for
+``train`` that also checks that the file a built-in data source reads exists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from torchlab.config import (
+    RunConfig,
+    apply_overrides,
+    components,
+    raise_config_error,
+    read_recipe,
+    with_absolute_paths,
+)
+from torchlab.errors import DataError
+
+# What a built-in source reads first, and the words it raises when that does not exist:
+# (setting, whether ``~`` is expanded in the message, message). tests/test_precheck.py holds
+# each to what the source itself raises.
+DATA_FILES = {
+    "csv": ("path", True, "Data file '{path}' does not exist; check the path (from {cwd})."),
+    "parquet": ("path", True, "Data file '{path}' does not exist; check the path (from {cwd})."),
+    "series": ("path", False, "Series file '{path}' does not exist; check data.source.path."),
+    "text-csv": ("path", False, "Text file '{path}' does not exist; check the path."),
+    "text-jsonl": ("path", False, "Text file '{path}' does not exist; check the path."),
+    "text-folder": (
+        "path",
+        False,
+        "Folder '{path}' does not exist; give a folder with one sub-folder per class.",
+    ),
+    "image-folder": ("root", True, "data.source.root '{path}' is not a folder; check the path."),
+    "image-csv": ("csv", True, "data.source.csv '{path}' does not exist; check the path."),
+}
+
+
+def check_before_run(
+    recipe: str | Path, overrides: list[str] | dict[str, Any] = (), *, data: bool = False
+) -> None:
+    """Read a recipe with its overrides and check it early; ``data``: and its data file."""
+    raw = with_absolute_paths(apply_overrides(read_recipe(recipe), overrides))
+    if check_early(raw) and data:
+        check_data_file(raw)
+
+
+def check_early(raw: Any) -> bool:
+    """Raise the error :func:`torchlab.config.validate` would raise for ``raw``, if the index
+    can tell it; return whether every component could be checked."""
+    from torchlab.rl.config import RLConfig, is_rl  # a light module, as this one
+
+    model = RLConfig if is_rl(raw) else RunConfig
+    try:
+        config = model.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise_config_error(exc, model)
+    for registry, component, where, declared in components(config):
+        if not registry.check_early(component.name, component.params, where, {"name", *declared}):
+            return False  # the full check decides this one, and so whatever comes after it
+    return True
+
+
+def check_data_file(raw: dict[str, Any]) -> None:
+    """Raise the built-in data source's own error when the file it reads does not exist."""
+    source = raw.get("data", {}).get("source")
+    if not isinstance(source, dict) or source.get("name") not in DATA_FILES:
+        return
+    key, expand, message = DATA_FILES[source["name"]]
+    value = source.get(key)
+    if isinstance(value, str) and not Path(value).expanduser().exists():
+        path = Path(value).expanduser() if expand else Path(value)
+        raise DataError(message.format(path=path, cwd=Path.cwd()))

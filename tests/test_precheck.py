@@ -1,0 +1,125 @@
+"""Config mistakes are reported before torch is imported, in the words of the full check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from torchlab import precheck
+from torchlab.config import Component, load_config
+from torchlab.errors import DataError, TorchlabError
+from torchlab.precheck import DATA_FILES, check_data_file, check_early
+from torchlab.registry import DATASETS
+from torchlab.registry_index import parse_type, type_text
+from torchlab.testing import CONFIG_MISTAKES, MISTAKE_FILES
+
+MISTAKES = {
+    **CONFIG_MISTAKES,
+    "size convention": ["iris", "model.hidden=[0]"],
+    "unknown loss key": ["digits", "task.loss=focal", "task.loss.gama=2"],
+    "unknown agent key": ["cartpole-ppo", "agent.lrr=3"],
+}
+# Runs each mistake through the CLI in one fresh interpreter, noting whether torch got in.
+EARLY = """
+import contextlib, io, json, sys
+from torchlab.cli import main
+out = {}
+for name, args in json.loads(sys.argv[1]).items():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            main(["train", *args])
+        except SystemExit as exc:
+            out[name] = [exc.code, err.getvalue(), "torch" in sys.modules]
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("mistakes")
+    for name, text in MISTAKE_FILES.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def early(folder: Path) -> dict[str, list]:
+    """``[exit status, stderr, torch imported]`` of each mistake through the CLI."""
+    done = subprocess.run(
+        [sys.executable, "-c", EARLY, json.dumps(MISTAKES)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def full_error(args: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The error of the full path alone: validation with every builder, then building."""
+    from torchlab import api
+
+    monkeypatch.setattr(precheck, "check_early", lambda raw: False)
+    with pytest.raises(TorchlabError) as info:
+        api.build(load_config(args[0], args[1:]))
+    return f"error: {info.value}\n"
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_a_mistake_is_reported_before_torch_in_the_full_checks_words(
+    mistake: str, early: dict[str, list], folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, stderr, torch_imported = early[mistake]
+    assert status == 2 and stderr.startswith("error: ") and stderr.count("\n") == 1
+    assert not torch_imported
+    monkeypatch.chdir(folder)
+    assert stderr == full_error(MISTAKES[mistake], monkeypatch)
+
+
+def test_what_only_the_builder_can_tell_is_left_to_the_full_check(tmp_path: Path) -> None:
+    own_code = {"name": "x", "data": {"source": "iris"}, "model": "mine:Net", "task": "regression"}
+    assert check_early({**own_code, "optim": {"lrr": 1}}) is False  # optim comes after model
+    series_window = {"name": "co2", "window": {"lookbak": 3}}  # a typed section of its own
+    raw = {**own_code, "data": {"source": series_window}, "model": "mlp-forecaster"}
+    assert check_early(raw) is False
+    with pytest.raises(TorchlabError, match=r"data\.source\.window\.lookbak"):
+        load_config("co2", ["data.source.window.lookbak=3"])  # the full check still catches it
+
+
+@pytest.mark.parametrize("source", sorted(DATA_FILES))
+def test_a_missing_data_file_is_reported_in_the_sources_own_words(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchlab.data.base import SourceContext
+
+    monkeypatch.chdir(tmp_path)
+    key = DATA_FILES[source][0]
+    settings = {"name": source, key: "~/no-such-folder/data", "target": "y"}
+    if source not in ("csv", "parquet"):
+        settings.pop("target")
+    with pytest.raises(DataError) as early:
+        check_data_file({"data": {"source": settings}})
+    context = SourceContext(0.1, 0.2, True, 0, "class")
+    with pytest.raises(DataError) as full:
+        DATASETS.build(Component(**settings), "data.source", context)
+    assert str(early.value) == str(full.value)
+
+
+@pytest.mark.parametrize(
+    "annotation",
+    [int, "int | None", "list[str] | str | None", "tuple[int, ...]", "Literal['a', 1, True]"],
+)
+def test_index_types_read_back_as_written(annotation: object) -> None:
+    parsed = parse_type(annotation) if isinstance(annotation, str) else annotation
+    assert parse_type(type_text(parsed)) == parsed
+
+
+def test_index_types_name_nothing_but_plain_types() -> None:
+    assert type_text(Path) is None
+    with pytest.raises(ValueError, match="not an index type"):
+        parse_type("os.system")
