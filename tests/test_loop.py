@@ -127,10 +127,13 @@ def test_channels_last_trains_the_same_weights() -> None:
     channels_last = fit_digits_cnn(channels_last=True)
     conv = channels_last[0][0].weight
     assert conv.is_contiguous(memory_format=torch.channels_last)
+    # The two layouts' convolution kernels sum in different orders (which also depends on
+    # the thread count): over an epoch of SGD the rounding grows to about 2e-3, while a
+    # layout mistake changes the weights entirely.
     for a, b in zip(
         reference.state_dict().values(), channels_last.state_dict().values(), strict=True
     ):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(a, b, atol=1e-2, rtol=1e-2)
 
 
 @pytest.mark.slow

@@ -86,9 +86,12 @@ def test_what_only_the_builder_can_tell_is_left_to_the_full_check(tmp_path: Path
     assert check_early({**own_code, "optim": {"lrr": 1}}) is False  # optim comes after model
     series_window = {"name": "co2", "window": {"lookbak": 3}}  # a typed section of its own
     raw = {**own_code, "data": {"source": series_window}, "model": "mlp-forecaster"}
-    assert check_early(raw) is False
-    with pytest.raises(TorchlabError, match=r"data\.source\.window\.lookbak"):
-        load_config("co2", ["data.source.window.lookbak=3"])  # the full check still catches it
+    with pytest.raises(TorchlabError, match=r"data\.source\.window\.lookbak") as full:
+        load_config("co2", ["data.source.window.lookbak=3"])  # the full check catches it
+    try:  # the early check may leave a nested section to it, or say the very same
+        assert check_early(raw) is False
+    except TorchlabError as early:
+        assert str(early) == str(full.value)
 
 
 @pytest.mark.parametrize("source", sorted(DATA_FILES))
