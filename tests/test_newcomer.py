@@ -10,6 +10,7 @@ with broken files in test_vision_data.py.)
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -80,6 +81,9 @@ def test_a_users_csv_from_typo_to_served_predictions(tmp_path: Path) -> None:
     assert "test/mae" in succeeded(trained)
     assert trained.stderr.count("warning: Filled blanks in houses.csv") == 1
     run = only_run(project / "runs" / "houses")  # named after the user's file
+    summary = json.loads((run / "summary.json").read_text())
+    (filled,) = [n for n in summary["notices"] if n.startswith("Filled blanks in houses.csv")]
+    assert filled in html.unescape((run / "report.html").read_text())  # kept in the report
 
     assert "test/mae" in succeeded(run_cli("evaluate", str(run), cwd=elsewhere))
     new = houses(rows=6, seed=1).drop(columns="price")

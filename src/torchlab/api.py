@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from torchlab import notices
 from torchlab.config import RunConfig, config_for_resume, load_config, local_paths
 from torchlab.data.fingerprint import changes, fingerprints
 from torchlab.distributed import barrier, broadcast_object, failures_named, shutdown
@@ -109,6 +110,7 @@ def loaders(parts: Parts) -> dict[str, Any]:
     return out
 
 
+@notices.collected  # the run's summary and report list what the user was warned of
 def train(
     recipe: str | Path | None = None,
     overrides: list[str] | dict[str, Any] = (),
@@ -369,6 +371,7 @@ def fit(run: Run, parts: Parts, resuming: bool, extra_callbacks: list[Any] = ())
         "monitor": best.tracker.monitor,
         "train_seconds": round(trainer.state.seconds, 3),  # every segment of a resumed run
         "parameters": sum(p.numel() for p in parts.model.parameters()),
+        "notices": notices.current(),
     }
     for callback in parts.bundle.callbacks:  # the data's own facts (e.g. skipped files)
         summary.update(getattr(callback, "summary", dict)())

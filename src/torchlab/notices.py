@@ -10,6 +10,7 @@ its summary and report.
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -31,6 +32,22 @@ def notice(message: str) -> None:
         if message not in collected:
             collected.append(message)
     warnings.warn(message, TorchlabWarning, stacklevel=2)
+
+
+def collected(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``function`` collecting its notices (read them with :func:`current`)."""
+
+    @functools.wraps(function)
+    def collecting_notices(*args: Any, **kwargs: Any) -> Any:
+        with collecting():
+            return function(*args, **kwargs)
+
+    return collecting_notices
+
+
+def current() -> list[str]:
+    """The notices collected so far by the innermost :func:`collecting` block."""
+    return list(_collectors[-1]) if _collectors else []
 
 
 @contextmanager
