@@ -157,6 +157,7 @@ def test_a_config_error_leaves_no_run_behind(tmp_path: Path, monkeypatch) -> Non
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow  # the newcomer suite takes a user's table and photos the same way
 def test_predict_and_evaluate_tabular(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert cli("train", "iris", "trainer.max_epochs=30", *SMOKE[1:]).returncode == 0
     run = the_run(tmp_path, "iris")
@@ -182,6 +183,7 @@ def test_predict_and_evaluate_tabular(cli, tmp_path: Path) -> None:  # type: ign
     assert f"test metrics of {run}\n" in evaluated.stdout  # the path is never wrapped
 
 
+@pytest.mark.slow  # the newcomer suite takes a user's table and photos the same way
 def test_predict_images_with_digits(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert cli("train", "digits", "trainer.max_epochs=3", *SMOKE[1:]).returncode == 0
     run = the_run(tmp_path, "digits")

@@ -16,12 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from conftest import run_cli
 from serving import LiveServer
-
-pytestmark = pytest.mark.slow
 
 
 def one_line_error(result, *fragments: str) -> None:  # type: ignore[no-untyped-def]

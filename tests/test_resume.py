@@ -96,6 +96,7 @@ def test_killed_run_resumes_bit_identical(
     assert info["status"] == "completed" and info["resumed_from"].endswith(resumed_from)
 
 
+@pytest.mark.slow  # four CLI processes
 def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
     done = run_cli("train", "iris", "trainer.max_epochs=1", "--output-dir", "runs", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -115,6 +116,7 @@ def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
     assert [r["epoch"] for r in epochs] == [0, 1]
 
 
+@pytest.mark.slow  # four CLI processes
 def test_a_schedule_laid_out_over_the_epochs_cannot_be_extended(tmp_path: Path) -> None:
     done = run_cli("train", "digits", "trainer.max_epochs=1", "--output-dir", "runs", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

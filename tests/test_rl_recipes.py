@@ -35,6 +35,7 @@ def test_the_seven_rl_recipes_exist() -> None:
     assert sorted(RL_RECIPES) == sorted(SMOKE)
 
 
+@pytest.mark.slow  # every recipe through the CLI; test_rl_own_env.py trains one in CI
 @pytest.mark.parametrize("recipe", RL_RECIPES)
 def test_rl_recipe_trains_through_the_cli(recipe: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     result = cli("train", recipe, *SMOKE[recipe], *COMMON)
@@ -62,6 +63,7 @@ def test_rl_recipe_trains_through_the_cli(recipe: str, cli, tmp_path: Path) -> N
     assert "random policy" in result.stdout and f"Run directory: runs/{recipe}/" in result.stdout
 
 
+@pytest.mark.slow  # test_rl_own_env.py evaluates a run through the CLI in CI
 def test_evaluate_an_rl_run_over_n_episodes(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert cli("train", "cartpole-ppo", *SMOKE["cartpole-ppo"], *COMMON).returncode == 0
     (run,) = list((tmp_path / "runs" / "cartpole-ppo").iterdir())

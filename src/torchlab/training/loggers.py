@@ -90,9 +90,15 @@ class TensorBoardLogger(Callback):
     def on_fit_start(self, trainer: Trainer) -> None:
         from torch.utils.tensorboard import SummaryWriter  # heavy: import only when training
 
-        # purge_step drops events a killed run wrote after its last checkpoint (all of them,
-        # from step 0, when it was killed before its first).
+        # purge_step drops events a killed run wrote after its last checkpoint. Killed before
+        # its first, nothing of it is kept: its event files go, as its metrics lines do
+        # (TensorBoard orders event files by name, whose time has whole seconds only, so a
+        # purge from step 0 could be read before the events it is meant to drop).
         purge = trainer.state.global_step if self.folder.exists() else None
+        if purge == 0:
+            for events in self.folder.glob("events.out.tfevents.*"):
+                events.unlink()
+            purge = None
         self.writer = SummaryWriter(str(self.folder), purge_step=purge)
 
     def on_train_step_end(self, trainer: Trainer, step: StepLog) -> None:
