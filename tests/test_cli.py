@@ -51,6 +51,7 @@ def the_run(root: Path, name: str) -> Path:
     return run
 
 
+@pytest.mark.slow  # make test trains through the CLI in test_newcomer.py and test_user_model.py
 @pytest.mark.parametrize("recipe", SUPERVISED)
 def test_every_recipe_trains_through_the_cli(recipe: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     result = cli("train", recipe, *SMOKE)

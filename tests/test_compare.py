@@ -45,6 +45,7 @@ def test_config_differences_come_first_and_metrics_mark_the_best(
     assert len(images) == 1 and images[0].startswith("data:image/png;base64,")
 
 
+@pytest.mark.slow  # the comparison is tested in-process
 def test_compare_cli_prints_a_table_and_writes_the_page(
     runs: list[Any], cli, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

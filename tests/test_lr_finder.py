@@ -99,6 +99,7 @@ def test_auto_lr_trains_with_the_suggestion_and_records_it(tmp_path: Path) -> No
     assert "Learning-rate range test (optim.lr: auto)" in (run.dir / "report.html").read_text()
 
 
+@pytest.mark.slow  # the finder itself is tested in-process
 def test_lr_find_cli(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     result = cli("lr-find", "iris", "trainer.progress=none", "--steps", "30", "--output-dir", "out")
     assert result.returncode == 0, result.stderr

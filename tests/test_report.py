@@ -82,6 +82,7 @@ def test_model_card(iris_run: Any) -> None:
     assert "Weakest class on the test split" in card
 
 
+@pytest.mark.slow  # reports are tested in-process
 def test_report_can_be_rebuilt_for_an_existing_run(iris_run: Any, cli: Any) -> None:
     path = iris_run.dir / "report.html"
     first = path.read_text()

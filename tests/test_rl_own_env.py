@@ -75,6 +75,7 @@ def test_an_environment_class_that_cannot_render_trains(project, tmp_path) -> No
     assert exported.returncode == 0, exported.stderr
 
 
+@pytest.mark.slow  # the class case trains in make test
 def test_a_registered_id_from_the_users_module(project, tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = run_cli(
         "train", str(project / "corridor.yaml"), "env.id=corridor:Corridor-v0",

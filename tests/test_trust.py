@@ -190,6 +190,7 @@ from torchlab.data.tabular import TabularFeaturizer as Featurizer
 """
 
 
+@pytest.mark.slow  # the run case runs in make test
 def test_an_export_naming_outside_code_imports_it_only_when_trusted(
     cli, iris_run, rows, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
