@@ -312,7 +312,6 @@ def test_every_example_is_covered() -> None:
     assert not stale, f"steps whose command is no longer in the docs: {stale}"
 
 
-@pytest.mark.slow  # the fast checks above validate every example; this runs them
 def test_examples_run(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(Path(__file__)), "run"],

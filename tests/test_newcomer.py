@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from conftest import run_cli
 from serving import LiveServer
@@ -137,7 +136,6 @@ REVIEWS = [
 ]
 
 
-@pytest.mark.slow  # make test takes the user's table through the same path
 def test_a_users_text_csv_with_empty_and_non_ascii_texts(tmp_path: Path) -> None:
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     project.mkdir()
@@ -202,7 +200,6 @@ def sales(days: int = 120) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-@pytest.mark.slow  # make test takes the user's table through the same path
 def test_a_users_sales_csv_with_a_gap_and_a_duplicate_date(tmp_path: Path) -> None:
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     project.mkdir()
