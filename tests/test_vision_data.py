@@ -361,3 +361,13 @@ def test_show_batch_writes_a_labelled_grid(tmp_path: Path) -> None:
         assert image.format == "PNG" and image.size[0] > 200
     with pytest.raises(torchlab.errors.RunError, match=r"already exists"):
         show_batch(config, tmp_path / "grid.png")
+
+
+def test_predicting_a_folder_finds_the_images_in_its_class_folders(tmp_path: Path) -> None:
+    from torchlab.data.vision.files import image_files
+
+    for name in ("cats/a.png", "dogs/b.jpg", "dogs/deeper/c.png", ".thumbs/d.png", "notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = [p.relative_to(tmp_path).as_posix() for p in image_files([tmp_path])]
+    assert found == ["cats/a.png", "dogs/b.jpg", "dogs/deeper/c.png"]

@@ -31,12 +31,20 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 def image_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The image files named, with folders expanded to the images inside them (sorted)."""
+    """The image files named, with folders expanded to the images anywhere below them
+    (sorted; hidden files and folders left out), so an ImageFolder root, whose images sit in
+    one sub-folder per class, can be predicted as it is."""
     paths = list(paths)
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
         elif path.is_file():
             files.append(path)
         else:
