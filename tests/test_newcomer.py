@@ -36,6 +36,14 @@ def succeeded(result) -> str:  # type: ignore[no-untyped-def]
     return result.stdout
 
 
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    """The user's project folder, and another folder they later work from."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    return project, elsewhere
+
+
 def only_run(folder: Path) -> Path:
     (run,) = [p for p in folder.iterdir() if p.is_dir()]
     return run
@@ -59,9 +67,7 @@ def houses(rows: int = 160, seed: int = 0) -> pd.DataFrame:
 
 
 def test_a_users_csv_from_typo_to_served_predictions(tmp_path: Path) -> None:
-    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
-    project.mkdir()
-    elsewhere.mkdir()
+    project, elsewhere = folders(tmp_path)
     table = houses()
     typo = table.astype({"area": object})
     typo.loc[17, "area"] = "12O.5"  # a letter O for a zero
@@ -137,9 +143,7 @@ REVIEWS = [
 
 
 def test_a_users_text_csv_with_empty_and_non_ascii_texts(tmp_path: Path) -> None:
-    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
-    project.mkdir()
-    elsewhere.mkdir()
+    project, elsewhere = folders(tmp_path)
     rows = REVIEWS * 6
     broken = pd.DataFrame(rows, columns=["text", "label"])
     broken.loc[[3, 20], "text"] = ["", "   "]
@@ -201,9 +205,7 @@ def sales(days: int = 120) -> pd.DataFrame:
 
 
 def test_a_users_sales_csv_with_a_gap_and_a_duplicate_date(tmp_path: Path) -> None:
-    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
-    project.mkdir()
-    elsewhere.mkdir()
+    project, elsewhere = folders(tmp_path)
     table = sales().drop(index=[50])  # Lyon misses one day
     duplicate = pd.concat([table, table.iloc[[130]]]).sort_values(["store", "date"])
     duplicate.to_csv(project / "sales.csv", index=False)
