@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 import torchlab
-from torchlab import api
 from torchlab.config import load_config
+from torchlab.engine.experiment import build_experiment, loaders
 
 RECIPES = ("bbc-lstm", "bbc-transformer", "bbc-minilm")
 
@@ -72,8 +72,8 @@ def tokens_per_second(recipe: str, overrides: list[str], steps: int = 20) -> dic
     """
     from torchlab.training.optim import build_optimizer
 
-    parts = api.build(load_config(recipe, [*overrides, "data.num_workers=0"]))
-    loader = api.loaders(parts)["train"]
+    parts = build_experiment(load_config(recipe, [*overrides, "data.num_workers=0"]))
+    loader = loaders(parts)["train"]
     optimizer = build_optimizer(parts.config.optim, parts.model)
     batches = [b for _, b in zip(range(steps + 2), loader.epoch(0), strict=False)]
     parts.model.train()

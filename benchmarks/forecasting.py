@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 import torchlab
-from torchlab import api
 from torchlab.baselines.forecasting import test_windows
+from torchlab.engine.experiment import build_experiment, loaders
 from torchlab.report.forecasting import test_forecasts
 from torchlab.tasks.forecasting import forecast_scores
 from torchlab.training.checkpoint import load_into, load_weights
@@ -75,11 +75,11 @@ def overrides_for(dataset: str, model: str, seed: int, epochs: int | None) -> di
 
 def forecasts(run: torchlab.Run) -> tuple[np.ndarray, object]:
     """The run's best-weights forecasts over its test windows (N, H, T), and its bundle."""
-    parts = api.build(run.config)
+    parts = build_experiment(run.config)
     load_into(
         parts.model, load_weights(run.dir / "model.safetensors"), run.dir / "model.safetensors"
     )
-    return test_forecasts(parts, api.loaders(parts)["test"])["forecast"], parts.bundle
+    return test_forecasts(parts, loaders(parts)["test"])["forecast"], parts.bundle
 
 
 def score(forecast: np.ndarray, bundle: object) -> dict[str, float]:

@@ -197,7 +197,7 @@ def make_trainer(
     tensorboard: bool,
     extra: list[Callback],
 ) -> Trainer:
-    """torchlab's ``Trainer`` built as ``api.fit`` does; ``extra`` callbacks come last."""
+    """torchlab's ``Trainer`` built as ``torchlab.engine.fit`` builds it; ``extra`` callbacks come last."""
     device = torch.device("cpu")
     task = build_task(TaskConfig(name="classification"), spec)
     model = fresh_model(case, spec)

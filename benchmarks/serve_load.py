@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torchlab
-    from torchlab.exporters import export
+    from torchlab.api import export
 
     raw = images()
     bodies = [json.dumps({"images": [base64.b64encode(d).decode()]}).encode() for d in raw]

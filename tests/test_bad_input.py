@@ -9,8 +9,8 @@ import pytest
 from sklearn.datasets import load_iris
 
 import torchlab
+from torchlab.api import export
 from torchlab.cli import main
-from torchlab.exporters import export
 
 
 def fails(capsys: pytest.CaptureFixture[str], *args: str) -> str:

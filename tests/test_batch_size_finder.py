@@ -8,8 +8,8 @@ import torch
 import yaml
 
 import torchlab
-from torchlab.api import build
 from torchlab.config import load_config
+from torchlab.engine.experiment import build_experiment as build
 from torchlab.training.batch_size_finder import find_batch_size
 from torchlab.training.optim import build_optimizer
 

@@ -15,9 +15,9 @@ from sklearn.datasets import load_digits, load_iris
 from torch import nn
 
 import torchlab
+from torchlab.api import export
 from torchlab.data.base import DataSpec
 from torchlab.errors import ConfigError, ExportError
-from torchlab.exporters import export
 from torchlab.exporters.base import exporter
 from torchlab.exporters.inputs import input_kind
 from torchlab.exporters.verify import FLOAT, verify

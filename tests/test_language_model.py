@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 
 import torchlab
+from torchlab.api import generate_text
 from torchlab.config import Component
 from torchlab.data.base import DataSpec, SourceContext
 from torchlab.errors import ConfigError, DataError
 from torchlab.models import build_model
 from torchlab.registry import BASELINES, DATASETS
-from torchlab.tasks.language_model import generate_text
 from torchlab.training.checkpoint import load_weights, save_weights
 
 VOCAB = ("[PAD]", "[UNK]", "[BOS]", "[EOS]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklm")

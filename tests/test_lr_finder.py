@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import torchlab
-from torchlab import api
 from torchlab.config import load_config
+from torchlab.engine.experiment import build_experiment, loaders
 from torchlab.errors import ConfigError
 from torchlab.training.lr_finder import find_lr, lr_range_test
 from torchlab.training.optim import build_optimizer
@@ -19,12 +19,12 @@ from torchlab.tune import lr_find
 
 @pytest.fixture
 def parts():  # type: ignore[no-untyped-def]
-    return api.build(load_config("iris", {"trainer.progress": "none"}))
+    return build_experiment(load_config("iris", {"trainer.progress": "none"}))
 
 
 def test_sweep_restores_model_optimizer_and_random_state(parts) -> None:  # type: ignore[no-untyped-def]
     optimizer = build_optimizer(parts.config.optim, parts.model)
-    loader = api.loaders(parts)["train"]
+    loader = loaders(parts)["train"]
     before = {k: v.clone() for k, v in parts.model.state_dict().items()}
     lr_before = [g["lr"] for g in optimizer.param_groups]
     generator_before = torch.get_rng_state()
@@ -57,7 +57,7 @@ def test_sweep_stops_when_the_loss_diverges(parts) -> None:  # type: ignore[no-u
         parts.model,
         parts.task,
         optimizer,
-        api.loaders(parts)["train"],
+        loaders(parts)["train"],
         device=parts.device,
         start_lr=1e-4,
         end_lr=1e6,
@@ -70,7 +70,7 @@ def test_sweep_stops_when_the_loss_diverges(parts) -> None:  # type: ignore[no-u
 
 
 def test_bad_sweep_settings_are_config_errors(parts) -> None:  # type: ignore[no-untyped-def]
-    loader = api.loaders(parts)["train"]
+    loader = loaders(parts)["train"]
     with pytest.raises(ConfigError, match="0 < start_lr < end_lr"):
         find_lr(parts, loader, start_lr=1.0, end_lr=0.1)
     with pytest.raises(ConfigError, match="num_steps >= 10"):

@@ -120,7 +120,7 @@ def test_a_users_csv_from_typo_to_served_predictions(tmp_path: Path) -> None:
 
 
 def serve_rows(export: Path, rows: pd.DataFrame) -> list[dict]:
-    from torchlab.exporters.runtime import load_predictor
+    from torchlab.engine.predict import load_predictor
     from torchlab.serve import ServeSettings, create_app
 
     records = json.loads(rows.to_json(orient="records"))  # blanks as null, as clients send

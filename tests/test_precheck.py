@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from torchlab import precheck
 from torchlab.config import Component, load_config
 from torchlab.errors import DataError, TorchlabError
 from torchlab.precheck import DATA_FILES, check_data_file, check_early
@@ -62,11 +61,12 @@ def early(folder: Path) -> dict[str, list]:
 
 def full_error(args: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
     """The error of the full path alone: validation with every builder, then building."""
-    from torchlab import api
+    from torchlab import config
+    from torchlab.engine.experiment import build_experiment
 
-    monkeypatch.setattr(precheck, "check_early", lambda raw: False)
+    monkeypatch.setattr(config, "check_with_index", lambda raw, schema: False)
     with pytest.raises(TorchlabError) as info:
-        api.build(load_config(args[0], args[1:]))
+        build_experiment(load_config(args[0], args[1:]))
     return f"error: {info.value}\n"
 
 

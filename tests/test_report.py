@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import torchlab
-from torchlab.report.html import report
+from torchlab.api import report
 
 QUICK = {"trainer.max_epochs": 2, "trainer.progress": "none"}
 
@@ -111,13 +111,13 @@ TEXT_SMOKE = ["trainer.max_epochs=1", "trainer.progress=none", "data.source.limi
 
 @pytest.mark.slow
 def test_text_report_has_a_token_length_histogram(tmp_path: Path) -> None:
-    from torchlab import api
+    from torchlab.engine.experiment import build_experiment
     from torchlab.report.analysis import token_lengths
 
     run = torchlab.train("bbc-lstm", TEXT_SMOKE, output_dir=tmp_path)
     html = (run.dir / "report.html").read_text()
     assert 'alt="Tokens per text and split"' in html
-    bundle = api.build(run.config).bundle
+    bundle = build_experiment(run.config).bundle
     lengths = token_lengths(bundle)
     sizes = json.loads((run.dir / "data.json").read_text())["sizes"]
     assert {k: len(v) for k, v in lengths.items()} == sizes

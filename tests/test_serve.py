@@ -20,9 +20,9 @@ from sklearn.datasets import load_digits, load_iris
 import torchlab
 from serving import LiveServer, b64, fuzz, metric
 from serving import png as png_of
+from torchlab.api import export
+from torchlab.engine.predict import load_predictor
 from torchlab.errors import ConfigError
-from torchlab.exporters import export
-from torchlab.exporters.runtime import load_predictor
 from torchlab.serve import ServeSettings, create_app
 from torchlab.serve.batcher import DynamicBatcher, ModelFailed, QueueFull
 

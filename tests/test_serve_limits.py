@@ -25,7 +25,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 import torchlab
 from serving import LiveServer, b64, metric, png
-from torchlab.exporters.runtime import load_predictor
+from torchlab.engine.predict import load_predictor
 from torchlab.serve import ServeSettings, create_app
 
 MEGA = 1_000_000

@@ -19,7 +19,7 @@ from PIL import Image
 
 import torchlab
 from serving import LiveServer, fuzz
-from torchlab.exporters.runtime import load_predictor
+from torchlab.engine.predict import load_predictor
 from torchlab.serve import ServeSettings, create_app
 from torchlab.serve.batcher import DynamicBatcher
 from torchlab.testing import shapes_smoke

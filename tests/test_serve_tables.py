@@ -16,7 +16,7 @@ import pytest
 
 import torchlab
 from serving import LiveServer, fuzz, metric
-from torchlab.exporters.runtime import load_predictor
+from torchlab.engine.predict import load_predictor
 from torchlab.serve import ServeSettings, create_app
 
 CITIES = ["Paris", "Berlin", "Rome"]

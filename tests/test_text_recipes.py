@@ -51,7 +51,7 @@ def check_serving(run: Run, expected: Any) -> None:
     """``POST /predict {"texts": [...]}`` answers what ``torchlab.predict`` wrote."""
     from fastapi.testclient import TestClient
 
-    from torchlab.exporters.runtime import load_predictor
+    from torchlab.engine.predict import load_predictor
     from torchlab.serve import ServeSettings, create_app
 
     texts = [line.strip('"') for line in NEW_TEXTS.splitlines()[1:]]
@@ -107,8 +107,8 @@ def test_minilm_recipe_fine_tunes_the_pretrained_encoder(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_rebuilding_a_run_reads_its_saved_tokenizer(tmp_path: Path) -> None:
     """Evaluate, resume and reports rebuild the data from the run's tokenizer.json."""
-    from torchlab import api
     from torchlab.data.text.tokenization import TextTokenizer
+    from torchlab.engine.experiment import build_experiment
 
     run = torchlab.train("bbc-transformer", SMOKE, output_dir=tmp_path / "runs")
     again = torchlab.evaluate(run.dir)
@@ -117,8 +117,8 @@ def test_rebuilding_a_run_reads_its_saved_tokenizer(tmp_path: Path) -> None:
     saved = TextTokenizer.load(run.dir / "tokenizer.json")
     saved._tok.add_special_tokens(["[NOTE]"])  # a mark that retraining would not produce
     saved.save(run.dir / "tokenizer.json")
-    rebuilt = api.build(run.config, run.dir).bundle
+    rebuilt = build_experiment(run.config, run.dir).bundle
     assert rebuilt.spec.vocab_size == run.spec.vocab_size + 1
     assert rebuilt.featurizer.tokenizer.token_to_id("[NOTE]") == run.spec.vocab_size
-    fresh = api.build(run.config).bundle  # a new run trains its own
+    fresh = build_experiment(run.config).bundle  # a new run trains its own
     assert fresh.spec.vocab_size == run.spec.vocab_size

@@ -25,7 +25,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 import torchlab
-from torchlab.exporters import export
+from torchlab.api import export
 
 TORCHSERVE = Path(sys.executable).parent / "torchserve"
 

@@ -20,8 +20,8 @@ from sklearn.datasets import load_iris
 
 import torchlab
 from conftest import run_cli
+from torchlab.api import export
 from torchlab.errors import TrustError
-from torchlab.exporters import export
 from torchlab.exporters.pt2_check import check_archive
 
 FAST = {"trainer.max_epochs": 1, "trainer.progress": "none"}

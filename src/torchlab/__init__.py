@@ -14,10 +14,18 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from torchlab.api import evaluate, predict, profile, train
+    from torchlab.api import (
+        backtest,
+        evaluate,
+        export,
+        forecast,
+        generate_text,
+        predict,
+        profile,
+        report,
+        train,
+    )
     from torchlab.config import RunConfig, load_config
-    from torchlab.exporters import export
-    from torchlab.forecasting import backtest, forecast
     from torchlab.notices import TorchlabWarning
     from torchlab.run import Run
 
@@ -26,13 +34,15 @@ _LAZY = {
     "evaluate": "torchlab.api",
     "predict": "torchlab.api",
     "profile": "torchlab.api",
+    "export": "torchlab.api",
+    "report": "torchlab.api",
+    "backtest": "torchlab.api",
+    "forecast": "torchlab.api",
+    "generate_text": "torchlab.api",
     "TorchlabWarning": "torchlab.notices",
-    "export": "torchlab.exporters",
     "load_config": "torchlab.config",
     "RunConfig": "torchlab.config",
     "Run": "torchlab.run",
-    "backtest": "torchlab.forecasting",
-    "forecast": "torchlab.forecasting",
 }
 
 __all__ = [
@@ -44,9 +54,11 @@ __all__ = [
     "evaluate",
     "export",
     "forecast",
+    "generate_text",
     "load_config",
     "predict",
     "profile",
+    "report",
     "train",
 ]
 

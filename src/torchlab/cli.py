@@ -189,9 +189,9 @@ def export(
     """Export a run's model, verified against the eager model, with a sidecar export.json."""
     import json
 
-    from torchlab.exporters import export as export_run
+    from torchlab import api
 
-    path = export_run(
+    path = api.export(
         run_dir,
         format,
         quantize=quantize,
@@ -366,9 +366,9 @@ def report(
     trust_code: TrustCode = False,
 ) -> None:
     """Rebuild a run's report.html and MODEL_CARD.md from its directory."""
-    from torchlab.report.html import report as rebuild
+    from torchlab import api
 
-    typer.echo(f"Report: {rebuild(run_dir, trust_code)}")
+    typer.echo(f"Report: {api.report(run_dir, trust_code)}")
 
 
 @app.command()
@@ -436,9 +436,9 @@ def backtest(
     from rich.console import Console
     from rich.table import Table
 
-    from torchlab.forecasting import backtest as run_backtest
+    from torchlab import api
 
-    result = run_backtest(args[0], args[1:], folds=folds, output_dir=output_dir)
+    result = api.backtest(args[0], args[1:], folds=folds, output_dir=output_dir)
     table = Table(title=f"Mean test metrics over {folds} folds")
     columns = [k for k in result.table[0] if k != "forecaster"]
     table.add_column("forecaster")

@@ -14,12 +14,9 @@ from __future__ import annotations
 import copy
 import math
 import re
-import types
-import typing
-from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic
 import yaml
@@ -34,7 +31,8 @@ from pydantic import (
 
 from torchlab import trust
 from torchlab.errors import ConfigError
-from torchlab.registry import closest
+from torchlab.kinds import KindConfig, kind_of
+from torchlab.schema_errors import closest, raise_config_error
 
 
 class Section(BaseModel):
@@ -245,7 +243,9 @@ def name_of(recipe: str | Path) -> str:
 
 
 class RunConfig(Section):
-    """Everything that defines a run. Saved as ``config.yaml`` in its run directory."""
+    """Everything that defines a supervised run. Saved as ``config.yaml`` in its run directory."""
+
+    KIND: ClassVar[str] = "supervised"  # its entry in torchlab.registry.RUN_KINDS
 
     name: RunName
     seed: Seed = 0
@@ -266,6 +266,25 @@ class RunConfig(Section):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
+    def components(self) -> list[tuple[Any, Component, str, set[str]]]:
+        """``(registry, component, where, declared keys)`` of each component it names."""
+        from torchlab import registry as r
+
+        sections = [
+            (r.DATASETS, self.data.source, "data.source", set()),
+            (r.MODELS, self.model, "model", set()),
+            (r.TASKS, self.task, "task", {"loss", "metrics"}),
+            (r.OPTIMIZERS, self.optim, "optim", {"lr", "weight_decay", "decay_norm_and_bias"}),
+            (r.SCHEDULERS, self.schedule, "schedule", set()),
+            (r.BASELINES, self.baseline, "baseline", set()),
+            (r.LOSSES, self.task.loss, "task.loss", set()),
+        ]
+        sections += [
+            (r.CALLBACKS, c, f"trainer.callbacks.{i}", set())
+            for i, c in enumerate(self.trainer.callbacks)
+        ]
+        return [section for section in sections if section[1] is not None]
+
 
 # --- reading recipes and YAML files -------------------------------------------------------
 
@@ -284,7 +303,7 @@ def recipe_summary(name: str) -> str:
     return first.lstrip("# ").strip()
 
 
-def load_config(recipe: str | Path, overrides: list[str] | dict[str, Any] = ()) -> RunConfig:
+def load_config(recipe: str | Path, overrides: list[str] | dict[str, Any] = ()) -> KindConfig:
     """Read a built-in recipe or a YAML file, apply dotted overrides and validate.
 
     The config is the user's own, so the code it names (``model.name: mymodel:Net``) may be
@@ -337,25 +356,46 @@ def local_paths(config: Any) -> list[str]:
     ]
 
 
-def validate(raw: dict[str, Any]) -> RunConfig:
-    """The typed config of ``raw``: its sections, then each component against its builder.
+def validate(raw: dict[str, Any]) -> KindConfig:
+    """The typed config of ``raw``, as its run kind validates it (:mod:`torchlab.kinds`):
+    ``RunConfig`` for supervised training, ``RLConfig`` for reinforcement learning.
 
     A mistake the registry index can tell is raised first, before any builder's module is
-    imported (:mod:`torchlab.precheck`); the full check below still decides.
+    imported (:func:`check_with_index`); the kind's full check still decides.
     """
-    from torchlab.precheck import check_early  # it builds on this module
+    kind = kind_of(raw)
+    check_with_index(raw, kind.schema)
+    return kind.validate(raw)
 
-    check_early(raw)
-    if isinstance(raw, dict) and "agent" in raw:  # reinforcement learning: torchlab.rl
-        from torchlab.rl.config import validate_rl
 
-        return validate_rl(raw)  # type: ignore[return-value]
-    try:
-        config = RunConfig.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        raise_config_error(exc, RunConfig)
+def validate_supervised(raw: dict[str, Any]) -> RunConfig:
+    """A raw mapping as a :class:`RunConfig`: its sections, then each component against its
+    builder."""
+    config = validated(RunConfig, raw)
     check_components(config)
     return config
+
+
+def validated(schema: type[BaseModel], raw: Any) -> Any:
+    """``schema.model_validate(raw)``, its first problem raised as one line."""
+    try:
+        return schema.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise_config_error(exc, schema)
+
+
+def check_with_index(raw: Any, schema: type[BaseModel]) -> bool:
+    """Raise the error :func:`validate` would raise for ``raw``, if the registry index can tell
+    it without importing any builder; return whether every component could be checked.
+
+    Importing the leaves (torch, torchvision, transformers, ...) takes seconds, and a config
+    with a typo should not wait for them (see :mod:`torchlab.precheck`).
+    """
+    config = validated(schema, raw)
+    for registry, component, where, declared in config.components():
+        if not registry.check_early(component.name, component.params, where, {"name", *declared}):
+            return False  # the full check decides this one, and so whatever comes after it
+    return True
 
 
 def read_recipe(recipe: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -627,33 +667,11 @@ def _flatten(data: Any, prefix: str = "") -> set[tuple[str, str]]:
 # --- components and error messages --------------------------------------------------------
 
 
-def check_components(config: RunConfig) -> None:
+def check_components(config: Any) -> None:
     """Validate each component's own keys against its registered builder."""
-    for registry, component, where, declared in components(config):
+    for registry, component, where, declared in config.components():
         entry = registry.get(component.name, where=f"{where}.name")
         entry.validate(component.params, where, {"name", *declared})
-
-
-def components(config: Any) -> list[tuple[Any, Component, str, set[str]]]:
-    """``(registry, component, where, declared keys)`` of each component a config names."""
-    from torchlab import registry as r
-
-    if hasattr(config, "agent"):  # reinforcement learning
-        return [(r.AGENTS, config.agent, "agent", set())]
-    sections = [
-        (r.DATASETS, config.data.source, "data.source", set()),
-        (r.MODELS, config.model, "model", set()),
-        (r.TASKS, config.task, "task", {"loss", "metrics"}),
-        (r.OPTIMIZERS, config.optim, "optim", {"lr", "weight_decay", "decay_norm_and_bias"}),
-        (r.SCHEDULERS, config.schedule, "schedule", set()),
-        (r.BASELINES, config.baseline, "baseline", set()),
-        (r.LOSSES, config.task.loss, "task.loss", set()),
-    ]
-    sections += [
-        (r.CALLBACKS, c, f"trainer.callbacks.{i}", set())
-        for i, c in enumerate(config.trainer.callbacks)
-    ]
-    return [section for section in sections if section[1] is not None]
 
 
 # --- the resolved config, every default written out ----------------------------------------
@@ -683,7 +701,7 @@ _ShowDumper.add_representer(
 def with_defaults(config: Any) -> dict[str, Any]:
     """``config`` as a mapping in which every component also holds its builder's defaults."""
     raw = config.model_dump(mode="json")
-    for registry, component, where, _ in components(config):
+    for registry, component, where, _ in config.components():
         schema = registry.get(component.name).schema
         settings = schema.model_validate(component.params).model_dump(mode="json")
         *parents, last = where.split(".")
@@ -695,77 +713,3 @@ def with_defaults(config: Any) -> dict[str, Any]:
         section.clear()
         section.update({**own, **settings})
     return raw
-
-
-def raise_config_error(
-    exc: pydantic.ValidationError,
-    model: type[BaseModel],
-    prefix: str = "",
-    declared: Iterable[str] = (),
-    owner: str | None = None,
-) -> NoReturn:
-    """Turn pydantic's report into one sentence naming the key path and the fix.
-
-    ``declared`` are keys valid beside ``model``'s own at the top level (a component
-    section's ``name``, ``optim.lr``), offered in the hint for an unknown key; ``owner`` names
-    the component whose settings these are.
-    """
-    error = exc.errors()[0]
-    loc = key_path(error["loc"])
-    path = ".".join(filter(None, [prefix, *loc]))
-    more = len({tuple(key_path(e["loc"])) for e in exc.errors()}) - 1
-    tail = f" ({more} more problem{'s' if more > 1 else ''} after this one)" if more else ""
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        allowed = allowed_keys(model, error["loc"][:-1])
-        if len(error["loc"]) == 1:
-            allowed = sorted({*allowed, *declared})
-        hint = closest(loc[-1], allowed)
-        hint = f" Did you mean '{'.'.join([*path.split('.')[:-1], hint])}'?" if hint else ""
-        raise ConfigError(
-            f"Unknown config key '{path}'.{hint} Allowed keys here: {', '.join(allowed) or 'none'}.{tail}"
-        )
-    if kind == "missing":
-        by = f" by '{owner}'" if owner else ""
-        raise ConfigError(
-            f"Config key '{path}' is required{by}; add it to the recipe or override it.{tail}"
-        )
-    received = error.get("input")
-    message = error["msg"].removeprefix("Value error, ")
-    raise ConfigError(
-        f"Config key '{path}' has a bad value: {message[0].lower()}{message[1:]}; "
-        f"received {received!r}.{tail}"
-    )
-
-
-# Parts of pydantic's error locations that name a validator or a union member, not a key.
-_NOT_KEYS = {"int", "float", "str", "bool", "list", "dict", "tuple", "none"}
-
-
-def key_path(loc: tuple[Any, ...]) -> list[str]:
-    """The config keys of an error location (``data.batch_size``, not ``...constrained-int``)."""
-    parts = [str(p) for p in loc]
-    return [p for p in parts if not ("-" in p or "[" in p or p.lower() in _NOT_KEYS)]
-
-
-def allowed_keys(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
-    """The keys the section at ``loc`` accepts, walking nested sections and components."""
-    for part in loc:
-        if model is None:
-            return []
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(str(part))
-        model = _model_in(field.annotation) if field else None
-    return sorted(model.model_fields) if model else []
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType, list):
-        for arg in typing.get_args(annotation):
-            found = _model_in(arg)
-            if found is not None:
-                return found
-    return None

@@ -17,17 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pydantic
-
-from torchlab.config import (
-    RunConfig,
-    apply_overrides,
-    components,
-    raise_config_error,
-    read_recipe,
-    with_absolute_paths,
-)
+from torchlab.config import apply_overrides, check_with_index, read_recipe, with_absolute_paths
 from torchlab.errors import DataError
+from torchlab.kinds import kind_of
 
 # What a built-in source reads first, and the words it raises when that does not exist:
 # (setting, whether ``~`` is expanded in the message, message). tests/test_precheck.py holds
@@ -60,17 +52,7 @@ def check_before_run(
 def check_early(raw: Any) -> bool:
     """Raise the error :func:`torchlab.config.validate` would raise for ``raw``, if the index
     can tell it; return whether every component could be checked."""
-    from torchlab.rl.config import RLConfig, is_rl  # a light module, as this one
-
-    model = RLConfig if is_rl(raw) else RunConfig
-    try:
-        config = model.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        raise_config_error(exc, model)
-    for registry, component, where, declared in components(config):
-        if not registry.check_early(component.name, component.params, where, {"name", *declared}):
-            return False  # the full check decides this one, and so whatever comes after it
-    return True
+    return check_with_index(raw, kind_of(raw).schema)
 
 
 def check_data_file(raw: dict[str, Any]) -> None:

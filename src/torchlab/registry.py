@@ -14,7 +14,6 @@ Users add their own with the decorator (``@MODELS.register("my-net")``) or by na
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import pkgutil
@@ -28,13 +27,8 @@ import pydantic
 
 from torchlab import registry_index
 from torchlab.errors import ConfigError, RegistryError
+from torchlab.schema_errors import closest, raise_config_error
 from torchlab.trust import import_attr
-
-
-def closest(name: str, options: Iterable[str]) -> str | None:
-    """The option most like ``name``, or None when nothing is close."""
-    matches = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    return matches[0] if matches else None
 
 
 @dataclass(frozen=True)
@@ -73,8 +67,6 @@ def validate_params(
     owner: str,
 ) -> dict[str, Any]:
     """The settings ``params`` checked against ``schema``: those given, validated."""
-    from torchlab.config import raise_config_error  # config imports registry: call late
-
     try:
         model = schema.model_validate(params)
     except pydantic.ValidationError as exc:
@@ -287,3 +279,26 @@ METRICS = Registry("metric", ["torchlab.tasks.*"])
 CALLBACKS = Registry("callback", ["torchlab.training.*"])
 BASELINES = Registry("baseline", ["torchlab.baselines.*"])
 AGENTS = Registry("agent", ["torchlab.rl.agents.*"])
+# Task name -> ``builder(experiment, test_loader) -> Analysis``: the figures and tables a task's
+# report needs beyond the generic ones by target kind.
+ANALYSES = Registry("analysis", ["torchlab.report.*"])
+# Supervised training and reinforcement learning (see torchlab.kinds).
+RUN_KINDS = Registry("run kind", ["torchlab.engine.supervised", "torchlab.rl.kind"])
+
+
+def index() -> dict[str, Any]:
+    """The index of every family here (imports every built-in leaf); see :mod:`registry_index`."""
+    families = [value for value in globals().values() if isinstance(value, Registry)]
+    return {family.kind: family.describe() for family in families}
+
+
+def write_index() -> None:
+    """Rewrite ``registry_index.json`` from the registries."""
+    registry_index.INDEX_FILE.write_text(registry_index.dumps(index()))
+    print(f"Wrote {registry_index.INDEX_FILE}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # the leaves register into torchlab.registry, not into this copy
+    from torchlab.registry import write_index as write
+
+    write()

@@ -10,14 +10,13 @@ settings with their types written out where they are plain (``int``, ``list[int]
 It is generated from the registries themselves, so it cannot drift from the code unnoticed:
 ``tests/test_registry.py`` fails when it is stale and names the command that rewrites it::
 
-    python -m torchlab.registry_index
+    python -m torchlab.registry
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import sys
 import types
 import typing
 from functools import cache
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 INDEX_FILE = Path(__file__).with_name("registry_index.json")
-COMMAND = "python -m torchlab.registry_index"
+COMMAND = "python -m torchlab.registry"
 
 # The types an index writes out, by the name it writes; anything else is left to the builder.
 PLAIN: dict[str, Any] = {
@@ -101,15 +100,7 @@ def _annotation(node: ast.expr) -> Any:
     raise ValueError(f"not an index type: {ast.unparse(node)}")
 
 
-# --- writing the index -------------------------------------------------------------------
-
-
-def build() -> dict[str, Any]:
-    """The index of every family in :mod:`torchlab.registry` (imports every built-in leaf)."""
-    from torchlab import registry
-
-    families = [v for v in vars(registry).values() if isinstance(v, registry.Registry)]
-    return {family.kind: family.describe() for family in families}
+# --- what the index records of a builder (written by torchlab.registry.write_index) ----------
 
 
 def settings(schema: Any) -> dict[str, Any]:
@@ -136,13 +127,3 @@ def _literal_text(value: Any) -> str:
 
 def dumps(index: dict[str, Any]) -> str:
     return json.dumps(index, indent=1) + "\n"
-
-
-def main() -> None:
-    """Rewrite ``registry_index.json`` from the registries."""
-    INDEX_FILE.write_text(dumps(build()))
-    print(f"Wrote {INDEX_FILE}", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    main()

@@ -33,9 +33,10 @@ from typing import IO, Any
 
 import yaml
 
-from torchlab.config import RunConfig, validate
+from torchlab.config import validate
 from torchlab.errors import ConfigError, DataError, RunError, StorageError
 from torchlab.files import fsync_dir, storage_errors, temporary_dir, write_json, write_text
+from torchlab.kinds import KindConfig
 from torchlab.trust import (
     CODE_FILE,
     allow_recorded,
@@ -101,6 +102,21 @@ def _move_to_free_name(staging: Path, root: Path) -> Path:
         fsync_dir(root)
         return path
     raise RunError(f"Cannot create a new run folder under '{root}'; clean up old runs there.")
+
+
+def elastic_marker(config: Any, output_dir: str | Path | None) -> Path | None:
+    """Where a ``torchrun`` job notes its run folder, so its restarts resume it."""
+    job = os.environ.get("TORCHELASTIC_RUN_ID")
+    root = Path(output_dir or config.output_dir) / config.name
+    return root / f".torchrun-{job}" if job else None
+
+
+def elastic_restart_of(config: Any, output_dir: str | Path | None) -> Path | None:
+    """The run folder of this ``torchrun`` job when torchrun restarted it after a failure."""
+    marker = elastic_marker(config, output_dir)
+    if marker is None or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0:
+        return None
+    return Path(marker.read_text()) if marker.is_file() else None
 
 
 def hold_lock(folder: Path) -> IO[str]:
@@ -186,7 +202,7 @@ class Run:
         return f"Run('{self.dir}', status={self.status!r})"
 
     @cached_property
-    def config(self) -> RunConfig:
+    def config(self) -> KindConfig:
         """The run's config; the code it names is imported only if the run recorded it and
         the files are unchanged (see :mod:`torchlab.trust`), or under ``--trust-code``."""
         path = self.dir / "config.yaml"
@@ -291,14 +307,8 @@ class Run:
         return load_featurizer(read_json(self.dir / "featurizer.json"), self.dir)
 
     def load_model(self) -> Any:
-        """The trained model with its best weights, in eval mode on the CPU."""
-        from torchlab.models import build_model
-        from torchlab.tasks import build_task
-        from torchlab.training.checkpoint import load_into, load_weights
+        """The trained model with its best weights, in eval mode on the CPU (an RL run: its
+        deterministic policy)."""
+        from torchlab.kinds import kind_of_config
 
-        task = build_task(self.config.task, self.spec)
-        model = build_model(self.config.model, self.spec, task.num_outputs, trained=True)
-        load_into(
-            model, load_weights(self.dir / "model.safetensors"), self.dir / "model.safetensors"
-        )
-        return model.eval()
+        return kind_of_config(self.config).load_model(self)

@@ -10,14 +10,13 @@ every constructor argument is stored as given and read only in :meth:`fit`.
     >>> clf.fit(X_train, y_train).score(X_test, y_test)
 
 Training goes through the same config validation, registries, task and loop as
-``torchlab train``, without a run directory. Arrays reach the data pipeline through the
-``arrays`` data source, which looks them up in this process by key.
+``torchlab train``, without a run directory. The arrays go straight into the experiment as
+its data bundle (:func:`arrays_bundle`); the config names the ``arrays`` source for the record.
 """
 
 from __future__ import annotations
 
 import copy
-import uuid
 from typing import Any
 
 import numpy as np
@@ -31,20 +30,22 @@ from torchlab.data.splits import split_indices
 from torchlab.registry import DATASETS
 from torchlab.training.callbacks import Callback
 
-_ARRAYS: dict[str, tuple[np.ndarray, np.ndarray, DataSpec]] = {}
-
 
 @DATASETS.register("arrays")
-def arrays(context: SourceContext, /, *, key: str) -> DataBundle:
-    """In-memory arrays registered by :mod:`torchlab.sklearn` under ``key`` (this process only)."""
+def arrays(context: SourceContext, /) -> DataBundle:
+    """Arrays passed in from Python by :mod:`torchlab.sklearn`; a config alone has none."""
     from torchlab.errors import DataError
 
-    if key not in _ARRAYS:
-        raise DataError(
-            f"No arrays are registered under data.source.key '{key}'; the arrays source serves "
-            "torchlab.sklearn estimators inside one process. Use a csv or parquet source instead."
-        )
-    x, y, spec = _ARRAYS[key]
+    raise DataError(
+        "The arrays source holds arrays that torchlab.sklearn estimators pass in from Python; "
+        "a config cannot read it. Use a csv or parquet source instead."
+    )
+
+
+def arrays_bundle(
+    x: np.ndarray, y: np.ndarray, spec: DataSpec, context: SourceContext
+) -> DataBundle:
+    """The splits of in-memory arrays, cut as a config's ``data.split`` says."""
     stratify = y if context.stratify and spec.target_kind == "categorical" else None
     train, val, test = split_indices(
         len(x), val=context.val, test=context.test, seed=context.seed, stratify=stratify
@@ -122,7 +123,7 @@ class _Estimator(BaseEstimator):
         self.device = device
         self.random_state = random_state
 
-    def _config(self, key: str) -> Any:
+    def _config(self) -> Any:
         from torchlab.config import validate
 
         model = {"name": self.model, **(self.model_params or {})}
@@ -135,7 +136,7 @@ class _Estimator(BaseEstimator):
                 "name": type(self).__name__.lower(),
                 "seed": self.random_state,
                 "data": {
-                    "source": {"name": "arrays", "key": key},
+                    "source": {"name": "arrays"},
                     "batch_size": self.batch_size,
                     "split": {"val": val, "test": 0.0},
                     "num_workers": 0,
@@ -156,21 +157,20 @@ class _Estimator(BaseEstimator):
         )
 
     def _fit(self, x: np.ndarray, y: np.ndarray, spec: DataSpec) -> _Estimator:
-        from torchlab import api
+        from torchlab.engine.experiment import build_experiment, loaders
         from torchlab.training.callbacks import EarlyStopping
         from torchlab.training.loop import Trainer
         from torchlab.training.optim import build_optimizer
         from torchlab.training.schedules import build_schedule
 
-        key = uuid.uuid4().hex
-        _ARRAYS[key] = (x, y, spec)
-        try:
-            config = self._config(key)
-            parts = api.build(config)
-            data = api.loaders(parts)
-        finally:
-            del _ARRAYS[key]
-        optimizer = build_optimizer(config.optim, parts.model)
+        config = self._config()
+        split = config.data.split
+        context = SourceContext(
+            split.val, split.test, split.stratify, config.seed, spec.target_kind
+        )
+        experiment = build_experiment(config, bundle=arrays_bundle(x, y, spec, context))
+        data = loaders(experiment)
+        optimizer = build_optimizer(config.optim, experiment.model)
         steps = len(data["train"])
         schedule = build_schedule(config.schedule, optimizer, steps, config.trainer.max_epochs)
         keep = _KeepBest()
@@ -179,22 +179,22 @@ class _Estimator(BaseEstimator):
             callbacks = [EarlyStopping(monitor="val/loss", patience=self.patience), keep]
         trainer = Trainer(
             config.trainer,
-            model=parts.model,
-            task=parts.task,
+            model=experiment.model,
+            task=experiment.task,
             optimizer=optimizer,
             schedule=schedule,
             train_loader=data["train"],
             val_loader=data.get("val"),
-            device=parts.device,
+            device=experiment.device,
             callbacks=callbacks,
         )
         trainer.fit()
         if keep.state is not None:
-            parts.model.load_state_dict(keep.state)
+            experiment.model.load_state_dict(keep.state)
         # Predictions run in float64 on the CPU: float32 kernels block sums by batch size, so
         # a row's prediction would change with the rows beside it (scikit-learn checks it).
-        self.module_ = parts.model.eval().to("cpu", torch.float64)
-        self.task_ = parts.task
+        self.module_ = experiment.model.eval().to("cpu", torch.float64)
+        self.task_ = experiment.task
         self.n_iter_ = trainer.state.epoch
         return self
 

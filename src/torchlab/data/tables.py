@@ -15,7 +15,7 @@ import pandas as pd
 from pandas.api import types as pdt
 
 from torchlab.errors import DataError
-from torchlab.registry import closest
+from torchlab.schema_errors import closest
 
 BLANKS = "fix or blank out that value (blanks are imputed)"
 

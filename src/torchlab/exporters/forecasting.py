@@ -8,12 +8,15 @@ scalers, so a user can build inputs from raw values and turn outputs back into t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torchlab.data.series.windows import calendar_columns
 from torchlab.exporters.adapters import forecast_adapter
 from torchlab.exporters.inputs import WindowKind
 from torchlab.exporters.sources import Exportable
+
+if TYPE_CHECKING:
+    from torch import nn
 
 STEPS = (
     "per series, take the last 'lookback' steps; build 'past' per step as its columns say "
@@ -46,9 +49,9 @@ def quantile_levels(task: dict[str, Any]) -> list[float] | None:
     return None
 
 
-def forecast_exportable(run: Any) -> Exportable:
-    """The run's forecaster with positional window inputs, and its sidecar description."""
-    spec, featurizer = run.spec, run.featurizer
+def forecast_exportable(spec: Any, featurizer: Any, config: Any, model: nn.Module) -> Exportable:
+    """A run's trained forecaster (``model``) with positional window inputs, and its sidecar
+    description, from the run's spec, featurizer and config."""
     lookback, past_width = spec.input_shape
     with_future = spec.future_width > 0
     names = ("past", "future") if with_future else ("past",)
@@ -58,13 +61,12 @@ def forecast_exportable(run: Any) -> Exportable:
         "series", {0: "batch"}, names=names, shapes=shapes,
         columns={name: named[name] for name in names},
     )  # fmt: skip
-    model = run.load_model()
-    task = run.config.task.model_dump(mode="json")
+    task = config.task.model_dump(mode="json")
     levels = quantile_levels(task)
     targets = list(featurizer.target_names)
     shape: list[Any] = ["batch", spec.horizon, len(targets)] + ([len(levels)] if levels else [])
     description = {
-        "model": run.config.model.model_dump(mode="json"),
+        "model": config.model.model_dump(mode="json"),
         "task": task,
         "forecasting": {
             "lookback": lookback,

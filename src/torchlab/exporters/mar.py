@@ -1,6 +1,6 @@
 """TorchServe archives (``.mar``): the verified TorchScript model, its sidecar and a handler.
 
-The handler (:mod:`torchlab.exporters.torchserve_handler`) loads the archive's ``export.json``
+The handler (:mod:`torchlab.serve.torchserve_handler`) loads the archive's ``export.json``
 and side files and feeds requests through the run's own featurizer, so TorchServe computes what
 ``torchlab predict`` does. TorchServe is in limited maintenance upstream (see docs).
 """
@@ -16,10 +16,13 @@ import torch
 from torch import nn
 
 from torchlab.errors import ExportError
-from torchlab.exporters import torchserve_handler
 from torchlab.exporters.base import EXPORTERS, Runner
 from torchlab.exporters.inputs import InputKind
 from torchlab.exporters.torchscript import TorchScriptExporter
+
+# The file TorchServe's worker runs: packaged into the archive, never imported here (serving
+# sits above exporting).
+HANDLER = str(Path(__file__).parents[1] / "serve" / "torchserve_handler.py")
 
 ARCHIVE = "model.mar"
 
@@ -59,7 +62,7 @@ class MarExporter:
             "--model-name", "model",
             "--version", "1.0",
             "--serialized-file", str(directory / self.filename),
-            "--handler", torchserve_handler.__file__,
+            "--handler", HANDLER,
             "--extra-files", ",".join(side_files),
             "--export-path", str(directory),
             "--force",

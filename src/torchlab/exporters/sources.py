@@ -7,15 +7,13 @@ shape); what the sidecar says about inputs, outputs and preprocessing comes from
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-import torch
 from torch import nn
 
 from torchlab.errors import ExportError
-from torchlab.exporters.inputs import InputKind, input_kind
+from torchlab.exporters.inputs import InputKind
 
 
 @dataclass(frozen=True)
@@ -42,26 +40,20 @@ class Exportable:
     reference: nn.Module | None = None
     compare: Callable[..., dict[str, Any]] | None = None
     check: Callable[[str, str | None], None] | None = None
+    featurizer: Any = None  # the run's preprocessing, whose side files go beside the artefact
 
 
-@dataclass(frozen=True)
-class ObservationKind(InputKind):
-    """Observations of an RL environment: examples are drawn from its observation space, so
-    verification runs on states the policy can meet (in range for discrete spaces)."""
+def refusing(exportable: Exportable, format_name: str, reason: str) -> Exportable:
+    """``exportable`` whose check also refuses ``format_name``, saying ``reason``."""
+    earlier = exportable.check
 
-    space: Any = None
+    def check(format: str, quantize: str | None) -> None:
+        if earlier is not None:
+            earlier(format, quantize)
+        if format == format_name:
+            raise ExportError(reason)
 
-    def example(self, input_shape: tuple[int, ...], batch: int = 2, seed: int = 0) -> torch.Tensor:
-        self.space.seed(seed)
-        samples = np.stack([np.asarray(self.space.sample()) for _ in range(batch)])
-        return torch.as_tensor(samples).to(self.dtype).reshape(batch, *input_shape)
-
-
-def exportable(run: Any) -> Exportable:
-    """The run's exportable module: an RL run's policy, else the trained model."""
-    if getattr(run.config, "agent", None) is not None:
-        return policy_exportable(run)
-    return model_exportable(run)
+    return replace(exportable, check=check)
 
 
 # Tasks whose predictions come from a decoding loop that stops on generated tokens.
@@ -80,41 +72,6 @@ def refuse_decoding(task: str) -> None:
             "reproduce faithfully; serve the run itself with 'torchlab serve RUN_DIR' or "
             "predict with 'torchlab predict RUN_DIR FILES'."
         )
-
-
-def model_exportable(run: Any) -> Exportable:
-    from torchlab.exporters.sidecar import STEPS
-    from torchlab.tasks import build_task
-
-    refuse_decoding(run.config.task.name)
-    if run.featurizer.kind == "series":
-        from torchlab.exporters.forecasting import forecast_exportable
-
-        return forecast_exportable(run)
-    spec, kind = run.spec, input_kind(run.featurizer.kind)
-    num_outputs = build_task(run.config.task, spec).num_outputs
-    description = {
-        "model": run.config.model.model_dump(mode="json"),
-        "task": run.config.task.model_dump(mode="json"),
-        "spec": asdict(spec),
-        "output": {
-            # Segmentation models return per-pixel logits at the input size.
-            "shape": ["batch", num_outputs, *(["height", "width"] * (kind.name == "pixels"))],
-            "meaning": output_meaning(run.config.task.name, spec),
-        },
-        "class_names": list(spec.class_names),
-        "target_names": list(spec.target_names),
-        "preprocessing": run.featurizer.to_dict(),
-        "preprocessing_steps": STEPS.get(kind.name, "see the featurizer named in preprocessing"),
-    }
-    model = run.load_model()
-    if run.config.task.name == "detection":  # lists of boxes per image, TorchScript only
-        from torchlab.exporters.detection import detection_exportable
-
-        shape = tuple(spec.input_shape)
-        return detection_exportable(model, Exportable(model, kind, shape, description))
-    adapted = text_adapter(model, spec)
-    return Exportable(adapted or model, kind, tuple(spec.input_shape), description, model)
 
 
 def output_meaning(task: str, spec: Any) -> str:
@@ -137,38 +94,6 @@ def text_adapter(model: nn.Module, spec: Any) -> nn.Module | None:
     from torchlab.exporters.adapters import MaskedRNNText
 
     return MaskedRNNText(model, spec.input_shape[0]).eval()
-
-
-def policy_exportable(run: Any) -> Exportable:
-    import gymnasium as gym
-
-    from torchlab.rl.api import load_policy
-
-    policy = load_policy(run)
-    obs_shape = tuple(policy.example.shape[1:])
-    kind = ObservationKind(
-        "observation", {0: "batch"}, dtype=policy.example.dtype, space=policy.observation_space
-    )
-    discrete = isinstance(policy.action_space, gym.spaces.Discrete)
-    steps = (
-        "observations as the environment returns them, batched (B, *shape)"
-        if policy.normalization is None
-        else "standardise each observation with 'normalization': (x - mean) / sqrt(var + 1e-8), "
-        "clipped to [-10, 10], float32, batched (B, *shape)"
-    )
-    description = {
-        "agent": run.config.agent.model_dump(mode="json"),
-        "env": run.config.env.model_dump(mode="json"),
-        "output": {
-            "shape": ["batch"] if discrete else ["batch", *policy.action_space.shape],
-            "meaning": "the deterministic action: the index of a Discrete action"
-            if discrete
-            else "the action, within the environment's bounds",
-        },
-        "preprocessing": {"kind": "observation", "normalization": policy.normalization},
-        "preprocessing_steps": steps,
-    }
-    return Exportable(policy.module, kind, obs_shape, description)
 
 
 def require_supervised(sidecar: dict[str, Any], directory: Any) -> None:

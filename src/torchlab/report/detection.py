@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torchmetrics.detection import MeanAveragePrecision
 
+from torchlab.registry import ANALYSES
 from torchlab.report.analysis import Analysis, _plt, png
-from torchlab.report.html import ANALYSES
 from torchlab.tasks.detection import draw_detections
 
 SHOWN = 6  # test images drawn in the figure

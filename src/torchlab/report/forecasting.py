@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchlab.registry import ANALYSES
 from torchlab.report.analysis import Analysis, _plt, png
-from torchlab.report.html import ANALYSES
 
 PLOTTED = 4  # test windows drawn
 

@@ -1,8 +1,8 @@
 """``report.html`` (one self-contained page, images embedded) and ``MODEL_CARD.md`` of a run.
 
-:func:`write_reports` is called by :func:`torchlab.api.fit` once ``summary.json`` exists;
-:func:`report` rebuilds both for an existing run directory (it re-runs the test split; an RL
-run's report comes from its files, see :mod:`torchlab.report.rl`).
+:func:`write_reports` is called at the end of fit once ``summary.json`` exists, and again by
+``torchlab report RUN_DIR`` (the ``supervised`` kind re-runs the test split; an RL run's report
+comes from its files, see :mod:`torchlab.rl.report`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from torchlab.files import write_text
 from torchlab.notices import notice
-from torchlab.registry import Registry
+from torchlab.registry import ANALYSES
 from torchlab.report.analysis import (
     Analysis,
     analyse,
@@ -27,10 +27,6 @@ from torchlab.report.analysis import (
     predictions,
     token_lengths,
 )
-
-# Task name -> ``builder(parts, test_loader) -> Analysis``: figures and tables a task needs
-# beyond the generic ones by target kind. Modules of this package register here.
-ANALYSES = Registry("analysis", ["torchlab.report.*"])
 
 DESCRIPTIONS = {"cnn": "A convolutional network", "mlp": "A multilayer perceptron"}
 
@@ -51,9 +47,9 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def write_run_reports(run: Any, parts: Any, data: dict[str, Any]) -> None:
+def write_run_reports(run: Any, experiment: Any, data: dict[str, Any]) -> None:
     """What training calls: a report that cannot be written warns, never fails a trained run."""
-    warn_on_failure(run.dir, lambda: write_reports(run, parts, data))
+    warn_on_failure(run.dir, lambda: write_reports(run, experiment, data))
 
 
 def warn_on_failure(run_dir: Path, write: Callable[[], Any]) -> None:
@@ -99,28 +95,6 @@ def test_analysis(parts: Any, loader: Any) -> Analysis:
     if task_name in ANALYSES:
         return ANALYSES.get(task_name).builder(parts, loader)
     return analyse(predictions(parts.model, parts.task, loader, parts.device), parts.bundle.spec)
-
-
-def report(run_dir: str | Path, trust_code: bool = False) -> Path:
-    """Rebuild ``report.html`` and ``MODEL_CARD.md`` of a completed run; returns the HTML path.
-
-    ``trust_code`` lets the run import code it did not record (``--trust-code``).
-    """
-    from torchlab import api
-    from torchlab.run import Run
-    from torchlab.training.checkpoint import load_into, load_weights
-
-    run = Run(run_dir, trust_code=trust_code)
-    kind = run.summary.get("kind")  # raises a clear error for a run that did not complete
-    config = run.config  # imports only the code the run recorded, unless trusted
-    if kind == "rl":
-        from torchlab.report.rl import write_rl_reports
-
-        return write_rl_reports(run.dir)[0]
-    parts = api.build(config, run.dir)
-    weights = run.dir / "model.safetensors"
-    load_into(parts.model, load_weights(weights), weights)
-    return write_reports(run, parts, api.loaders(parts))[0]
 
 
 def _context(run: Any, bundle: Any, analysis: Analysis) -> dict[str, Any]:

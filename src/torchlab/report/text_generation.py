@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
+from torchlab.registry import ANALYSES
 from torchlab.report.analysis import Analysis, _plt, png
-from torchlab.report.html import ANALYSES
 
 SAMPLES = 20  # rows of each sample table
 TEMPERATURES = (0.0, 0.7, 1.0)

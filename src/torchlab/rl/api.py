@@ -1,4 +1,4 @@
-"""``train`` and ``evaluate`` for RL configs; :mod:`torchlab.api` hands them over here.
+"""``train`` and ``evaluate`` for RL configs: the ``rl`` run kind (:mod:`torchlab.rl.kind`) hands them over here.
 
 A run directory of an RL run::
 
@@ -74,19 +74,6 @@ def build(config: RLConfig) -> tuple[Any, Any]:
     env.single_action_space.seed(config.seed)
     agent = AGENTS.build(config.agent, "agent", spec)
     return env, agent
-
-
-def is_rl_source(recipe: str | Path | None, resume: str | Path | None) -> bool:
-    """Whether a recipe (or the run being resumed) is an RL config (has ``agent:``)."""
-    import yaml
-
-    from torchlab.config import read_recipe
-    from torchlab.rl.config import is_rl
-
-    if resume is not None:
-        path = Path(resume) / "config.yaml"
-        return path.is_file() and is_rl(yaml.safe_load(path.read_text()))
-    return recipe is not None and is_rl(read_recipe(recipe))
 
 
 @restores_threads
@@ -184,7 +171,7 @@ def finish(run: Any, config: RLConfig, loop: Any) -> None:
     }
     write_json(run.dir / "summary.json", summary)
     run.set_status("completed")
-    from torchlab.report.rl import write_run_report
+    from torchlab.rl.report import write_run_report
 
     write_run_report(run)  # report.html and MODEL_CARD.md
 

@@ -8,13 +8,20 @@ keyword-only arguments) and ``trainer`` (step budget, evaluation and checkpoints
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import pydantic
 import yaml
 from pydantic import Field, field_validator
 
-from torchlab.config import Component, RunName, Section, Seed, _component, raise_config_error
+from torchlab.config import (
+    Component,
+    RunName,
+    Section,
+    Seed,
+    _component,
+    check_components,
+    validated,
+)
 from torchlab.trust import CODE_NAME, import_module
 
 
@@ -64,6 +71,8 @@ class RLTrainerConfig(Section):
 class RLConfig(Section):
     """Everything that defines an RL run. Saved as ``config.yaml`` in its run directory."""
 
+    KIND: ClassVar[str] = "rl"  # its entry in torchlab.registry.RUN_KINDS
+
     name: RunName
     seed: Seed = 0
     output_dir: str = "runs"
@@ -81,22 +90,21 @@ class RLConfig(Section):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
+    def components(self) -> list[tuple[Any, Component, str, set[str]]]:
+        from torchlab.registry import AGENTS
+
+        return [(AGENTS, self.agent, "agent", set())]
+
 
 def validate_rl(raw: dict[str, Any]) -> RLConfig:
     """Validate a raw mapping as an :class:`RLConfig` and the agent's own keys."""
-    from torchlab.registry import AGENTS
-
-    try:
-        config = RLConfig.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        raise_config_error(exc, RLConfig)
-    entry = AGENTS.get(config.agent.name, where="agent.name")
-    entry.validate(config.agent.params, "agent", {"name"})
+    config = validated(RLConfig, raw)
+    check_components(config)
     if code := CODE_NAME.match(config.env.id):  # the user's own environment: import it now
         import_module(code[1], "env.id")
     return config
 
 
-def is_rl(raw: Any) -> bool:
+def is_rl(raw: dict[str, Any]) -> bool:
     """An RL config is recognised by its ``agent:`` section."""
-    return isinstance(raw, dict) and "agent" in raw
+    return "agent" in raw

@@ -35,7 +35,7 @@ def serve(
     """
     import uvicorn
 
-    from torchlab.exporters.runtime import load_predictor
+    from torchlab.engine.predict import load_predictor
     from torchlab.memory import keep_freed_memory
 
     keep_freed_memory()

@@ -101,35 +101,17 @@ class LanguageModel(Task):
         return generated_text_table(ids, "prompt", inputs, outputs, featurizer, folder)
 
 
-def generate_text(
-    run: Any,
+def continue_prompts(
+    model: nn.Module,
+    featurizer: Any,
     prompts: list[str],
     *,
     max_new_tokens: int = 50,
     temperature: float = 1.0,
     top_k: int | None = None,
-    seed: int | None = 0,
 ) -> list[str]:
-    """Continuations of ``prompts`` by a trained language-model run (Python API).
-
-    Args:
-        run: A run directory or :class:`~torchlab.run.Run` of a ``language-model`` task.
-        prompts: Texts to continue.
-        max_new_tokens: Tokens generated per prompt.
-        temperature: Sampling temperature; 0 picks the most likely token every time.
-        top_k: Sample among the ``top_k`` most likely tokens only (None: all).
-        seed: Seed of the sampling (None: not seeded).
-    """
-    from torchlab.run import Run
-
-    run = run if isinstance(run, Run) else Run(Path(run))
-    model, featurizer = run.load_model(), run.featurizer
-    if not hasattr(model, "generate"):
-        raise ConfigError(
-            f"Run '{run.dir}' has no generating model (model.name={run.config.model.name})."
-        )
-    if seed is not None:
-        torch.manual_seed(seed)
+    """Continuations of ``prompts`` by a trained language model, decoded by its featurizer
+    (see :func:`torchlab.generate_text`)."""
     texts = []
     for row in featurizer.encode(prompts):
         ids = row[row >= 0][None]  # (1, T)

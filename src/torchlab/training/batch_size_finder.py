@@ -80,13 +80,11 @@ def find_batch_size(parts: Any, optimizer: torch.optim.Optimizer) -> dict[int, f
     return speeds
 
 
-def resolve_auto_batch_size(parts: Any) -> dict[int, float]:
-    """Pick the fastest batch size and write it into ``parts.config`` (``data.batch_size``)."""
+def fastest_batch_size(experiment: Any) -> tuple[int, dict[int, float]]:
+    """The batch size with the most samples per second (``data.batch_size: auto``), and the
+    speed of each size tried."""
     from torchlab.training.optim import build_optimizer
 
-    optimizer = build_optimizer(parts.config.optim, parts.model)
-    speeds = find_batch_size(parts, optimizer)
-    best = max(speeds, key=speeds.__getitem__) if speeds else CANDIDATES[0]
-    data = parts.config.data.model_copy(update={"batch_size": best})
-    parts.config = parts.config.model_copy(update={"data": data})
-    return speeds
+    optimizer = build_optimizer(experiment.config.optim, experiment.model)
+    speeds = find_batch_size(experiment, optimizer)
+    return (max(speeds, key=speeds.__getitem__) if speeds else CANDIDATES[0]), speeds

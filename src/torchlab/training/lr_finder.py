@@ -188,7 +188,7 @@ def _sweep(
 
 
 def find_lr(parts: Any, train_loader: Loader, **settings: Any) -> LRFinderResult:
-    """The range test on built run parts (see :func:`torchlab.api.build`)."""
+    """The range test on a built experiment (see :func:`torchlab.engine.experiment.build_experiment`)."""
     from torchlab.training.optim import build_optimizer
 
     config = parts.config
@@ -203,11 +203,3 @@ def find_lr(parts: Any, train_loader: Loader, **settings: Any) -> LRFinderResult
         precision=Precision(config.trainer.precision, parts.device),
         **settings,
     )
-
-
-def resolve_auto_lr(parts: Any, train_loader: Loader) -> LRFinderResult:
-    """Run the range test and put its suggestion into ``parts.config`` (``optim.lr: auto``)."""
-    result = find_lr(parts, train_loader)
-    optim = parts.config.optim.model_copy(update={"lr": float(f"{result.suggestion:.3g}")})
-    parts.config = parts.config.model_copy(update={"optim": optim})
-    return result

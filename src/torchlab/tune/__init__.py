@@ -29,13 +29,17 @@ def lr_find(
     Returns the :class:`~torchlab.training.lr_finder.LRFinderResult`; its ``suggestion``
     is what ``optim.lr: auto`` would train with.
     """
-    from torchlab import api
     from torchlab.config import load_config
+    from torchlab.engine.experiment import build_experiment, loaders
     from torchlab.training.lr_finder import find_lr
 
-    parts = api.build(load_config(recipe, overrides))
+    experiment = build_experiment(load_config(recipe, overrides))
     result = find_lr(
-        parts, api.loaders(parts)["train"], start_lr=start_lr, end_lr=end_lr, num_steps=num_steps
+        experiment,
+        loaders(experiment)["train"],
+        start_lr=start_lr,
+        end_lr=end_lr,
+        num_steps=num_steps,
     )
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)

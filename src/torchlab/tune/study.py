@@ -265,7 +265,7 @@ class Objective:
     def __call__(self, trial: Any) -> float:
         import optuna
 
-        from torchlab import api
+        from torchlab.engine import verbs
         from torchlab.run import Run
 
         values = suggest(trial, self.settings.space)
@@ -277,7 +277,7 @@ class Objective:
                 output.mkdir(parents=True, exist_ok=True)
                 config_path = output / "config.yaml"
                 config_path.write_text(config.to_yaml())
-                run = api.train(
+                run = verbs.train(
                     config_path, output_dir=output, callbacks=[OptunaPruning(trial, self.metric)]
                 )
         except optuna.TrialPruned:

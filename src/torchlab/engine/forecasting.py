@@ -114,8 +114,8 @@ def backtest(
     later value, so each fold trains only on data before its own test part (expanding
     window); the classical methods are scored on the same windows.
     """
-    from torchlab import api
     from torchlab.config import load_config
+    from torchlab.engine.fit import train
 
     if folds < 1:
         raise RunError(f"--folds must be at least 1; received {folds}.")
@@ -138,7 +138,7 @@ def backtest(
             if isinstance(overrides, dict)
             else [*overrides, f"{key}={fold}"]
         )
-        run = api.train(recipe, extra, output_dir=root)
+        run = train(recipe, extra, output_dir=root)
         summary = run.summary
         data = json.loads((run.dir / "data.json").read_text())
         rows = [{"forecaster": f"{config.model.name} (torchlab)", **_metrics(summary["test"])}]
