@@ -17,6 +17,7 @@ from conftest import run_cli
 from torchlab.baselines import run_baseline
 from torchlab.config import Component, load_config
 from torchlab.data.base import SourceContext
+from torchlab.models import input_needs
 from torchlab.registry import DATASETS
 
 BAD = ("truncated.jpg", "notes.png", "empty.jpg")
@@ -92,7 +93,7 @@ def test_a_photo_folder_with_bad_files_trains_reports_and_predicts(tmp_path: Pat
 
 def image_bundle(root: Path, model: dict[str, object]):  # type: ignore[no-untyped-def]
     config = load_config("digits", tiny_config(root, **model))
-    context = SourceContext(0.2, 0.3, True, 0, "categorical", config.model)
+    context = SourceContext(0.2, 0.3, True, 0, "categorical", input_needs(config.model))
     return DATASETS.build(config.data.source, "data.source", context)
 
 

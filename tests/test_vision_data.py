@@ -21,6 +21,7 @@ from torchlab.data.vision.files import ImageReadError, check_image, load_image, 
 from torchlab.data.vision.inspect import show_batch, validate_data
 from torchlab.data.vision.transforms import PRESETS, batch_mixer, train_transform
 from torchlab.errors import ConfigError, DataError
+from torchlab.models import input_needs
 from torchlab.registry import DATASETS
 
 CONTEXT = SourceContext(val=0.25, test=0.25, stratify=True, seed=0, target_kind="categorical")
@@ -306,7 +307,7 @@ def test_mixup_and_cutmix_give_soft_targets_that_training_accepts(tmp_path: Path
 def test_normalisation_follows_the_model_weights(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "pets", {"cat": 4, "dog": 4})
     own = load_config("digits", folder_overrides(root))
-    context = SourceContext(0.25, 0.25, True, 0, "categorical", own.model)
+    context = SourceContext(0.25, 0.25, True, 0, "categorical", input_needs(own.model))
     stats = DATASETS.build(own.data.source, "s", context).summary["normalization"]
     assert stats["mean"][0] == pytest.approx(
         80 / 255, abs=0.02
@@ -315,7 +316,7 @@ def test_normalisation_follows_the_model_weights(tmp_path: Path) -> None:
         "digits",
         {**folder_overrides(root), "model": {"name": "mobilenet_v2", "weights": "imagenet"}},
     )
-    context = SourceContext(0.25, 0.25, True, 0, "categorical", imagenet.model)
+    context = SourceContext(0.25, 0.25, True, 0, "categorical", input_needs(imagenet.model))
     stats = DATASETS.build(imagenet.data.source, "s", context).summary["normalization"]
     assert stats == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 TargetKind = Literal["categorical", "continuous", "multilabel"]
@@ -102,6 +104,16 @@ class DataSpec:
         return self.num_classes
 
 
+class RunArtifact(Protocol):
+    """Something the data derives from the trained model once training has ended.
+
+    It is called on the main process with the best weights loaded, may write files into
+    the run folder, and returns the facts it adds to the run's ``summary.json``.
+    """
+
+    def write(self, model: nn.Module, run_dir: Path) -> dict[str, Any]: ...
+
+
 @dataclass
 class DataBundle:
     """The train/val/test splits of a source, ready for loaders.
@@ -135,6 +147,9 @@ class DataBundle:
     # Training callbacks the data brings (e.g. listing skipped unreadable images each epoch);
     # one with a ``summary() -> dict`` method adds its entries to the run's summary.json.
     callbacks: list[Any] = field(default_factory=list)
+    # What the data derives from the trained model when training ends (e.g. word vectors
+    # written beside the weights, with the nearest neighbours of a few words).
+    artifacts: list[RunArtifact] = field(default_factory=list)
     # Scores of the baseline's test predictions ``(y_true, y_pred) -> {name: value}`` named
     # like the task's metrics (e.g. per-pixel mean IoU), instead of accuracy and F1.
     baseline_metrics: Callable[[Any, Any], dict[str, float]] | None = None
@@ -150,6 +165,43 @@ class DataBundle:
 
 
 @dataclass(frozen=True)
+class PretrainedBackbone:
+    """A torchvision backbone and the weights a model starts from.
+
+    Attributes:
+        name: The backbone's name, e.g. ``mobilenet_v2``.
+        weights: ``imagenet`` or a weights file.
+    """
+
+    name: str
+    weights: str
+
+
+@dataclass(frozen=True)
+class InputNeeds:
+    """What a model needs of its inputs, as the model declares it.
+
+    The counterpart of :class:`DataSpec`: a data source reads this instead of the config's
+    ``model`` section, as torchvision's ``Weights`` carry their own ``transforms()``.
+    ``torchlab.models.input_needs`` gives it for a config's model.
+
+    Attributes:
+        image_mean, image_std: Per-RGB-channel statistics the model's pretrained weights
+            were trained with; sources with ``normalize: auto`` normalise with them. Empty
+            when the model has no such weights (the data's own statistics are used).
+        tokenizer: The pretrained tokenizer whose ids the model reads (``minilm`` or a
+            local Hugging Face model directory); None when the source may train its own.
+        backbone: The pretrained backbone the model starts from, so image data's default
+            baseline probes the same features; None without pretrained weights.
+    """
+
+    image_mean: tuple[float, ...] = ()
+    image_std: tuple[float, ...] = ()
+    tokenizer: str | None = None
+    backbone: PretrainedBackbone | None = None
+
+
+@dataclass(frozen=True)
 class SourceContext:
     """What every data source builder receives besides its own settings."""
 
@@ -158,9 +210,16 @@ class SourceContext:
     stratify: bool
     seed: int
     target_kind: TargetKind
-    # The config's ``model`` section (a Component), so a source can match the model, e.g.
-    # normalise images with ImageNet statistics for a backbone that loads ImageNet weights.
-    model: Any = None
+    # What the model needs of its inputs, e.g. the image statistics its pretrained weights
+    # expect; never the model's own settings.
+    needs: InputNeeds = InputNeeds()
     # The saved run being rebuilt (evaluate, resume, report), else None: a source reuses
     # what the run saved (e.g. its tokenizer.json) instead of fitting it again.
     run_dir: Any = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.needs, InputNeeds):  # e.g. the config's model section
+            raise TypeError(
+                "SourceContext.needs takes an InputNeeds, as torchlab.models.input_needs("
+                f"config.model) gives it; received {type(self.needs).__name__}."
+            )

@@ -21,7 +21,7 @@ from torchlab.data.base import DataBundle, DataSpec, SourceContext, TensorSplit
 from torchlab.data.featurizers import FEATURIZERS
 from torchlab.data.splits import split_indices
 from torchlab.data.vision.files import IMAGE_SUFFIXES, image_files, read_image, read_images
-from torchlab.data.vision.transforms import imagenet_stats, wants_imagenet
+from torchlab.data.vision.transforms import fixed_statistics
 from torchlab.errors import DataError
 from torchlab.registry import DATASETS
 
@@ -139,8 +139,9 @@ def digits(
         len(labels), val=context.val, test=context.test, seed=context.seed, stratify=stratify
     )
     train = few_shot(train, raw.target, per_class, context.seed)
-    if wants_imagenet(normalize, context):
-        mean, std = imagenet_stats(channels)
+    fixed = fixed_statistics(normalize, context.needs, channels)
+    if fixed is not None:
+        mean, std = fixed
     else:
         resized = v2.Resize([size, size], antialias=True)(pixels[train])
         mean, std = resized.mean().item(), resized.std().item()

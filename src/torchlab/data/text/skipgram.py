@@ -12,10 +12,11 @@ built. Documents are split into train/val/test, so validation pairs come from un
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from torch import nn
 
 from torchlab.data.base import DataBundle, SourceContext, TensorSplit
 from torchlab.data.splits import split_indices
@@ -23,6 +24,7 @@ from torchlab.data.text.corpus import read_documents
 from torchlab.data.text.pairs import TextGenerationFeaturizer, vocab_spec, vocabulary
 from torchlab.data.text.tokenization import TextTokenizer
 from torchlab.errors import DataError
+from torchlab.notices import notice
 from torchlab.registry import DATASETS
 
 PROBES = ("government", "football", "music", "film", "economy", "technology", "election", "phone")
@@ -70,57 +72,50 @@ def with_noise(
     return TensorSplit(rows, torch.zeros(len(rows), dtype=torch.uint8))
 
 
+@runtime_checkable
+class WordVectors(Protocol):
+    """What the skipgram source needs of the trained model: its word vectors and neighbours."""
+
+    def vectors(self) -> torch.Tensor: ...
+
+    def neighbours(
+        self, ids: list[int], k: int, exclude: set[int]
+    ) -> list[list[tuple[int, float]]]: ...
+
+
 class NearestNeighbours:
     """After training: the nearest words of a few probe words, and the vectors file.
 
-    Added to the run's ``summary.json`` (``neighbours``) and written as ``vectors.txt`` in
-    word2vec text format beside the run's best weights.
+    A :class:`~torchlab.data.base.RunArtifact`: adds ``neighbours`` to the run's
+    ``summary.json`` and writes ``vectors.txt`` in word2vec text format into the run folder.
     """
 
     def __init__(self, words: list[str], probes: list[str], usable: np.ndarray, k: int = 8) -> None:
         self.words, self.probes, self.usable, self.k = words, probes, usable, k
-        self.model: Any = None
-        self.directory: Path | None = None
 
-    def on_fit_start(self, trainer: Any) -> None:
-        self.model = trainer.model
-        for callback in trainer.callbacks.callbacks:  # the best-weights file marks the run folder
-            path = getattr(callback, "path", None)
-            if isinstance(path, Path) and path.name == "model.safetensors":
-                self.directory = path.parent
-
-    def neighbours(self) -> dict[str, list[list[Any]]]:
+    def neighbours(self, model: WordVectors) -> dict[str, list[list[Any]]]:
         index = {w: i for i, w in enumerate(self.words)}
         probes = [p for p in self.probes if p in index]
-        if not probes or self.model is None:
+        if not probes:
             return {}
         exclude = set(np.flatnonzero(~self.usable).tolist())
-        found = self.model.neighbours([index[p] for p in probes], self.k, exclude)
+        found = model.neighbours([index[p] for p in probes], self.k, exclude)
         return {
             p: [[self.words[i], round(s, 3)] for i, s in row]
             for p, row in zip(probes, found, strict=True)
         }
 
-    def summary(self) -> dict[str, Any]:
-        if self.model is None:
+    def write(self, model: nn.Module, run_dir: Path) -> dict[str, Any]:
+        if not isinstance(model, WordVectors):
+            notice(
+                f"Model {type(model).__name__} has no vectors() and neighbours(): the run "
+                f"holds no {VECTORS} and no nearest neighbours (model.name: word2vec has them)."
+            )
             return {}
-        if self.directory is not None:
-            rows = np.flatnonzero(self.usable)
-            vectors = self.model.vectors()[torch.from_numpy(rows)].cpu()
-            save_word2vec(self.directory / VECTORS, [self.words[i] for i in rows], vectors)
-        return {"neighbours": self.neighbours(), "vectors": VECTORS}
-
-    # The training loop's other hooks (a callback here must not import torchlab.training).
-    def on_epoch_start(self, trainer: Any) -> None: ...
-    def on_train_step_end(self, trainer: Any, step: Any) -> None: ...
-    def on_train_epoch_end(self, trainer: Any) -> None: ...
-    def on_epoch_end(self, trainer: Any, logs: dict[str, Any]) -> None: ...
-    def on_fit_end(self, trainer: Any) -> None: ...
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+        rows = np.flatnonzero(self.usable)
+        vectors = model.vectors()[torch.from_numpy(rows)].cpu()
+        save_word2vec(run_dir / VECTORS, [self.words[i] for i in rows], vectors)
+        return {"neighbours": self.neighbours(model), "vectors": VECTORS}
 
 
 def pair_accuracy(y_true: Any, scores: Any) -> dict[str, float]:
@@ -200,7 +195,7 @@ def skipgram(
             "words_with_vectors": int(usable.sum()),
             "pairs": {n: len(s) for n, s in zip(("train", "val", "test"), splits, strict=True)},
         },
-        callbacks=[NearestNeighbours(words, list(probes), usable)],
+        artifacts=[NearestNeighbours(words, list(probes), usable)],
         baseline_inputs={
             n: s.inputs.numpy() for n, s in zip(("train", "val", "test"), splits, strict=True)
         },

@@ -106,10 +106,8 @@ def saved_tokenizer(context: SourceContext) -> TextTokenizer | None:
 
 def _matched_to_model(settings: TokenizerSettings, context: SourceContext) -> TokenizerSettings:
     """A pretrained encoder reads its own tokenizer's ids: use it unless one is named."""
-    model = getattr(context, "model", None)
-    if settings.pretrained is None and getattr(model, "name", None) == "hf-encoder":
-        path = model.params.get("path", "minilm")
-        return settings.model_copy(update={"pretrained": str(path)})
+    if settings.pretrained is None and context.needs.tokenizer is not None:
+        return settings.model_copy(update={"pretrained": context.needs.tokenizer})
     return settings
 
 

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from torchlab.data.base import Batch, DataBundle, DataSpec
+from torchlab.data.base import Batch, DataBundle, DataSpec, InputNeeds, SourceContext
 from torchlab.data.vision.files import ImageReadError, check_image, load_image
 from torchlab.errors import DataError
 from torchlab.notices import notice
@@ -261,7 +261,7 @@ def image_bundle(
     splits: dict[str, SplitItems],
     class_names: Sequence[str],
     options: ImageOptions,
-    context: Any,
+    context: SourceContext,
     skipped: dict[str, str] | None = None,
 ) -> DataBundle:
     """Datasets, spec, featurizer, collate and summary of a labelled-image source.
@@ -279,10 +279,8 @@ def image_bundle(
     if not splits["train"].labels:
         raise DataError(f"Data source '{source}' found no training images; check its path.")
     size, channels = options.size, options.channels
-    if T.wants_imagenet(options.normalize, context):
-        mean, std = T.imagenet_stats(channels)
-    else:
-        mean, std = channel_stats(splits["train"], options, seed=context.seed)
+    fixed = T.fixed_statistics(options.normalize, context.needs, channels)
+    mean, std = fixed or channel_stats(splits["train"], options, seed=context.seed)
     mixer = T.batch_mixer(options.mixup, options.cutmix, len(class_names))
     common = {"channels": channels, "on_error": options.on_error}
     train_tf = T.train_transform(options.augment, size, mean, std, options.hflip)
@@ -317,17 +315,20 @@ def image_bundle(
         summary=summary,
         collate=ImageCollate(mixer, log),
         callbacks=[SkippedImages(log, skipped, split_files)],
-        default_baseline=default_baseline(context.model),
+        default_baseline=default_baseline(context.needs),
     )
 
 
-def default_baseline(model: Any) -> dict[str, Any]:
+def default_baseline(needs: InputNeeds) -> dict[str, Any]:
     """A linear probe on the model's pretrained backbone when it loads pretrained weights,
     else logistic regression on small pixels (see :mod:`torchlab.baselines.images`)."""
-    weights = getattr(model, "params", {}).get("weights")
-    if weights in (None, "none"):
+    if needs.backbone is None:
         return {"name": "image-pixels"}
-    return {"name": "image-features", "backbone": model.name, "weights": weights}
+    return {
+        "name": "image-features",
+        "backbone": needs.backbone.name,
+        "weights": needs.backbone.weights,
+    }
 
 
 def usable_files(

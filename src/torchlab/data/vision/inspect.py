@@ -58,9 +58,10 @@ def build_bundle(config: Any, source: Any = None) -> Any:
 
     target_kind = TASKS.get(config.task.name, "task.name").builder.target_kind
     split = config.data.split
-    context = SourceContext(
-        split.val, split.test, split.stratify, config.seed, target_kind, config.model
-    )
+    # Without the model's input needs (data cannot ask the model for them), ``normalize: auto``
+    # means the data's own statistics: show_batch undoes either normalisation for display,
+    # and validate_data fixes it to imagenet.
+    context = SourceContext(split.val, split.test, split.stratify, config.seed, target_kind)
     return DATASETS.build(source or config.data.source, "data.source", context)
 
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import torch
 from torchvision.transforms import v2
 
+from torchlab.data.base import InputNeeds
 from torchlab.errors import ConfigError
 
 Preset = Literal["none", "light", "standard", "strong"]
@@ -32,24 +33,28 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def imagenet_stats(channels: int) -> tuple[list[float], list[float]]:
-    """ImageNet mean and std for ``channels`` (a gray channel gets the channel average)."""
-    if channels == 3:
-        return list(IMAGENET_MEAN), list(IMAGENET_STD)
-    return [sum(IMAGENET_MEAN) / 3], [sum(IMAGENET_STD) / 3]
+def fixed_statistics(
+    normalize: str, needs: InputNeeds, channels: int
+) -> tuple[list[float], list[float]] | None:
+    """The mean and std a source normalises with, or None for the training split's own.
 
-
-def wants_imagenet(normalize: str, context: Any) -> bool:
-    """Whether a source should normalise with ImageNet statistics.
-
-    ``auto`` follows the model: ImageNet statistics when the config's model section loads
-    ``weights: imagenet`` (what those weights saw in training), the training split's own
-    statistics otherwise.
+    ``imagenet`` gives ImageNet statistics; ``auto`` follows the model: the statistics its
+    pretrained weights were trained with (what it declares in ``needs``), when it has any.
     """
-    if normalize != "auto":
-        return normalize == "imagenet"
-    model = getattr(context, "model", None)
-    return getattr(model, "params", {}).get("weights") == "imagenet"
+    if normalize == "imagenet":
+        return per_channel(IMAGENET_MEAN, IMAGENET_STD, channels)
+    if normalize == "auto" and needs.image_mean:
+        return per_channel(needs.image_mean, needs.image_std, channels)
+    return None
+
+
+def per_channel(
+    mean: Sequence[float], std: Sequence[float], channels: int
+) -> tuple[list[float], list[float]]:
+    """RGB statistics for ``channels`` (a gray channel gets the channel average)."""
+    if channels == len(mean):
+        return list(mean), list(std)
+    return [sum(mean) / len(mean)], [sum(std) / len(std)]
 
 
 def _augmentations(preset: str, size: int, hflip: bool) -> list[Any]:

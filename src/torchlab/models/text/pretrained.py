@@ -20,14 +20,16 @@ also cheaper than over the whole text (it grows with the square of the length).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchlab.data.base import DataSpec
+from torchlab.data.base import DataSpec, InputNeeds
 from torchlab.errors import ConfigError
+from torchlab.models import declares_input_needs
 from torchlab.models.text.embeddings import token_batch
 from torchlab.registry import MODELS
 from torchlab.trust import hf_folder_options
@@ -170,7 +172,13 @@ def check_length(length: int, window: int | None, positions: int, path: str) -> 
         )
 
 
+def encoder_needs(settings: Mapping[str, Any]) -> InputNeeds:
+    """The encoder reads the ids of its own directory's tokenizer."""
+    return InputNeeds(tokenizer=str(settings["path"]))
+
+
 @MODELS.register("hf-encoder")
+@declares_input_needs(encoder_needs)
 def hf_encoder(
     spec: DataSpec,
     num_outputs: int,

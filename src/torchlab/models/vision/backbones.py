@@ -14,16 +14,22 @@ Variants are data: :data:`ARCHITECTURES` says where each network's head and stag
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from functools import partial
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from torchlab.data.base import DataSpec
+from torchlab.data.base import DataSpec, InputNeeds, PretrainedBackbone
 from torchlab.errors import ConfigError
-from torchlab.models import layers
-from torchlab.models.vision.pretrained import imagenet_state_dict, load_weights_file
+from torchlab.models import declares_input_needs, layers
+from torchlab.models.vision.pretrained import (
+    imagenet_state_dict,
+    imagenet_versions,
+    load_weights_file,
+)
 from torchlab.models.vision.transfer import Backbone
 from torchlab.notices import notice
 from torchlab.registry import MODELS
@@ -172,6 +178,23 @@ def build_backbone(
     )
 
 
+def backbone_needs(arch_name: str, settings: Mapping[str, Any]) -> InputNeeds:
+    """What ``arch_name`` with ``settings["weights"]`` needs of its images.
+
+    ImageNet weights need the statistics they were trained with, which torchvision's
+    ``Weights.transforms()`` carry; any pretrained weights give a backbone whose features
+    a baseline can probe.
+    """
+    weights = settings["weights"]
+    if weights == "none":
+        return InputNeeds()
+    backbone = PretrainedBackbone(arch_name, weights)
+    if weights != "imagenet":
+        return InputNeeds(backbone=backbone)
+    transform = imagenet_versions(arch_name)[0].transforms()
+    return InputNeeds(tuple(transform.mean), tuple(transform.std), backbone=backbone)
+
+
 def _register(arch_name: str) -> None:
     def builder(
         spec: DataSpec,
@@ -204,7 +227,7 @@ def _register(arch_name: str) -> None:
         tta: ``flip``: in evaluation and prediction, average the logits of each image
             and its mirror image (test-time augmentation).
     """
-    MODELS.register(arch_name)(builder)
+    MODELS.register(arch_name)(declares_input_needs(partial(backbone_needs, arch_name))(builder))
 
 
 for _name in ARCHITECTURES:
