@@ -35,6 +35,7 @@ test-all: setup
 lint: setup
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
+	$(VENV)/bin/lint-imports
 
 format: setup
 	$(PY) -m ruff format src tests benchmarks

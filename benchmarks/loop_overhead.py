@@ -84,7 +84,9 @@ def teacher_data(rows: int, features: int = 64, classes: int = 10) -> tuple[Tens
 
 def digits_at(size: int) -> tuple[TensorSplit, DataSpec]:
     """The training split of torchlab's ``digits`` source upsampled to (1, size, size)."""
-    from torchlab.data.images import digits  # the builder itself: the registry imports every source
+    from torchlab.data.vision.images import (
+        digits,  # the builder itself: the registry imports every source
+    )
 
     context = SourceContext(val=0.1, test=0.2, stratify=True, seed=SEED, target_kind="categorical")
     bundle = digits(context, size=size)

@@ -28,8 +28,8 @@ from torch import nn
 
 from torchlab.config import Component, TrainerConfig
 from torchlab.data.base import DataSpec, SourceContext
-from torchlab.data.images import digits
 from torchlab.data.loaders import TensorLoader
+from torchlab.data.vision.images import digits
 from torchlab.memory import keep_freed_memory
 from torchlab.models import build_model
 from torchlab.registry import MODELS

@@ -100,7 +100,7 @@ def fit_digits_cnn(**trainer: object) -> nn.Module:
     """One epoch of a small CNN on 8x8 digits with the given trainer switches."""
     from torchlab.config import Component
     from torchlab.data.base import SourceContext
-    from torchlab.data.images import digits
+    from torchlab.data.vision.images import digits
     from torchlab.models import build_model
 
     bundle = digits(SourceContext(0.1, 0.2, True, 0, "categorical"))

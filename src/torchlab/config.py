@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 import math
 import re
+from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -242,10 +244,58 @@ def name_of(recipe: str | Path) -> str:
     return re.sub(r"[^\w.-]+", "-", Path(str(recipe)).stem).strip("-.") or "run"
 
 
+# Component settings that name a file or folder on this machine. A relative one is read
+# from the working directory, so the resolved config holds it absolute: a run then works
+# from any folder. (Names inside such a folder, e.g. a COCO root's ``annotations``, stay
+# relative to it.)
+LOCAL_PATH_KEYS = ("path", "root", "csv", "weights", "weights_backbone", "vectors")
+
+
+@dataclass(frozen=True)
+class Layering:
+    """How layers (child configs, overrides) combine for one kind's configs.
+
+    Attributes:
+        components: Sections that name a component, by the key that names it. A layer that
+            names a different component replaces the section: the parent's settings belong
+            to the component it named. One that names the same component, or none, refines it.
+        identity: The keys that say which data or environment a section points at.
+        tied: Settings written for the parent's data or environment, wherever they sit: a
+            layer that points the config elsewhere drops them from the parent, so the
+            defaults (or the layer's own values) apply.
+    """
+
+    components: dict[str, str]
+    identity: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    tied: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
 class RunConfig(Section):
     """Everything that defines a supervised run. Saved as ``config.yaml`` in its run directory."""
 
     KIND: ClassVar[str] = "supervised"  # its entry in torchlab.registry.RUN_KINDS
+    LAYERING: ClassVar[Layering] = Layering(
+        components={
+            "data.source": "name",
+            "model": "name",
+            "task": "name",
+            "task.loss": "name",
+            "optim": "name",
+            "schedule": "name",
+            "baseline": "name",
+        },
+        identity={"data.source": ("name", *LOCAL_PATH_KEYS)},
+        # Date bounds of one series mean nothing on another (they gave a split with no
+        # training steps), and a seasonal period is one series' too.
+        tied={
+            "data.source": (
+                "data.source.split.val_start",
+                "data.source.split.test_start",
+                "data.source.split.test_end",
+                "baseline.season",
+            )
+        },
+    )
 
     name: RunName
     seed: Seed = 0
@@ -317,13 +367,6 @@ def load_config(recipe: str | Path, overrides: list[str] | dict[str, Any] = ()) 
     with trust.users_config(path.parent if path.is_file() else None):
         raw = apply_overrides(read_recipe(recipe), overrides)
         return validate(with_absolute_paths(raw))
-
-
-# Component settings that name a file or folder on this machine. A relative one is read
-# from the working directory, so the resolved config holds it absolute: a run then works
-# from any folder. (Names inside such a folder, e.g. a COCO root's ``annotations``, stay
-# relative to it.)
-LOCAL_PATH_KEYS = ("path", "root", "csv", "weights", "weights_backbone", "vectors")
 
 
 def with_absolute_paths(raw: Any) -> Any:
@@ -465,52 +508,33 @@ def _recipe_text(recipe: str | Path) -> tuple[str, str]:
     )
 
 
-# Sections that name a component, by the key that names it. A layer (a child config or an
-# override) that names a different component replaces the section: the parent's settings
-# belong to the component it named. One that names the same component, or none, refines it.
-COMPONENTS = {
-    "data.source": "name",
-    "model": "name",
-    "task": "name",
-    "task.loss": "name",
-    "optim": "name",
-    "schedule": "name",
-    "baseline": "name",
-    "agent": "name",
-    "env": "id",
-}
+@cache
+def layering() -> Layering:
+    """The layering rules of every run kind's configs together (layers combine before the
+    kind of the result is known)."""
+    from torchlab.registry import RUN_KINDS
 
-# The keys that say which data or environment a config reads: a layer that changes one of
-# them points the config at other data (another source, or the same source on another file).
-IDENTITY = {"data.source": ("name", *LOCAL_PATH_KEYS), "env": ("id",)}
-
-# Settings written for the parent's data or environment, wherever they sit: a layer that
-# points the config elsewhere drops them from the parent, so the defaults (or the layer's
-# own values) apply. Date bounds of one series mean nothing on another (they gave a split
-# with no training steps), a target return is one environment's, and so is its season.
-TIED = {
-    "data.source": (
-        "data.source.split.val_start",
-        "data.source.split.test_start",
-        "data.source.split.test_end",
-        "baseline.season",
-    ),
-    "env": ("env.kwargs", "env.max_episode_steps", "trainer.target_return"),
-}
+    rules = [RUN_KINDS.get(name).builder.schema.LAYERING for name in RUN_KINDS.names()]
+    return Layering(
+        {k: v for rule in rules for k, v in rule.components.items()},
+        {k: v for rule in rules for k, v in rule.identity.items()},
+        {k: v for rule in rules for k, v in rule.tied.items()},
+    )
 
 
 def lay_over(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
     """A child config or an override ``layer`` laid over ``base``.
 
     Mappings merge key by key, with these exceptions: a section naming another component
-    replaces the one below (:data:`COMPONENTS`); a layer pointing at other data or another
-    environment first drops the parent's settings tied to them (:data:`TIED`); ``{}``
+    replaces the one below (:attr:`Layering.components`); a layer pointing at other data or
+    another environment first drops the parent's settings tied to them (``tied``); ``{}``
     replaces a mapping (``env.kwargs: {}`` clears it); ``null`` removes an inherited key,
     so its default applies.
     """
     base = copy.deepcopy(base)
-    for section, keys in TIED.items():
-        if _points_elsewhere(_get(base, section), _get(layer, section), IDENTITY[section]):
+    rules = layering()
+    for section, keys in rules.tied.items():
+        if _points_elsewhere(_get(base, section), _get(layer, section), rules.identity[section]):
             for key in keys:
                 _remove(base, key)
     return deep_merge(base, layer)
@@ -525,9 +549,10 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any], where: str = "") ->
         if value is None:
             out.pop(key, None)
             continue
-        if path in COMPONENTS and (isinstance(value, dict) or isinstance(current, dict)):
+        components = layering().components
+        if path in components and (isinstance(value, dict) or isinstance(current, dict)):
             current, value = _as_section(current, path), _as_section(value, path)
-            if _switches(current, value, COMPONENTS[path]):
+            if _switches(current, value, components[path]):
                 out[key] = copy.deepcopy(value)
                 continue
         if isinstance(value, dict) and value and isinstance(current, dict):
@@ -539,7 +564,7 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any], where: str = "") ->
 
 def _as_section(value: Any, path: str) -> Any:
     """The ``model: mlp`` shorthand as the mapping it stands for."""
-    return {COMPONENTS[path]: value} if isinstance(value, str) else value
+    return {layering().components[path]: value} if isinstance(value, str) else value
 
 
 def _switches(current: Any, value: Any, naming: str) -> bool:
@@ -564,7 +589,7 @@ def _get(raw: Any, path: str) -> Any:
     node = raw
     for part in path.split("."):
         node = node.get(part) if isinstance(node, dict) else None
-    return _as_section(node, path) if path in COMPONENTS else node
+    return _as_section(node, path) if path in layering().components else node
 
 
 def _remove(raw: dict[str, Any], path: str) -> None:
@@ -585,9 +610,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) 
         overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
     )
     switches = [_switches_layer(k) and v is not None for k, v in items]  # null: in order
+    components = layering().components
     for key, value in [item for item, first in zip(items, switches, strict=True) if first]:
-        path = key if key in COMPONENTS else key.rpartition(".")[0]
-        update = value if key in COMPONENTS else {key.rpartition(".")[2]: value}
+        path = key if key in components else key.rpartition(".")[0]
+        update = value if key in components else {key.rpartition(".")[2]: value}
         *parents, last = path.split(".")
         update = {last: update}
         for part in reversed(parents):
@@ -602,7 +628,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) 
 def _switches_layer(key: str) -> bool:
     """Whether an override names a component, or the data or environment, as a whole."""
     path, _, last = key.rpartition(".")
-    return key in COMPONENTS or COMPONENTS.get(path) == last or last in IDENTITY.get(path, ())
+    rules = layering()
+    return (
+        key in rules.components
+        or rules.components.get(path) == last
+        or last in rules.identity.get(path, ())
+    )
 
 
 def parse_override(text: str) -> tuple[str, Any]:

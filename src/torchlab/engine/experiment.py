@@ -56,7 +56,7 @@ def build_experiment(
 
     from torchlab.data.base import SourceContext
     from torchlab.distributed import init_world
-    from torchlab.models import build_model
+    from torchlab.models import build_model, input_needs
     from torchlab.registry import DATASETS, TASKS
     from torchlab.tasks import build_task
     from torchlab.training.precision import Precision, resolve_device
@@ -75,7 +75,13 @@ def build_experiment(
         target_kind = TASKS.get(config.task.name, "task.name").builder.target_kind
         split = config.data.split
         context = SourceContext(
-            split.val, split.test, split.stratify, config.seed, target_kind, config.model, run_dir
+            split.val,
+            split.test,
+            split.stratify,
+            config.seed,
+            target_kind,
+            input_needs(config.model),
+            run_dir,
         )
         bundle = DATASETS.build(config.data.source, "data.source", context)
     task = build_task(config.task, bundle.spec)

@@ -300,6 +300,8 @@ class RunFinisher(Callback):
         }
         for callback in experiment.bundle.callbacks:  # the data's own facts (skipped files)
             summary.update(getattr(callback, "summary", dict)())
+        for artifact in experiment.bundle.artifacts:  # e.g. word vectors beside the weights
+            summary.update(artifact.write(experiment.model, self.run.dir))
         return summary
 
 

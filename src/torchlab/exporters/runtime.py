@@ -254,7 +254,7 @@ class Predictor:
         return torch.cat(inputs), sizes
 
     def _decode(self, index: int, data: bytes) -> torch.Tensor:
-        from torchlab.data.images import read_image
+        from torchlab.data.vision.images import read_image
 
         try:
             return read_image(io.BytesIO(data), self.featurizer.channels)

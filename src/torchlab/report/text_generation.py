@@ -90,13 +90,15 @@ def language_model_analysis(parts: Any, loader: Any) -> Analysis:
 @ANALYSES.register("skipgram")
 def skipgram_analysis(parts: Any, loader: Any) -> Analysis:
     """The nearest words (cosine similarity of word vectors) of the source's probe words."""
-    probe = next((c for c in parts.bundle.callbacks if hasattr(c, "neighbours")), None)
+    from torchlab.data.text.skipgram import NearestNeighbours
+
+    artifacts = parts.bundle.artifacts
+    probe = next((a for a in artifacts if isinstance(a, NearestNeighbours)), None)
     if probe is None:
         return Analysis(note="The data source names no probe words.")
-    probe.model = parts.model
     table = [
         {"word": word, "nearest": ", ".join(f"{w} ({s:.2f})" for w, s in found)}
-        for word, found in probe.neighbours().items()
+        for word, found in probe.neighbours(parts.model).items()
     ]
     return Analysis(
         tables={"nearest neighbours": table},

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 from torchlab.config import (
     Component,
+    Layering,
     RunName,
     Section,
     Seed,
@@ -72,6 +73,12 @@ class RLConfig(Section):
     """Everything that defines an RL run. Saved as ``config.yaml`` in its run directory."""
 
     KIND: ClassVar[str] = "rl"  # its entry in torchlab.registry.RUN_KINDS
+    LAYERING: ClassVar[Layering] = Layering(
+        components={"agent": "name", "env": "id"},
+        identity={"env": ("id",)},
+        # Keyword arguments, an episode limit and a target return are one environment's.
+        tied={"env": ("env.kwargs", "env.max_episode_steps", "trainer.target_return")},
+    )
 
     name: RunName
     seed: Seed = 0

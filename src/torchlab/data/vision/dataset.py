@@ -268,8 +268,8 @@ def image_bundle(
 
     ``skipped`` holds the files :func:`usable_files` left out (file -> reason).
     """
-    from torchlab.data.images import ImageFeaturizer
     from torchlab.data.vision import transforms as T
+    from torchlab.data.vision.images import ImageFeaturizer
 
     if context.target_kind != "categorical":
         raise DataError(

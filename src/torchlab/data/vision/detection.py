@@ -22,8 +22,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from torchlab.data.base import Batch, DataBundle, DataSpec, SourceContext
-from torchlab.data.images import read_image
 from torchlab.data.splits import split_indices
+from torchlab.data.vision.images import read_image
 from torchlab.data.vision.pixels import PixelFeaturizer
 from torchlab.data.vision.shapes import ANNOTATIONS, cached_shapes
 from torchlab.errors import DataError

@@ -15,8 +15,8 @@ import torch
 from torchvision.transforms import v2
 
 from torchlab.data.featurizers import FEATURIZERS
-from torchlab.data.images import image_files
 from torchlab.data.vision.files import read_images
+from torchlab.data.vision.images import image_files
 
 
 @FEATURIZERS.register("pixels")
