@@ -84,6 +84,32 @@ def test_every_registered_agent_has_a_tiny_case() -> None:
 
 
 @pytest.mark.parametrize("agent", sorted(CASES))
+def test_every_setting_is_typed_defaulted_and_documented(agent: str) -> None:
+    """An agent is a class whose keyword-only ``__init__`` arguments are its settings,
+    each typed, defaulted, documented and kept as an attribute of the same name."""
+    import inspect
+
+    import gymnasium as gym
+    import torch
+
+    import torchlab.rl.testing  # noqa: F401  (registers the tiny environments)
+    from torchlab.rl.common.agent import EnvSpec
+
+    builder = AGENTS.get(agent).builder
+    assert inspect.isclass(builder)
+    env = gym.make(CASES[agent][0])
+    built = builder(
+        EnvSpec(env.observation_space, env.action_space, 1, 100, 0, torch.device("cpu"))
+    )
+    settings = inspect.signature(builder).parameters.values()
+    for setting in (s for s in settings if s.kind is s.KEYWORD_ONLY):
+        assert setting.annotation is not setting.empty, setting
+        assert setting.default is not setting.empty, setting
+        assert f"\n        {setting.name}: " in (builder.__doc__ or ""), setting
+        assert getattr(built, setting.name) == setting.default, setting
+
+
+@pytest.mark.parametrize("agent", sorted(CASES))
 def test_agent_learns_its_tiny_env(agent: str, tmp_path: Path) -> None:
     import yaml
 

@@ -148,8 +148,8 @@ def test_dqn_targets_and_huber_loss_match_hand_computed(
 
 def test_dqn_syncs_its_target_every_target_update_interval_env_steps() -> None:
     agent = dqn_with_fixed_q(True)
-    agent.hp["target_update_interval"] = 3
-    agent.hp["learning_starts"] = 10**6  # no gradient steps: only the sync changes the target
+    agent.target_update_interval = 3
+    agent.learning_starts = 10**6  # no gradient steps: only the sync changes the target
 
     class Env:  # one copy that always returns obs 0, reward 0
         def step(self, actions):  # type: ignore[no-untyped-def]
@@ -194,3 +194,38 @@ def test_vector_env_normalises_observations_and_final_observations_alike() -> No
     assert len(finished) >= ended and all(length >= 8 for _, length in finished)
     assert all(ret == length for ret, length in finished)  # raw CartPole reward: 1 per step
     env.close()
+
+
+def test_ddpg_is_td3_with_one_critic_and_updates_by_the_ddpg_target() -> None:
+    """DDPG reuses TD3's update; its critic loss is the paper's, its checkpoints keep their names."""
+    import gymnasium as gym
+    import torch.nn.functional as F
+
+    from torchlab.registry import AGENTS
+    from torchlab.rl.agents.td3 import TD3
+    from torchlab.rl.common.agent import EnvSpec
+
+    box = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+    spec = EnvSpec(box, box, 1, 100, 0, torch.device("cpu"))
+    agent = AGENTS.get("ddpg").build({"hidden": (8,), "batch_size": 4, "gamma": 0.9}, "agent", spec)
+    assert isinstance(agent, TD3) and len(agent.critics) == 1
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        obs, action, next_obs = rng.uniform(-2, 2, (3, 1, 1)).astype(np.float32)
+        agent.buffer.add(obs, action, np.array([1.0]), next_obs, np.array([False]))
+    agent.rng = np.random.default_rng(1)
+    batch = agent.buffer.sample(4, np.random.default_rng(1))  # the batch update() will draw
+    critic, actor = agent.critics[0], agent.actor_target
+    with torch.no_grad():  # y = r + gamma * Q'(s', mu'(s'))
+        target = batch.rewards + 0.9 * agent.critics_target[0](
+            batch.next_obs, actor(batch.next_obs)
+        )
+        expected = F.mse_loss(critic(batch.obs, batch.actions), target)
+    logs = agent.update()
+    torch.testing.assert_close(logs["critic_loss"], expected)
+    assert "actor_loss" in logs  # the actor learns at every update
+
+    names = {key.split(".")[0] for key in agent.weights()}
+    assert names == {"actor", "critic", "actor_target", "critic_target"}
+    saved = {k: v for k, v in agent.extra_state().items() if k != "updates"}
+    agent.load_extra_state(saved)  # DDPG's checkpoints hold no update count

@@ -26,30 +26,50 @@ class QTable(nn.Module):
         return self.q[obs.long().reshape(-1)].argmax(-1)  # greedy action per state
 
 
+@AGENTS.register("q_learning")
 class QLearning(Agent):
+    """Tabular Q-learning with an epsilon-greedy behaviour policy.
+
+    Args:
+        spec: What the agent is built for; both of its spaces must be Discrete.
+        lr: Step size at the start; decays linearly to ``lr_end`` over training.
+        lr_end: Step size at the end of the step budget.
+        gamma: Discount factor.
+        epsilon_start: Exploration rate at the start, decayed linearly to ``epsilon_end``
+            over the first ``exploration_fraction`` of the step budget.
+        epsilon_end: Exploration rate after the decay.
+        exploration_fraction: Fraction of the step budget over which epsilon decays.
+    """
+
     def __init__(
         self,
         spec: EnvSpec,
-        lr: float,
-        lr_end: float,
-        gamma: float,
-        epsilon_start: float,
-        epsilon_end: float,
-        exploration_fraction: float,
+        /,
+        *,
+        lr: float = 0.1,
+        lr_end: float = 0.1,
+        gamma: float = 0.99,
+        epsilon_start: float = 1.0,
+        epsilon_end: float = 0.05,
+        exploration_fraction: float = 0.5,
     ) -> None:
         super().__init__(spec)
         require(spec.observation_space, (gym.spaces.Discrete,), "q_learning", "observation")
         require(spec.action_space, (gym.spaces.Discrete,), "q_learning", "action")
+        self.lr = lr
+        self.lr_end = lr_end
+        self.gamma = gamma
+        self.epsilon_start = epsilon_start
+        self.epsilon_end = epsilon_end
+        self.exploration_fraction = exploration_fraction
         self.table = QTable(int(spec.observation_space.n), int(spec.action_space.n))
         self.q = self.table.q.numpy()  # shares memory: updates below change the module
-        self.lr, self.lr_end, self.gamma = lr, lr_end, gamma
-        self.eps = (epsilon_start, epsilon_end, exploration_fraction)
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         return self.q[obs.astype(np.int64)].argmax(-1)
 
     def learn(self, env: Any, obs: np.ndarray, progress: float) -> Iteration:
-        epsilon = linear(*self.eps[:2], self.eps[2], progress)
+        epsilon = linear(self.epsilon_start, self.epsilon_end, self.exploration_fraction, progress)
         lr = self.lr + (self.lr_end - self.lr) * progress
         greedy = self._greedy(obs)
         explore = self.rng.random(len(obs)) < epsilon
@@ -79,26 +99,3 @@ class QLearning(Agent):
 
     def policy(self) -> nn.Module:
         return self.table
-
-
-@AGENTS.register("q_learning")
-def q_learning(
-    spec: EnvSpec,
-    /,
-    *,
-    lr: float = 0.1,
-    lr_end: float = 0.1,
-    gamma: float = 0.99,
-    epsilon_start: float = 1.0,
-    epsilon_end: float = 0.05,
-    exploration_fraction: float = 0.5,
-) -> Agent:
-    """Tabular Q-learning with an epsilon-greedy behaviour policy.
-
-    Args:
-        lr: Step size at the start; decays linearly to ``lr_end`` over training.
-        gamma: Discount factor.
-        epsilon_start: Exploration rate at the start, decayed linearly to ``epsilon_end``
-            over the first ``exploration_fraction`` of the step budget.
-    """
-    return QLearning(spec, lr, lr_end, gamma, epsilon_start, epsilon_end, exploration_fraction)

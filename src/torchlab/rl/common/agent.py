@@ -1,9 +1,11 @@
 """The contract between the environment loop and an agent.
 
-An agent is built by a registered builder ``builder(spec, /, *, hyper-parameters...)`` and
-advances training one *iteration* at a time: an off-policy agent steps the vector env once
-and maybe updates; an on-policy agent collects a rollout and updates. The loop owns the
-environments, the step budget, evaluation, logging and checkpoints.
+An agent is a registered class whose ``__init__(spec, /, *, hyper-parameters...)`` takes each
+hyper-parameter as a typed, documented keyword-only argument with a default (the registry
+checks a config's ``agent:`` keys against them). It advances training one *iteration* at a
+time: an off-policy agent steps the vector env once and maybe updates; an on-policy agent
+collects a rollout and updates. The loop owns the environments, the step budget,
+evaluation, logging and checkpoints.
 """
 
 from __future__ import annotations
