@@ -46,18 +46,13 @@ class A2C(OnPolicyAgent):
         hidden: tuple[int, ...] = (64, 64),
         activation: str = "tanh",
     ) -> None:
-        super().__init__(
-            spec, "a2c", {"n_steps": n_steps, "hidden": hidden, "activation": activation}
-        )
+        super().__init__(spec, "a2c", n_steps=n_steps, hidden=hidden, activation=activation)
         self.lr = lr
-        self.n_steps = n_steps
         self.gamma = gamma
         self.gae_lambda = gae_lambda
         self.ent_coef = ent_coef
         self.vf_coef = vf_coef
         self.max_grad_norm = max_grad_norm
-        self.hidden = hidden
-        self.activation = activation
         # RMSprop with these settings, as in the A3C paper and SB3.
         self.optimizer = torch.optim.RMSprop(self.net.parameters(), lr=lr, alpha=0.99, eps=1e-5)
 

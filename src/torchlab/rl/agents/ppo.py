@@ -60,11 +60,8 @@ class PPO(OnPolicyAgent):
         hidden: tuple[int, ...] = (64, 64),
         activation: str = "tanh",
     ) -> None:
-        super().__init__(
-            spec, "ppo", {"n_steps": n_steps, "hidden": hidden, "activation": activation}
-        )
+        super().__init__(spec, "ppo", n_steps=n_steps, hidden=hidden, activation=activation)
         self.lr = lr
-        self.n_steps = n_steps
         self.batch_size = batch_size
         self.n_epochs = n_epochs
         self.gamma = gamma
@@ -76,8 +73,6 @@ class PPO(OnPolicyAgent):
         self.vf_coef = vf_coef
         self.max_grad_norm = max_grad_norm
         self.anneal = anneal
-        self.hidden = hidden
-        self.activation = activation
         self.optimizer = adam(self.net.parameters(), lr, eps=1e-5)
 
     def learn(self, env: Any, obs: np.ndarray, progress: float) -> Iteration:

@@ -45,18 +45,13 @@ class Reinforce(OnPolicyAgent):
         hidden: tuple[int, ...] = (64, 64),
         activation: str = "tanh",
     ) -> None:
-        super().__init__(
-            spec, "reinforce", {"n_steps": n_steps, "hidden": hidden, "activation": activation}
-        )
+        super().__init__(spec, "reinforce", n_steps=n_steps, hidden=hidden, activation=activation)
         self.lr = lr
         self.baseline_lr = baseline_lr
         self.baseline_steps = baseline_steps
-        self.n_steps = n_steps
         self.gamma = gamma
         self.normalize_advantage = normalize_advantage
         self.ent_coef = ent_coef
-        self.hidden = hidden
-        self.activation = activation
         self.policy_optimizer = torch.optim.Adam(self.net.actor.parameters(), lr=lr)
         self.baseline_optimizer = torch.optim.Adam(self.net.critic.parameters(), lr=baseline_lr)
         if self.net.log_std.numel():

@@ -116,18 +116,19 @@ def collect_rollout(
 class OnPolicyAgent(Agent):
     """An :class:`ActorCritic` ``net`` learning from rollouts of ``n_steps`` per copy.
 
-    Subclasses create their optimizer(s) and write :meth:`learn` around :meth:`rollout`;
-    ``hp`` needs ``hidden``, ``activation`` and ``n_steps``.
+    Subclasses create their optimizer(s) and write :meth:`learn` around :meth:`rollout`.
     """
 
-    def __init__(self, spec: EnvSpec, name: str, hp: dict[str, Any]) -> None:
+    def __init__(
+        self, spec: EnvSpec, name: str, *, n_steps: int, hidden: Any, activation: str
+    ) -> None:
         super().__init__(spec)
-        self.hp = hp
+        self.n_steps, self.hidden, self.activation = n_steps, hidden, activation
         self.net = ActorCritic(
-            spec.observation_space, spec.action_space, hp["hidden"], hp["activation"], name
+            spec.observation_space, spec.action_space, hidden, activation, name
         ).to(self.device)
         self.buffer = RolloutBuffer(
-            hp["n_steps"],
+            n_steps,
             spec.num_envs,
             spec.observation_space.shape,
             spec.action_space.shape,
@@ -147,7 +148,7 @@ class OnPolicyAgent(Agent):
     @property
     def rollout_steps(self) -> int:
         """Environment steps per rollout, summed over copies."""
-        return self.hp["n_steps"] * self.spec.num_envs
+        return self.n_steps * self.spec.num_envs
 
     def networks(self) -> dict[str, nn.Module]:
         return {"net": self.net}
