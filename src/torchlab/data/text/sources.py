@@ -300,10 +300,11 @@ def _source(name: str) -> Callable[[Reader], Reader]:
 
     def register(read: Reader) -> Reader:
         builder = variant(text_source, read, name)
-        context, *shared, _where = inspect.signature(builder).parameters.values()
-        own = inspect.signature(read).parameters.values()
-        builder.__signature__ = inspect.Signature([context, *own, *shared])  # type: ignore[attr-defined]
-        builder.__annotations__ = {**text_source.__annotations__, **read.__annotations__}
+        signature = inspect.signature(builder)
+        context, *shared, _where = signature.parameters.values()
+        params = [context, *inspect.signature(read).parameters.values(), *shared]
+        builder.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        builder.__annotations__ = {**read.__annotations__, **text_source.__annotations__}
         builder.__doc__ = read.__doc__
         DATASETS.register(name)(builder)
         return read
