@@ -38,14 +38,15 @@ class Ordinal(Task):
         above = (batch.target[:, None] > thresholds).float()  # (B, K - 1)
         return StepOutput(F.binary_cross_entropy_with_logits(logits, above), logits)
 
-    def update_metrics(self, metrics: Any, outputs: torch.Tensor, batch: Batch) -> None:
-        metrics.update(self.labels(outputs), batch.target)
-
-    def labels(self, outputs: torch.Tensor) -> torch.Tensor:
-        return (outputs > 0).sum(1)  # the number of thresholds passed
+    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Class probabilities: P(y = k) = P(y > k - 1) - P(y > k)."""
+        above = torch.sigmoid(outputs.float())
+        edges = torch.cat([torch.ones_like(above[:, :1]), above, torch.zeros_like(above[:, :1])], 1)
+        return (edges[:, :-1] - edges[:, 1:]).clamp_min(0)
 
     def predict(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"label": self.labels(outputs)}
+        probabilities = self.scores(outputs)
+        return {"label": probabilities.argmax(1), "probabilities": probabilities}
 
 
 @EXPORTERS.register("traced")

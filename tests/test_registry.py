@@ -165,6 +165,19 @@ def test_schema_of_a_class_reads_its_init() -> None:
     assert schema.model_validate({"depth": "4"}).depth == 4
 
 
+def test_a_variant_binds_its_data_and_keeps_the_builders_settings() -> None:
+    widgets = Registry("widget")
+    widgets.register("big")(r.variant(widget, "big"))
+    entry = widgets.get("big")
+    assert set(entry.schema.model_fields) == {"size", "ratio", "tags"}  # the bound data is none
+    assert entry.schema.model_fields["ratio"].default == 0.5
+    built = entry.build({"size": "3"}, "widget")
+    assert built == {"context": "big", "size": 3, "ratio": 0.5, "tags": ()}
+    assert entry.builder.__module__ == widget.__module__  # the index records where it lives
+    with pytest.raises(ConfigError, match=re.escape("Did you mean 'part.ratio'?")):
+        entry.validate({"size": 2, "ration": 1.0}, "part")
+
+
 def test_validate_errors_name_the_path_and_the_value() -> None:
     widgets = Registry("widget")
     widgets.register("w")(widget)

@@ -14,6 +14,7 @@ Users add their own with the decorator (``@MODELS.register("my-net")``) or by na
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -109,6 +110,22 @@ def schema_of(builder: Callable[..., Any]) -> type[pydantic.BaseModel]:
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (hints.get(param.name, Any), default)
     return params_model(builder.__name__, fields)
+
+
+def variant(builder: Callable[..., Any], *data: Any) -> Callable[..., Any]:
+    """``builder`` with its leading arguments bound to one variant's ``data``, to register
+    under that variant's name (timm's idiom: variants are data, not copied signatures)::
+
+        MODELS.register("gru")(variant(rnn_classifier, "gru"))
+
+    The result keeps the builder's name, module, docstring and the rest of its signature:
+    its keyword-only settings, their types and defaults are each variant's config schema.
+    """
+    bound = functools.partial(builder, *data)
+    signature = inspect.signature(bound)  # the builder's, less the bound arguments
+    functools.update_wrapper(bound, builder)  # type hints resolve in the builder's module
+    bound.__signature__ = signature  # type: ignore[attr-defined]
+    return bound
 
 
 def params_model(name: str, fields: dict[str, Any]) -> type[pydantic.BaseModel]:

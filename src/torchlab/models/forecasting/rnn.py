@@ -9,7 +9,7 @@ from torch import nn
 
 from torchlab.data.base import DataSpec
 from torchlab.models.forecasting.base import Forecaster, Normalize, Sizes, mlp, sizes
-from torchlab.registry import MODELS
+from torchlab.registry import MODELS, variant
 
 Decoder = Literal["direct", "autoregressive"]
 
@@ -61,14 +61,9 @@ class RNNForecaster(Forecaster):
         return torch.cat(steps, dim=1)  # (B, H, T*Q)
 
 
-def _build(
-    cell: type[nn.RNNBase], name: str, spec: DataSpec, num_outputs: int, **settings
-) -> nn.Module:  # type: ignore[no-untyped-def]
-    return RNNForecaster(sizes(spec, num_outputs, name), cell, **settings)
-
-
-@MODELS.register("lstm-forecaster")
-def lstm_forecaster(
+def rnn_forecaster(
+    cell: type[nn.RNNBase],
+    name: str,
     spec: DataSpec,
     num_outputs: int,
     /,
@@ -79,27 +74,17 @@ def lstm_forecaster(
     decoder: Decoder = "direct",
     normalize: Normalize = "last",
 ) -> nn.Module:
-    """An LSTM encoder with a direct multi-horizon head or an autoregressive decoder."""
-    return _build(
-        nn.LSTM, "lstm-forecaster", spec, num_outputs, hidden=hidden, layers=layers,
-        dropout=dropout, decoder=decoder, normalize=normalize,
-    )  # fmt: skip
+    """An LSTM or GRU encoder with a direct multi-horizon head or an autoregressive decoder."""
+    return RNNForecaster(
+        sizes(spec, num_outputs, name),
+        cell,
+        hidden=hidden,
+        layers=layers,
+        dropout=dropout,
+        decoder=decoder,
+        normalize=normalize,
+    )
 
 
-@MODELS.register("gru-forecaster")
-def gru_forecaster(
-    spec: DataSpec,
-    num_outputs: int,
-    /,
-    *,
-    hidden: int = 64,
-    layers: int = 1,
-    dropout: float = 0.0,
-    decoder: Decoder = "direct",
-    normalize: Normalize = "last",
-) -> nn.Module:
-    """A GRU encoder with a direct multi-horizon head or an autoregressive decoder."""
-    return _build(
-        nn.GRU, "gru-forecaster", spec, num_outputs, hidden=hidden, layers=layers,
-        dropout=dropout, decoder=decoder, normalize=normalize,
-    )  # fmt: skip
+MODELS.register("lstm-forecaster")(variant(rnn_forecaster, nn.LSTM, "lstm-forecaster"))
+MODELS.register("gru-forecaster")(variant(rnn_forecaster, nn.GRU, "gru-forecaster"))

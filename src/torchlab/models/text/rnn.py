@@ -14,7 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from torchlab.data.base import DataSpec
 from torchlab.models.text.embeddings import TokenEmbedding, require_tokens, token_batch
-from torchlab.registry import MODELS
+from torchlab.registry import MODELS, variant
 
 Pooling = Literal["last", "mean", "max"]
 
@@ -84,13 +84,8 @@ class RNNClassifier(nn.Module):
         return self.head(self.dropout(self.features(inputs)))  # (B, num_outputs)
 
 
-def _build(spec: DataSpec, num_outputs: int, name: str, **settings: Any) -> RNNClassifier:
-    require_tokens(spec, name)
-    return RNNClassifier(spec, num_outputs, cell=name, **settings)  # type: ignore[arg-type]
-
-
-@MODELS.register("lstm")
-def lstm(
+def rnn_classifier(
+    cell: Literal["lstm", "gru"],
     spec: DataSpec,
     num_outputs: int,
     /,
@@ -104,32 +99,22 @@ def lstm(
     vectors: str | None = None,
     freeze_embeddings: bool = False,
 ) -> nn.Module:
-    """A (bidirectional) LSTM text classifier; see :class:`RNNClassifier`."""
-    return _build(
-        spec, num_outputs, "lstm", embedding_dim=embedding_dim, hidden=hidden, layers=layers,
-        bidirectional=bidirectional, pooling=pooling, dropout=dropout, vectors=vectors,
+    """A (bidirectional) LSTM or GRU text classifier; see :class:`RNNClassifier`."""
+    require_tokens(spec, cell)
+    return RNNClassifier(
+        spec,
+        num_outputs,
+        cell=cell,
+        embedding_dim=embedding_dim,
+        hidden=hidden,
+        layers=layers,
+        bidirectional=bidirectional,
+        pooling=pooling,
+        dropout=dropout,
+        vectors=vectors,
         freeze_embeddings=freeze_embeddings,
-    )  # fmt: skip
+    )
 
 
-@MODELS.register("gru")
-def gru(
-    spec: DataSpec,
-    num_outputs: int,
-    /,
-    *,
-    embedding_dim: int = 128,
-    hidden: int = 128,
-    layers: int = 1,
-    bidirectional: bool = True,
-    pooling: Pooling = "max",
-    dropout: float = 0.3,
-    vectors: str | None = None,
-    freeze_embeddings: bool = False,
-) -> nn.Module:
-    """A (bidirectional) GRU text classifier; see :class:`RNNClassifier`."""
-    return _build(
-        spec, num_outputs, "gru", embedding_dim=embedding_dim, hidden=hidden, layers=layers,
-        bidirectional=bidirectional, pooling=pooling, dropout=dropout, vectors=vectors,
-        freeze_embeddings=freeze_embeddings,
-    )  # fmt: skip
+MODELS.register("lstm")(variant(rnn_classifier, "lstm"))
+MODELS.register("gru")(variant(rnn_classifier, "gru"))

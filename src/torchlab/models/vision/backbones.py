@@ -32,7 +32,7 @@ from torchlab.models.vision.pretrained import (
 )
 from torchlab.models.vision.transfer import Backbone
 from torchlab.notices import notice
-from torchlab.registry import MODELS
+from torchlab.registry import MODELS, variant
 
 
 @dataclass(frozen=True)
@@ -136,14 +136,28 @@ def build_backbone(
     arch_name: str,
     spec: DataSpec,
     num_outputs: int,
+    /,
     *,
-    weights: str,
-    freeze_backbone: bool,
-    freeze_bn: bool,
-    backbone_lr_scale: float,
-    tta: str,
+    weights: str = "none",
+    freeze_backbone: bool = False,
+    freeze_bn: bool = False,
+    backbone_lr_scale: float = 1.0,
+    tta: Literal["none", "flip"] = "none",
 ) -> Backbone:
-    """Build torchvision's ``arch_name`` with new head, weights and transfer settings."""
+    """torchvision's ``arch_name`` with a new ``num_outputs``-way head.
+
+    Args:
+        weights: ``imagenet`` (torchvision's ImageNet weights), ``none`` (random) or a
+            weights file (``.safetensors`` or a ``torch.save`` state dict).
+        freeze_backbone: Train only the new head (a ``gradual_unfreeze`` callback may
+            open the backbone stage by stage later).
+        freeze_bn: Keep every BatchNorm layer's running statistics fixed in training
+            (frozen stages always keep theirs).
+        backbone_lr_scale: The backbone's learning rate as a fraction of optim.lr
+            (discriminative learning rates; the head gets the full rate).
+        tta: ``flip``: in evaluation and prediction, average the logits of each image
+            and its mirror image (test-time augmentation).
+    """
     import torchvision
 
     if len(spec.input_shape) != 3 or spec.input_shape[0] not in (1, 3):
@@ -195,43 +209,9 @@ def backbone_needs(arch_name: str, settings: Mapping[str, Any]) -> InputNeeds:
     return InputNeeds(tuple(transform.mean), tuple(transform.std), backbone=backbone)
 
 
-def _register(arch_name: str) -> None:
-    def builder(
-        spec: DataSpec,
-        num_outputs: int,
-        /,
-        *,
-        weights: str = "none",
-        freeze_backbone: bool = False,
-        freeze_bn: bool = False,
-        backbone_lr_scale: float = 1.0,
-        tta: Literal["none", "flip"] = "none",
-    ) -> nn.Module:
-        return build_backbone(
-            arch_name, spec, num_outputs, weights=weights, freeze_backbone=freeze_backbone,
-            freeze_bn=freeze_bn, backbone_lr_scale=backbone_lr_scale, tta=tta,
-        )  # fmt: skip
-
-    builder.__name__ = arch_name
-    builder.__doc__ = f"""torchvision's {arch_name} with a new {{num_outputs}}-way head.
-
-    Args:
-        weights: ``imagenet`` (torchvision's ImageNet weights), ``none`` (random) or a
-            weights file (``.safetensors`` or a ``torch.save`` state dict).
-        freeze_backbone: Train only the new head (a ``gradual_unfreeze`` callback may
-            open the backbone stage by stage later).
-        freeze_bn: Keep every BatchNorm layer's running statistics fixed in training
-            (frozen stages always keep theirs).
-        backbone_lr_scale: The backbone's learning rate as a fraction of optim.lr
-            (discriminative learning rates; the head gets the full rate).
-        tta: ``flip``: in evaluation and prediction, average the logits of each image
-            and its mirror image (test-time augmentation).
-    """
-    MODELS.register(arch_name)(declares_input_needs(partial(backbone_needs, arch_name))(builder))
-
-
 for _name in ARCHITECTURES:
-    _register(_name)
+    _needs = declares_input_needs(partial(backbone_needs, _name))
+    MODELS.register(_name)(_needs(variant(build_backbone, _name)))
 
 
 def backbone_names() -> list[str]:

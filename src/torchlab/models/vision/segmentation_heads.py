@@ -22,7 +22,7 @@ from torchlab.data.base import DataSpec
 from torchlab.errors import ConfigError
 from torchlab.models.vision.pretrained import imagenet_state_dict
 from torchlab.notices import notice
-from torchlab.registry import MODELS
+from torchlab.registry import MODELS, variant
 
 BackboneWeights = Literal["imagenet", "none", "auto"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -139,20 +139,29 @@ def deeplabv3_mobilenet_v2(
     return PixelLogits(net, "backbone", backbone_lr_scale)
 
 
-def _torchvision_segmenter(
+def torchvision_segmenter(
     builder_name: str,
     arch: str,
     spec: DataSpec,
     num_outputs: int,
-    weights: BackboneWeights,
-    scale: float,
+    /,
+    *,
+    weights_backbone: BackboneWeights = "imagenet",
+    backbone_lr_scale: float = 1.0,
 ) -> nn.Module:
+    """torchvision's ``builder_name`` network on its dilated ``arch`` backbone (the ImageNet
+    weights are downloaded if absent).
+
+    Args:
+        weights_backbone: ``imagenet``, ``none`` or ``auto`` (imagenet if present).
+        backbone_lr_scale: Learning-rate factor of the backbone.
+    """
     import torchvision
 
     _check_image(spec, builder_name)
     builder = getattr(torchvision.models.segmentation, builder_name)
     net = builder(weights=None, weights_backbone=None, num_classes=num_outputs, aux_loss=False)
-    state = backbone_state(arch, weights)
+    state = backbone_state(arch, weights_backbone)
     if state is not None:
         if arch.startswith("mobilenet"):  # the backbone wraps ``features``
             state = {
@@ -167,69 +176,14 @@ def _torchvision_segmenter(
                 f"The ImageNet weights of '{arch}' do not fit '{builder_name}' (missing "
                 f"{missing[:3]}, unexpected {unexpected[:3]}); use weights_backbone: none."
             )
-    return PixelLogits(net, "backbone", scale)
+    return PixelLogits(net, "backbone", backbone_lr_scale)
 
 
-@MODELS.register("fcn_resnet50")
-def fcn_resnet50(
-    spec: DataSpec,
-    num_outputs: int,
-    /,
-    *,
-    weights_backbone: BackboneWeights = "imagenet",
-    backbone_lr_scale: float = 1.0,
-) -> nn.Module:
-    """torchvision's FCN head on a dilated ResNet-50 (ImageNet backbone downloaded if absent).
-
-    Args:
-        weights_backbone: ``imagenet``, ``none`` or ``auto`` (imagenet if present).
-        backbone_lr_scale: Learning-rate factor of the backbone.
-    """
-    return _torchvision_segmenter(
-        "fcn_resnet50", "resnet50", spec, num_outputs, weights_backbone, backbone_lr_scale
-    )
-
-
-@MODELS.register("deeplabv3_resnet50")
-def deeplabv3_resnet50(
-    spec: DataSpec,
-    num_outputs: int,
-    /,
-    *,
-    weights_backbone: BackboneWeights = "imagenet",
-    backbone_lr_scale: float = 1.0,
-) -> nn.Module:
-    """torchvision's DeepLabV3 on a dilated ResNet-50.
-
-    Args:
-        weights_backbone: ``imagenet``, ``none`` or ``auto`` (imagenet if present).
-        backbone_lr_scale: Learning-rate factor of the backbone.
-    """
-    return _torchvision_segmenter(
-        "deeplabv3_resnet50", "resnet50", spec, num_outputs, weights_backbone, backbone_lr_scale
-    )
-
-
-@MODELS.register("deeplabv3_mobilenet_v3_large")
-def deeplabv3_mobilenet_v3_large(
-    spec: DataSpec,
-    num_outputs: int,
-    /,
-    *,
-    weights_backbone: BackboneWeights = "imagenet",
-    backbone_lr_scale: float = 1.0,
-) -> nn.Module:
-    """torchvision's DeepLabV3 on a dilated MobileNetV3-Large.
-
-    Args:
-        weights_backbone: ``imagenet``, ``none`` or ``auto`` (imagenet if present).
-        backbone_lr_scale: Learning-rate factor of the backbone.
-    """
-    return _torchvision_segmenter(
-        "deeplabv3_mobilenet_v3_large",
-        "mobilenet_v3_large",
-        spec,
-        num_outputs,
-        weights_backbone,
-        backbone_lr_scale,
-    )
+# torchvision's segmentation networks, each with the ImageNet classifier its backbone comes from.
+TORCHVISION_SEGMENTERS = {
+    "fcn_resnet50": "resnet50",
+    "deeplabv3_resnet50": "resnet50",
+    "deeplabv3_mobilenet_v3_large": "mobilenet_v3_large",
+}
+for _name, _arch in TORCHVISION_SEGMENTERS.items():
+    MODELS.register(_name)(variant(torchvision_segmenter, _name, _arch))
