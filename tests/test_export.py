@@ -134,7 +134,7 @@ def test_default_directory_and_the_top_level_verb(iris_run) -> None:  # type: ig
 
     path = torchlab.export(iris_run, "torchscript")
     assert path == iris_run.dir / "exports" / "torchscript"
-    assert torchlab.export is torchlab.exporters.export
+    assert torchlab.export is torchlab.engine.export.export
 
 
 class BakesBatchSize(nn.Module):

@@ -15,6 +15,7 @@ from torchlab.exporters.sources import (
     refusing,
     text_adapter,
 )
+from torchlab.registry import TASKS
 from torchlab.run import Run
 
 SERIES_ARCHIVE = (
@@ -29,7 +30,8 @@ PIXELS_ARCHIVE = (
 
 def model_exportable(run: Run) -> Exportable:
     """The run's best weights as an exportable module (refused for decoding tasks)."""
-    refuse_decoding(run.config.task.name)
+    task = run.config.task.name
+    refuse_decoding(task, TASKS.get(task, "task.name").builder.decodes)
     featurizer = run.featurizer
     if featurizer.kind == "series":
         from torchlab.exporters.forecasting import forecast_exportable

@@ -56,18 +56,12 @@ def refusing(exportable: Exportable, format_name: str, reason: str) -> Exportabl
     return replace(exportable, check=check)
 
 
-# Tasks whose predictions come from a decoding loop that stops on generated tokens.
-DECODING_TASKS = {
-    "seq2seq": "a sequence-to-sequence model decodes (greedy or beam search)",
-    "language-model": "a language model generates",
-}
-
-
-def refuse_decoding(task: str) -> None:
-    """Seq2seq and language models: one clear sentence on why and what serves them."""
-    if task in DECODING_TASKS:
+def refuse_decoding(task: str, decodes: str | None) -> None:
+    """Seq2seq and language models (``Task.decodes``): one clear sentence on why and what
+    serves them."""
+    if decodes is not None:
         raise ExportError(
-            f"The '{task}' run cannot be exported: {DECODING_TASKS[task]} token by token in a "
+            f"The '{task}' run cannot be exported: {decodes} token by token in a "
             "loop whose length depends on the tokens it produces, which a fixed graph cannot "
             "reproduce faithfully; serve the run itself with 'torchlab serve RUN_DIR' or "
             "predict with 'torchlab predict RUN_DIR FILES'."

@@ -116,7 +116,7 @@ def scores(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _metric_rows(summaries: list[dict[str, Any]]) -> list[Row]:
-    from torchlab.tasks.classification import _HIGHER
+    from torchlab.tasks import higher_is_better
 
     tests = [scores(s) for s in summaries]
     keys = list(
@@ -130,7 +130,7 @@ def _metric_rows(summaries: list[dict[str, Any]]) -> list[Row]:
         finite = [(i, v) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
         best = None
         if "/" in key and finite and not key.endswith("_std"):
-            higher = key.rpartition("/")[2] in _HIGHER | {"return_mean"} or key.endswith("/r2")
+            higher = key.rpartition("/")[2] in higher_is_better() | {"return_mean"}
             best = (max if higher else min)(finite, key=lambda iv: iv[1])[0]
         rows.append(Row(key, values, best=best))
     return rows

@@ -218,17 +218,9 @@ def _target_desc(spec: Any) -> str:
     return f"one of {len(spec.class_names)} classes" if spec.class_names else "the target"
 
 
-def _task_higher() -> frozenset[str]:
-    """Metrics any registered task scores higher-is-better (mean IoU, mAP, ...)."""
-    from torchlab.registry import TASKS
-
-    names = (getattr(TASKS.get(n).builder, "higher_is_better", ()) for n in TASKS.names())
-    return frozenset().union(*names)
-
-
 def results_table(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], dict | None, str]:
     """Rows of scalar test metrics beside the baseline's, and a one-line verdict."""
-    from torchlab.tasks.classification import _HIGHER
+    from torchlab.tasks import higher_is_better
 
     baseline = summary.get("baseline") or None
     rows = []
@@ -236,7 +228,7 @@ def results_table(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], dict |
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         other = baseline.get(key) if baseline else None
-        higher = key.rpartition("/")[2] in _HIGHER | _task_higher() or key.endswith("/r2")
+        higher = key.rpartition("/")[2] in higher_is_better()
         verdict = ""
         if other is not None and math.isfinite(value) and value != other:
             verdict = "better" if (value > other) == higher else "worse"

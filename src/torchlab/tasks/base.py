@@ -47,6 +47,9 @@ class Task:
     report_metrics: ClassVar[tuple[str, ...]] = ()
     #: Metrics where a higher value is better, so ``monitor_mode: auto`` picks "max".
     higher_is_better: ClassVar[frozenset[str]] = frozenset()
+    # How the task's predictions come out of a decoding loop that stops on generated tokens
+    # (a fixed export graph cannot reproduce it); None: one forward pass predicts.
+    decodes: ClassVar[str | None] = None
 
     def __init__(self, spec: DataSpec, loss: nn.Module, metrics: list[str]) -> None:
         self.spec = spec
@@ -128,3 +131,10 @@ def _named(name: str) -> Any:
     from torchlab.config import Component
 
     return Component(name=name)
+
+
+def higher_is_better() -> frozenset[str]:
+    """The metrics for which any registered task scores a higher value better (accuracy,
+    mean IoU, mAP, R², ...)."""
+    names = (TASKS.get(name).builder.higher_is_better for name in TASKS.names())
+    return frozenset().union(*names)

@@ -63,6 +63,7 @@ class LanguageModel(Task):
     default_loss = "cross_entropy"
     default_metrics = ("perplexity", "accuracy")
     higher_is_better = frozenset({"accuracy"})
+    decodes = "a language model generates"
     _metrics: ClassVar[dict[str, Any]] = {
         "perplexity": lambda: MeanMetric("exp"),  # exp of the mean token cross-entropy
         "accuracy": MeanMetric,  # share of next tokens ranked first

@@ -103,6 +103,7 @@ class Seq2Seq(Task):
     default_loss = "cross_entropy"
     default_metrics = ("exact_match", "chrf", "bleu")
     higher_is_better = frozenset({"exact_match", "chrf", "bleu"})
+    decodes = "a sequence-to-sequence model decodes (greedy or beam search)"
 
     def __init__(
         self,
