@@ -296,9 +296,6 @@ METRICS = Registry("metric", ["torchlab.tasks.*"])
 CALLBACKS = Registry("callback", ["torchlab.training.*"])
 BASELINES = Registry("baseline", ["torchlab.baselines.*"])
 AGENTS = Registry("agent", ["torchlab.rl.agents.*"])
-# Task name -> ``builder(experiment, test_loader) -> Analysis``: the figures and tables a task's
-# report needs beyond the generic ones by target kind.
-ANALYSES = Registry("analysis", ["torchlab.report.*"])
 # Supervised training and reinforcement learning (see torchlab.kinds).
 RUN_KINDS = Registry("run kind", ["torchlab.engine.supervised", "torchlab.rl.kind"])
 

@@ -79,9 +79,23 @@ class Supervised:
         return load_trained(run)
 
     def exportable(self, run: Run) -> Any:
-        from torchlab.engine.exportable import model_exportable
+        """The run's best weights as its task's deployment record says (a detector on
+        batch tensors, a forecaster on windows), else as they are; refused for decoding
+        tasks and in formats the task cannot use."""
+        from dataclasses import replace
 
-        return model_exportable(run)
+        from torchlab.engine.experiment import load_trained
+        from torchlab.exporters.sources import graph_exportable, refuse_decoding, refusing
+        from torchlab.registry import TASKS
+
+        task = run.config.task.name
+        deployment = TASKS.get(task, "task.name").builder.deployment
+        refuse_decoding(task, deployment.decodes)
+        build = deployment.resolve("exportable") or graph_exportable
+        exportable = build(run, load_trained(run))
+        for format, reason in deployment.refuses.items():
+            exportable = refusing(exportable, format, reason)
+        return replace(exportable, featurizer=run.featurizer)
 
     def write_report(self, run: Run) -> Path:
         """Rebuild the report: the test split is predicted again by the best weights."""

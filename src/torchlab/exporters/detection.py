@@ -24,8 +24,9 @@ from torch import nn
 
 from torchlab.errors import ExportError
 from torchlab.exporters.inputs import InputKind
-from torchlab.exporters.sources import Exportable
+from torchlab.exporters.sources import Exportable, graph_exportable
 from torchlab.exporters.verify import Tolerance
+from torchlab.run import Run
 
 # Formats that hold a detector faithfully, and why each other one is refused.
 DETECTION_FORMATS = ("torchscript",)
@@ -127,8 +128,9 @@ def check_format(format: str, quantize: str | None) -> None:
         )
 
 
-def detection_exportable(model: nn.Module, exportable: Exportable) -> Exportable:
+def detection_exportable(run: Run, model: nn.Module) -> Exportable:
     """The run's detector on batch tensors, verified on shapes scenes box by box."""
+    exportable = graph_exportable(run, model)
     kind = SceneKind(exportable.kind.name, dict(exportable.kind.dynamic_axes))
     output = {
         "shape": ["batch", {"boxes": ["n", 4], "labels": ["n"], "scores": ["n"]}],

@@ -14,6 +14,7 @@ from torchlab.data.series.windows import calendar_columns
 from torchlab.exporters.adapters import forecast_adapter
 from torchlab.exporters.inputs import WindowKind
 from torchlab.exporters.sources import Exportable
+from torchlab.run import Run
 
 if TYPE_CHECKING:
     from torch import nn
@@ -49,9 +50,10 @@ def quantile_levels(task: dict[str, Any]) -> list[float] | None:
     return None
 
 
-def forecast_exportable(spec: Any, featurizer: Any, config: Any, model: nn.Module) -> Exportable:
+def forecast_exportable(run: Run, model: nn.Module) -> Exportable:
     """A run's trained forecaster (``model``) with positional window inputs, and its sidecar
-    description, from the run's spec, featurizer and config."""
+    description."""
+    spec, featurizer, config = run.spec, run.featurizer, run.config
     lookback, past_width = spec.input_shape
     with_future = spec.future_width > 0
     names = ("past", "future") if with_future else ("past",)

@@ -7,13 +7,14 @@ shape); what the sidecar says about inputs, outputs and preprocessing comes from
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from torch import nn
 
 from torchlab.errors import ExportError
-from torchlab.exporters.inputs import InputKind
+from torchlab.exporters.inputs import InputKind, input_kind
+from torchlab.run import Run
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,32 @@ def refuse_decoding(task: str, decodes: str | None) -> None:
             "reproduce faithfully; serve the run itself with 'torchlab serve RUN_DIR' or "
             "predict with 'torchlab predict RUN_DIR FILES'."
         )
+
+
+def graph_exportable(run: Run, model: nn.Module) -> Exportable:
+    """A run's trained ``model`` exported as it is (an RNN text classifier as its masked
+    equivalent), with the sidecar's description of inputs, outputs and preprocessing."""
+    from torchlab.exporters.sidecar import STEPS
+    from torchlab.tasks import build_task
+
+    spec, kind = run.spec, input_kind(run.featurizer.kind)
+    num_outputs = build_task(run.config.task, spec).num_outputs
+    description: dict[str, Any] = {
+        "model": run.config.model.model_dump(mode="json"),
+        "task": run.config.task.model_dump(mode="json"),
+        "spec": asdict(spec),
+        "output": {
+            # Segmentation models return per-pixel logits at the input size.
+            "shape": ["batch", num_outputs, *(["height", "width"] * (kind.name == "pixels"))],
+            "meaning": output_meaning(run.config.task.name, spec),
+        },
+        "class_names": list(spec.class_names),
+        "target_names": list(spec.target_names),
+        "preprocessing": run.featurizer.to_dict(),
+        "preprocessing_steps": STEPS.get(kind.name, "see the featurizer named in preprocessing"),
+    }
+    adapted = text_adapter(model, spec)
+    return Exportable(adapted or model, kind, tuple(spec.input_shape), description, model)
 
 
 def output_meaning(task: str, spec: Any) -> str:

@@ -7,14 +7,12 @@ from typing import Any
 import torch
 from torchmetrics.detection import MeanAveragePrecision
 
-from torchlab.registry import ANALYSES
 from torchlab.report.analysis import Analysis, _plt, png
 from torchlab.tasks.detection import draw_detections
 
 SHOWN = 6  # test images drawn in the figure
 
 
-@ANALYSES.register("detection")
 @torch.inference_mode()
 def detection(parts: Any, loader: Any) -> Analysis:
     """AP@0.5 and AP@[.5:.95] of each class on the test split, and test images with boxes."""

@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchlab.registry import ANALYSES
 from torchlab.report.analysis import Analysis, _plt, png
 
 PLOTTED = 4  # test windows drawn
@@ -119,7 +118,6 @@ def series_overview(bundle: Any) -> bytes | None:
     return png(fig)
 
 
-@ANALYSES.register("forecasting")
 def forecasting(parts: Any, loader: Any) -> Analysis:
     """Metric table of the model beside every classical method, and forecast plots."""
     model = test_forecasts(parts, loader)

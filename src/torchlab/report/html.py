@@ -17,7 +17,6 @@ from typing import Any
 
 from torchlab.files import write_text
 from torchlab.notices import notice
-from torchlab.registry import ANALYSES
 from torchlab.report.analysis import (
     Analysis,
     analyse,
@@ -63,23 +62,23 @@ def warn_on_failure(run_dir: Path, write: Callable[[], Any]) -> None:
         )
 
 
-def write_reports(run: Any, parts: Any, data: dict[str, Any]) -> tuple[Path, Path]:
+def write_reports(run: Any, experiment: Any, data: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``report.html`` and ``MODEL_CARD.md`` into the run directory; returns both paths.
 
     Args:
         run: The :class:`~torchlab.run.Run` (its ``summary.json`` already written).
-        parts: The built model, task, data bundle and device (best weights loaded).
+        experiment: The built model, task, data bundle and device (best weights loaded).
         data: The run's loaders by split name.
     """
     analysis = Analysis()
     if "test" in data:
         try:
-            analysis = test_analysis(parts, data["test"])
+            analysis = test_analysis(experiment, data["test"])
         except ValueError as exc:  # e.g. NaN predictions: report the rest, say why this is missing
             note = f"The test predictions could not be analysed: {exc}"
             notice(note)
             analysis = Analysis(note=note)
-    context = _context(run, parts.bundle, analysis)
+    context = _context(run, experiment.bundle, analysis)
     templates = environment_for_templates()
     html = run.dir / "report.html"
     write_text(html, templates.get_template("report.html.j2").render(**context))
@@ -88,13 +87,14 @@ def write_reports(run: Any, parts: Any, data: dict[str, Any]) -> tuple[Path, Pat
     return html, card
 
 
-def test_analysis(parts: Any, loader: Any) -> Analysis:
-    """The task's own analysis when one is registered under its name (segmentation overlays,
+def test_analysis(experiment: Any, loader: Any) -> Analysis:
+    """The task's own analysis when its deployment record names one (segmentation overlays,
     forecast plots, ...), else the one that fits the target kind."""
-    task_name = parts.config.task.name
-    if task_name in ANALYSES:
-        return ANALYSES.get(task_name).builder(parts, loader)
-    return analyse(predictions(parts.model, parts.task, loader, parts.device), parts.bundle.spec)
+    own = experiment.task.deployment.resolve("analysis")
+    if own is not None:
+        return own(experiment, loader)
+    model, task, device = experiment.model, experiment.task, experiment.device
+    return analyse(predictions(model, task, loader, device), experiment.bundle.spec)
 
 
 def _context(run: Any, bundle: Any, analysis: Analysis) -> dict[str, Any]:

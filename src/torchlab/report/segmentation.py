@@ -7,14 +7,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchlab.registry import ANALYSES
 from torchlab.report.analysis import Analysis, _plt, png
 from torchlab.tasks.segmentation import IGNORE_INDEX, overlay
 
 SHOWN = 6  # test images drawn in the overlay figure
 
 
-@ANALYSES.register("segmentation")
 @torch.inference_mode()
 def segmentation(parts: Any, loader: Any) -> Analysis:
     """Per-class IoU, Dice and pixel share over the test split, and overlays of a few images."""

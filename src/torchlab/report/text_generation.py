@@ -8,14 +8,12 @@ from typing import Any
 
 import torch
 
-from torchlab.registry import ANALYSES
 from torchlab.report.analysis import Analysis, _plt, png
 
 SAMPLES = 20  # rows of each sample table
 TEMPERATURES = (0.0, 0.7, 1.0)
 
 
-@ANALYSES.register("seq2seq")
 @torch.inference_mode()
 def seq2seq_analysis(parts: Any, loader: Any) -> Analysis:
     """Test sources, targets and decoded outputs: a sample, then the first errors."""
@@ -66,7 +64,6 @@ def attention_figure(model: Any, batch: Any, featurizer: Any) -> bytes:
     return png(fig)
 
 
-@ANALYSES.register("language-model")
 @torch.inference_mode()
 def language_model_analysis(parts: Any, loader: Any) -> Analysis:
     """Continuations of the starts of a few test blocks, at several temperatures (top-k 40)."""
@@ -87,7 +84,6 @@ def language_model_analysis(parts: Any, loader: Any) -> Analysis:
     )
 
 
-@ANALYSES.register("skipgram")
 def skipgram_analysis(parts: Any, loader: Any) -> Analysis:
     """The nearest words (cosine similarity of word vectors) of the source's probe words."""
     from torchlab.data.text.skipgram import NearestNeighbours

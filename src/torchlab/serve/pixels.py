@@ -41,13 +41,13 @@ def pixels(predictor: Any, limits: Limits) -> RequestKind:
         except DataError as exc:
             raise DataError(f"Field 'images': {exc}") from None
 
-    task = predictor.task.metric_kind
-    if task not in ("detection", "segmentation"):
+    answers = predictor.task.deployment.resolve("answers")  # boxes, masks, ...
+    if answers is None:
         raise DataError(
-            f"A {task} model does not take pixel inputs; serve a segmentation or detection run."
+            f"A {predictor.task.metric_kind} model does not take pixel inputs; serve a "
+            "segmentation or detection run."
         )
-    records = detections(predictor) if task == "detection" else masks(predictor)
-    return RequestKind(body, decode, records=records, files=files)
+    return RequestKind(body, decode, records=answers(predictor), files=files)
 
 
 def detections(predictor: Any) -> Any:

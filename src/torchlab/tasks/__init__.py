@@ -3,6 +3,6 @@
 Tasks know nothing of files or of the training loop; the loop knows no problem type.
 """
 
-from torchlab.tasks.base import StepOutput, Task, build_task, higher_is_better
+from torchlab.tasks.base import Deployment, StepOutput, Task, build_task, higher_is_better
 
-__all__ = ["StepOutput", "Task", "build_task", "higher_is_better"]
+__all__ = ["Deployment", "StepOutput", "Task", "build_task", "higher_is_better"]

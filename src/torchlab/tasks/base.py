@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,6 +33,44 @@ class MetricContext:
     num_outputs: int
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """How a task's trained models leave their runs: exported, served and reported.
+
+    Exporting, serving and reporting sit above tasks, so a record names their functions as
+    ``module:function`` strings, resolved on use (:meth:`resolve`). Each layer looks the
+    record up instead of naming tasks; a task without special needs keeps the defaults.
+
+    Attributes:
+        exportable: ``(run, model) -> Exportable``: what an export holds when it is not the
+            model as it is (a detector on batch tensors, a forecaster on windows).
+        refuses: Export formats that cannot hold the task's predictions, with the reason.
+        decodes: How predictions come out of a decoding loop that stops on generated tokens,
+            which a fixed export graph cannot reproduce; None: one forward pass predicts.
+        answers: ``(predictor) -> records(outputs, inputs, sizes)``: the served answer of a
+            pixel request (boxes, masks); None: the task takes no pixel requests.
+        analysis: ``(experiment, test_loader) -> Analysis``: the report's figures beyond the
+            generic ones by target kind.
+
+    The prediction files of ``torchlab predict`` come from :meth:`Task.predict`, or
+    :meth:`Task.write_predictions` for predictions that are not columns.
+    """
+
+    exportable: str | None = None
+    refuses: dict[str, str] = field(default_factory=dict)
+    decodes: str | None = None
+    answers: str | None = None
+    analysis: str | None = None
+
+    def resolve(self, name: str) -> Callable[..., Any] | None:
+        """The function the field ``name`` names, imported now; None when it names none."""
+        reference = getattr(self, name)
+        if reference is None:
+            return None
+        module, _, function = reference.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
 class Task:
     """How a batch becomes loss, predictions and metric updates.
 
@@ -47,9 +87,7 @@ class Task:
     report_metrics: ClassVar[tuple[str, ...]] = ()
     #: Metrics where a higher value is better, so ``monitor_mode: auto`` picks "max".
     higher_is_better: ClassVar[frozenset[str]] = frozenset()
-    # How the task's predictions come out of a decoding loop that stops on generated tokens
-    # (a fixed export graph cannot reproduce it); None: one forward pass predicts.
-    decodes: ClassVar[str | None] = None
+    deployment: ClassVar[Deployment] = Deployment()
 
     def __init__(self, spec: DataSpec, loss: nn.Module, metrics: list[str]) -> None:
         self.spec = spec

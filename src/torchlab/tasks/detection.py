@@ -23,7 +23,7 @@ from torchmetrics.detection import MeanAveragePrecision
 from torchlab.data.base import Batch
 from torchlab.errors import ConfigError
 from torchlab.registry import LOSSES, METRICS, TASKS
-from torchlab.tasks.base import MetricContext, StepOutput, Task
+from torchlab.tasks.base import Deployment, MetricContext, StepOutput, Task
 
 
 class DetectorLoss(nn.Module):
@@ -91,6 +91,12 @@ class Detection(Task):
     default_loss = "detector"
     default_metrics = ("map",)
     higher_is_better = frozenset({"map", "map_50", "map_75"})
+    # Lists of boxes per image: TorchScript only (the exportable's check says why).
+    deployment = Deployment(
+        exportable="torchlab.exporters.detection:detection_exportable",
+        answers="torchlab.serve.pixels:detections",
+        analysis="torchlab.report.detection:detection",
+    )
 
     @property
     def num_outputs(self) -> int:

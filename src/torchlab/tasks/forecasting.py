@@ -17,7 +17,7 @@ from torchmetrics import Metric, MetricCollection
 from torchlab.data.base import Batch, DataSpec
 from torchlab.errors import ConfigError
 from torchlab.registry import LOSSES, TASKS
-from torchlab.tasks.base import Task
+from torchlab.tasks.base import Deployment, Task
 
 
 class QuantileLoss(nn.Module):
@@ -185,6 +185,15 @@ class Forecasting(Task):
     metric_kind = "forecasting"
     default_loss = "mse"
     default_metrics = ("mae", "rmse", "mape", "smape", "mase")
+    deployment = Deployment(
+        exportable="torchlab.exporters.forecasting:forecast_exportable",
+        refuses={
+            "mar": "A TorchServe archive serves inputs that torchlab preprocesses, not "
+            "forecasting windows; export a forecaster with --format torchscript, onnx or "
+            "exported-program."
+        },
+        analysis="torchlab.report.forecasting:forecasting",
+    )
 
     def __init__(self, spec: DataSpec, loss: nn.Module, metrics: list[str]) -> None:
         super().__init__(spec, loss, metrics)

@@ -21,7 +21,7 @@ from torchmetrics import Metric, MetricCollection
 from torchlab.data.base import Batch, DataSpec
 from torchlab.errors import ConfigError
 from torchlab.registry import TASKS
-from torchlab.tasks.base import StepOutput, Task, generated_text_table
+from torchlab.tasks.base import Deployment, StepOutput, Task, generated_text_table
 
 
 class MeanMetric(Metric):
@@ -63,7 +63,10 @@ class LanguageModel(Task):
     default_loss = "cross_entropy"
     default_metrics = ("perplexity", "accuracy")
     higher_is_better = frozenset({"accuracy"})
-    decodes = "a language model generates"
+    deployment = Deployment(
+        decodes="a language model generates",
+        analysis="torchlab.report.text_generation:language_model_analysis",
+    )
     _metrics: ClassVar[dict[str, Any]] = {
         "perplexity": lambda: MeanMetric("exp"),  # exp of the mean token cross-entropy
         "accuracy": MeanMetric,  # share of next tokens ranked first
@@ -135,6 +138,7 @@ class SkipGram(Task):
     default_loss = "cross_entropy"  # unused: the objective is fixed (see the class docstring)
     default_metrics = ("pair_accuracy",)
     higher_is_better = frozenset({"pair_accuracy"})
+    deployment = Deployment(analysis="torchlab.report.text_generation:skipgram_analysis")
     _metrics: ClassVar[dict[str, Any]] = {"pair_accuracy": MeanMetric}
 
     def __init__(self, spec: DataSpec, loss: nn.Module, metrics: list[str]) -> None:

@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardInde
 
 from torchlab.errors import ConfigError
 from torchlab.registry import LOSSES, METRICS, TASKS
-from torchlab.tasks.base import MetricContext, Task
+from torchlab.tasks.base import Deployment, MetricContext, Task
 
 IGNORE_INDEX = 255
 
@@ -136,6 +136,15 @@ class Segmentation(Task):
     default_metrics = ("mean_iou", "dice")
     report_metrics = ("iou_per_class",)
     higher_is_better = frozenset({"mean_iou", "dice", "iou_per_class"})
+    deployment = Deployment(
+        refuses={
+            "mar": "A TorchServe archive's handler answers labels of images, rows and texts, "
+            "not masks or boxes; export a segmentation model with --format torchscript, onnx "
+            "or exported-program."
+        },
+        answers="torchlab.serve.pixels:masks",
+        analysis="torchlab.report.segmentation:segmentation",
+    )
 
     @property
     def num_outputs(self) -> int:

@@ -21,7 +21,7 @@ from torchmetrics import Metric, MetricCollection
 from torchlab.data.base import Batch, DataSpec
 from torchlab.errors import ConfigError
 from torchlab.registry import TASKS, closest
-from torchlab.tasks.base import StepOutput, Task, generated_text_table
+from torchlab.tasks.base import Deployment, StepOutput, Task, generated_text_table
 
 IGNORE = -100  # nn.CrossEntropyLoss's default ignore_index: padded target positions
 SPECIAL = frozenset({"[PAD]", "[UNK]", "[BOS]", "[EOS]", "[CLS]", "[SEP]", "[MASK]"})
@@ -103,7 +103,10 @@ class Seq2Seq(Task):
     default_loss = "cross_entropy"
     default_metrics = ("exact_match", "chrf", "bleu")
     higher_is_better = frozenset({"exact_match", "chrf", "bleu"})
-    decodes = "a sequence-to-sequence model decodes (greedy or beam search)"
+    deployment = Deployment(
+        decodes="a sequence-to-sequence model decodes (greedy or beam search)",
+        analysis="torchlab.report.text_generation:seq2seq_analysis",
+    )
 
     def __init__(
         self,
