@@ -18,6 +18,7 @@ from torchlab.engine import verbs
 from torchlab.engine.export import export
 from torchlab.engine.forecasting import backtest, forecast
 from torchlab.engine.predict import generate_text, predict
+from torchlab.kinds import TrainRequest
 from torchlab.run import Run
 
 __all__ = [
@@ -55,14 +56,7 @@ def train(
             tuner's pruning hook), called after the config's own callbacks.
         trust_code: Let the resumed run import code it did not record (``--trust-code``).
     """
-    return verbs.train(
-        recipe,
-        overrides,
-        resume=resume,
-        output_dir=output_dir,
-        callbacks=callbacks,
-        trust_code=trust_code,
-    )
+    return verbs.train(TrainRequest(recipe, overrides, resume, output_dir, callbacks, trust_code))
 
 
 def evaluate(

@@ -10,11 +10,26 @@ and ``rl`` (:mod:`torchlab.rl.kind`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 # The kind of every config that no other kind claims.
 DEFAULT_KIND = "supervised"
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What ``torchlab train`` is asked (see :func:`torchlab.train`): a recipe with its
+    overrides, or a run to resume; where new runs go; extra callbacks; whether the resumed
+    run may import code it did not record."""
+
+    recipe: str | Path | None = None
+    overrides: list[str] | dict[str, Any] = ()
+    resume: str | Path | None = None
+    output_dir: str | Path | None = None
+    callbacks: Sequence[Any] = ()
+    trust_code: bool = False
 
 
 class KindConfig(Protocol):
@@ -53,17 +68,8 @@ class RunKind(Protocol):
         """The typed config of a raw mapping of this kind, its components checked too."""
         ...
 
-    def train(
-        self,
-        recipe: str | Path | None,
-        overrides: list[str] | dict[str, Any],
-        *,
-        resume: str | Path | None,
-        output_dir: str | Path | None,
-        callbacks: Sequence[Any],
-        trust_code: bool,
-    ) -> Any:
-        """Train a new run, or resume ``resume``; return the completed run."""
+    def train(self, request: TrainRequest) -> Any:
+        """Train a new run, or resume ``request.resume``; return the completed run."""
         ...
 
     def evaluate(self, run: Any, split: str, episodes: int | None) -> dict[str, Any]: ...

@@ -15,6 +15,7 @@ from torchlab.distributed import barrier, broadcast_object, failures_named, shut
 from torchlab.engine.experiment import Experiment, build_experiment, loaders
 from torchlab.errors import ConfigError, RunError
 from torchlab.files import write_json, write_text
+from torchlab.kinds import TrainRequest
 from torchlab.notices import notice
 from torchlab.run import Run, create_run, elastic_marker, elastic_restart_of, environment
 from torchlab.training.callbacks import Callback
@@ -34,20 +35,14 @@ SCHEDULES_OVER_MAX_EPOCHS = {"cosine", "onecycle"}
 
 
 @notices.collected  # the run's summary and report list what the user was warned of
-def train(
-    recipe: str | Path | None,
-    overrides: list[str] | dict[str, Any] = (),
-    *,
-    resume: str | Path | None = None,
-    output_dir: str | Path | None = None,
-    callbacks: Sequence[Callback] = (),
-    trust_code: bool = False,
-) -> Run:
+def train(request: TrainRequest) -> Run:
     """Train a supervised recipe, or resume a supervised run; see :func:`torchlab.train`."""
+    recipe, overrides, output_dir = request.recipe, request.overrides, request.output_dir
+    resume = request.resume
     if resume is None and recipe is not None:
         resume = elastic_restart_of(load_config(recipe, overrides), output_dir)
     if resume is not None:
-        run: Run | None = Run(resume, trust_code=trust_code)
+        run: Run | None = Run(resume, trust_code=request.trust_code)
         run.hold()  # before anything of it changes: one process trains a run at a time
         config = resumed_config(run, recipe, overrides)
     else:
@@ -76,7 +71,7 @@ def train(
             run.recording_failure(new=resume is None, main=experiment.world.is_main),
             failures_named(experiment.world),
         ):
-            fit(run, experiment, resuming=resume is not None, extra_callbacks=list(callbacks))
+            fit(run, experiment, resuming=resume is not None, extra_callbacks=request.callbacks)
         marker = elastic_marker(config, output_dir)
         if marker is not None and experiment.world.is_main:
             marker.unlink(missing_ok=True)  # done: a later job with this id starts afresh

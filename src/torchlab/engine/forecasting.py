@@ -116,6 +116,7 @@ def backtest(
     """
     from torchlab.config import load_config
     from torchlab.engine.fit import train
+    from torchlab.kinds import TrainRequest
 
     if folds < 1:
         raise RunError(f"--folds must be at least 1; received {folds}.")
@@ -138,7 +139,7 @@ def backtest(
             if isinstance(overrides, dict)
             else [*overrides, f"{key}={fold}"]
         )
-        run = train(recipe, extra, output_dir=root)
+        run = train(TrainRequest(recipe, extra, output_dir=root))
         summary = run.summary
         data = json.loads((run.dir / "data.json").read_text())
         rows = [{"forecaster": f"{config.model.name} (torchlab)", **_metrics(summary["test"])}]

@@ -3,13 +3,12 @@ other kind claims)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from torchlab.config import RunConfig, validate_supervised
 from torchlab.errors import ConfigError, RunError
-from torchlab.kinds import DEFAULT_KIND
+from torchlab.kinds import DEFAULT_KIND, TrainRequest
 from torchlab.registry import RUN_KINDS
 from torchlab.run import Run
 
@@ -28,26 +27,10 @@ class Supervised:
     def validate(self, raw: dict[str, Any]) -> RunConfig:
         return validate_supervised(raw)
 
-    def train(
-        self,
-        recipe: str | Path | None,
-        overrides: list[str] | dict[str, Any],
-        *,
-        resume: str | Path | None,
-        output_dir: str | Path | None,
-        callbacks: Sequence[Any],
-        trust_code: bool,
-    ) -> Run:
+    def train(self, request: TrainRequest) -> Run:
         from torchlab.engine.fit import train
 
-        return train(
-            recipe,
-            overrides,
-            resume=resume,
-            output_dir=output_dir,
-            callbacks=callbacks,
-            trust_code=trust_code,
-        )
+        return train(request)
 
     def evaluate(self, run: Run, split: str, episodes: int | None) -> dict[str, Any]:
         """Metrics of the run's best weights on one split (``train``, ``val`` or ``test``)."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from torchlab.config import read_recipe
-from torchlab.kinds import RunKind, kind_of, kind_of_config
+from torchlab.kinds import RunKind, TrainRequest, kind_of, kind_of_config
 from torchlab.memory import keep_freed_memory
 from torchlab.run import Run
 
@@ -26,24 +25,9 @@ def kind_to_train(recipe: str | Path | None, resume: str | Path | None) -> RunKi
     return kind_of(read_recipe(recipe) if recipe is not None else None)
 
 
-def train(
-    recipe: str | Path | None = None,
-    overrides: list[str] | dict[str, Any] = (),
-    *,
-    resume: str | Path | None = None,
-    output_dir: str | Path | None = None,
-    callbacks: Sequence[Any] = (),
-    trust_code: bool = False,
-) -> Run:
+def train(request: TrainRequest) -> Run:
     keep_freed_memory()
-    return kind_to_train(recipe, resume).train(
-        recipe,
-        overrides,
-        resume=resume,
-        output_dir=output_dir,
-        callbacks=callbacks,
-        trust_code=trust_code,
-    )
+    return kind_to_train(request.recipe, request.resume).train(request)
 
 
 def as_run(run: str | Path | Run, trust_code: bool = False) -> Run:

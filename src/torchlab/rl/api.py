@@ -15,12 +15,13 @@ A run directory of an RL run::
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torchlab.errors import ConfigError, RunError
+from torchlab.kinds import TrainRequest
 from torchlab.rl.config import RLConfig
 
 FINAL_SEED = 2_000_000  # final evaluation and `torchlab evaluate` use seed + FINAL_SEED + i
@@ -77,23 +78,16 @@ def build(config: RLConfig) -> tuple[Any, Any]:
 
 
 @restores_threads
-def train(
-    recipe: str | Path | None = None,
-    overrides: list[str] | dict[str, Any] = (),
-    *,
-    resume: str | Path | None = None,
-    output_dir: str | Path | None = None,
-    callbacks: Sequence[Any] = (),
-    trust_code: bool = False,
-) -> Any:
+def train(request: TrainRequest) -> Any:
     """Train an RL recipe (or resume an RL run) and return its completed run."""
     from torchlab.config import load_config
     from torchlab.files import write_json, write_text
     from torchlab.run import Run, create_run, environment
     from torchlab.training.checkpoint import latest_checkpoint, load_checkpoint
 
+    recipe, overrides, resume = request.recipe, request.overrides, request.resume
     if resume is not None:
-        run = Run(resume, trust_code=trust_code)
+        run = Run(resume, trust_code=request.trust_code)
         run.hold()  # before anything of it changes: one process trains a run at a time
         config = resumed_config(run, recipe, overrides)
     else:
@@ -104,14 +98,14 @@ def train(
         facts = {**environment(agent.device, config.seed), "env": config.env.id}
         run = create_run(
             config,
-            output_dir,  # type: ignore[arg-type]
+            request.output_dir,
             lambda folder: write_json(folder / "environment.json", facts),
         )
     write_text(run.dir / "config.yaml", config.to_yaml())
     run.__dict__.pop("config", None)
     from torchlab.rl.loop import Loop
 
-    loop = Loop(config, agent, env, run.dir, list(callbacks))
+    loop = Loop(config, agent, env, run.dir, list(request.callbacks))
     try:
         with run.recording_failure(new=resume is None, main=True):
             latest = latest_checkpoint(run.dir / "checkpoints") if resume is not None else None

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from torchlab.kinds import TrainRequest
 from torchlab.registry import RUN_KINDS
 from torchlab.rl.config import RLConfig, is_rl, validate_rl
 
@@ -25,26 +25,10 @@ class ReinforcementLearning:
     def validate(self, raw: dict[str, Any]) -> RLConfig:
         return validate_rl(raw)
 
-    def train(
-        self,
-        recipe: str | Path | None,
-        overrides: list[str] | dict[str, Any],
-        *,
-        resume: str | Path | None,
-        output_dir: str | Path | None,
-        callbacks: Sequence[Any],
-        trust_code: bool,
-    ) -> Any:
+    def train(self, request: TrainRequest) -> Any:
         from torchlab.rl.api import train
 
-        return train(
-            recipe,
-            overrides,
-            resume=resume,
-            output_dir=output_dir,
-            callbacks=callbacks,
-            trust_code=trust_code,
-        )
+        return train(request)
 
     def evaluate(self, run: Any, split: str, episodes: int | None) -> dict[str, Any]:
         """Mean and std of return over ``episodes`` deterministic episodes (``split`` is

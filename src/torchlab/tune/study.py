@@ -266,6 +266,7 @@ class Objective:
         import optuna
 
         from torchlab.engine import verbs
+        from torchlab.kinds import TrainRequest
         from torchlab.run import Run
 
         values = suggest(trial, self.settings.space)
@@ -277,9 +278,8 @@ class Objective:
                 output.mkdir(parents=True, exist_ok=True)
                 config_path = output / "config.yaml"
                 config_path.write_text(config.to_yaml())
-                run = verbs.train(
-                    config_path, output_dir=output, callbacks=[OptunaPruning(trial, self.metric)]
-                )
+                pruning = [OptunaPruning(trial, self.metric)]
+                run = verbs.train(TrainRequest(config_path, output_dir=output, callbacks=pruning))
         except optuna.TrialPruned:
             for path in trial_runs(self.folder, trial.number):
                 Run(path).set_status("pruned")
