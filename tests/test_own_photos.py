@@ -53,6 +53,7 @@ def tiny_config(root: Path, **model: object) -> dict[str, object]:
     }
 
 
+@pytest.mark.e2e  # train, report and predict through the CLI
 def test_a_photo_folder_with_bad_files_trains_reports_and_predicts(tmp_path: Path) -> None:
     photos = photo_folder(tmp_path / "photos")
     config = tmp_path / "photos.yaml"  # as a user writes it: no baseline named
