@@ -63,6 +63,7 @@ def assert_same_predictions(a: pd.DataFrame, b: pd.DataFrame, atol: float = 1e-5
     np.testing.assert_allclose(a[probs].to_numpy(), b[probs].to_numpy(), atol=atol)
 
 
+@pytest.mark.e2e  # trains, exports, predicts
 @pytest.mark.parametrize("format", FORMATS)
 def test_image_export_predicts_like_the_run(format, digits_run, digit_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = export(digits_run, format, output=tmp_path / format)

@@ -97,6 +97,7 @@ def image_bundle(root: Path, model: dict[str, object]):  # type: ignore[no-untyp
     return DATASETS.build(config.data.source, "data.source", context)
 
 
+@pytest.mark.e2e  # trains a run per model kind
 @pytest.mark.filterwarnings("ignore:Skipped 3")
 def test_image_runs_get_a_pixel_or_backbone_baseline_by_default(tmp_path: Path) -> None:
     photos = photo_folder(tmp_path / "photos")
