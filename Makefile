@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
 
-.PHONY: setup demo test test-all lint format bench clean
+.PHONY: setup demo quick test test-all lint format bench clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(PY) -m torchlab train digits
+
+# The inner loop while changing code: every test but the slow tier and the long end-to-end
+# runs (marked e2e), under 2 minutes on 2 cores. make test adds the e2e runs back.
+quick: setup
+	$(PY) -m pytest -n 2 --dist worksteal -m "not slow and not e2e"
 
 # What CI runs: every test but those marked slow (long runs whose ground faster tests
 # cover), under 10 minutes on 2 cores. Work stealing: a worker that finishes early takes

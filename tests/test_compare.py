@@ -24,6 +24,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
     ]
 
 
+@pytest.mark.e2e  # trains the runs it compares
 def test_config_differences_come_first_and_metrics_mark_the_best(
     runs: list[Any], tmp_path: Path
 ) -> None:
@@ -55,6 +56,7 @@ def test_compare_cli_prints_a_table_and_writes_the_page(
     assert (tmp_path / "out" / "cmp.html").is_file()
 
 
+@pytest.mark.e2e  # CLI processes
 def test_compare_needs_two_completed_runs(runs: list[Any], tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(RunError, match="at least two run directories"):
         compare([runs[0].dir])

@@ -16,6 +16,7 @@ from torchlab.data.fingerprint import changes, fingerprints
 FAST = {"trainer.max_epochs": 1, "trainer.progress": "none"}
 
 
+@pytest.mark.e2e  # trains, then evaluates and predicts elsewhere
 def test_a_run_reads_its_data_from_anywhere(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     project.mkdir(), elsewhere.mkdir()

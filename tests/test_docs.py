@@ -312,6 +312,7 @@ def test_every_example_is_covered() -> None:
     assert not stale, f"steps whose command is no longer in the docs: {stale}"
 
 
+@pytest.mark.e2e  # every documented command in turn: about a minute
 def test_examples_run(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(Path(__file__)), "run"],

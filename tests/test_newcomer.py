@@ -16,9 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from conftest import run_cli
 from serving import LiveServer
+
+pytestmark = pytest.mark.e2e  # each a user's whole flow through the CLI: a minute or more
 
 
 def one_line_error(result, *fragments: str) -> None:  # type: ignore[no-untyped-def]

@@ -54,6 +54,7 @@ def tiny_config(root: Path, **model: object) -> dict[str, object]:
     }
 
 
+@pytest.mark.e2e  # train, report and predict through the CLI
 def test_a_photo_folder_with_bad_files_trains_reports_and_predicts(tmp_path: Path) -> None:
     photos = photo_folder(tmp_path / "photos")
     config = tmp_path / "photos.yaml"  # as a user writes it: no baseline named
@@ -97,6 +98,7 @@ def image_bundle(root: Path, model: dict[str, object]):  # type: ignore[no-untyp
     return DATASETS.build(config.data.source, "data.source", context)
 
 
+@pytest.mark.e2e  # trains a run per model kind
 @pytest.mark.filterwarnings("ignore:Skipped 3")
 def test_image_runs_get_a_pixel_or_backbone_baseline_by_default(tmp_path: Path) -> None:
     photos = photo_folder(tmp_path / "photos")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -13,7 +14,6 @@ import pydantic
 import pytest
 import torch
 import yaml
-from torch import nn
 
 from torchlab import registry as r
 from torchlab import registry_index, trust
@@ -215,9 +215,10 @@ def test_builtins_are_registered(family: Registry) -> None:
     ids=lambda v: v if isinstance(v, str) else v.kind,
 )
 def test_every_registered_name_can_be_looked_up(family: Registry, name: str) -> None:
+    """What each entry builds is checked by the contract over its family (tests/test_models.py,
+    tests/test_*_contracts.py, ...); here, the name and its settings' schema."""
     entry = family.get(name)
-    assert entry.name == name and callable(entry.builder)
-    assert issubclass(entry.schema, pydantic.BaseModel)
+    assert entry.name == name
     required = [k for k, f in entry.schema.model_fields.items() if f.is_required()]
     if not required:
         entry.validate({}, family.kind)
@@ -226,10 +227,30 @@ def test_every_registered_name_can_be_looked_up(family: Registry, name: str) -> 
         entry.validate({}, family.kind)  # a setting without a default (a path) is named
 
 
-def test_activations_build_fresh_modules() -> None:
-    for name in r.ACTIVATIONS.names():
+def silu(x: float) -> float:
+    return x / (1 + math.exp(-x))
+
+
+# Each activation's definition at a few points, with torch's default settings.
+ACTIVATION_VALUES = {
+    "relu": lambda x: max(x, 0.0),
+    "leaky_relu": lambda x: x if x > 0 else 0.01 * x,
+    "elu": lambda x: x if x > 0 else math.exp(x) - 1,
+    "gelu": lambda x: x * 0.5 * (1 + math.erf(x / math.sqrt(2))),
+    "tanh": math.tanh,
+    "silu": silu,
+    "swish": silu,  # x * sigmoid(beta x) with beta starting at 1
+}
+
+
+def test_every_activation_computes_its_definition_in_a_fresh_module() -> None:
+    assert set(r.ACTIVATIONS.describe()["names"]) == set(ACTIVATION_VALUES)
+    points = [-2.0, -0.5, 0.0, 1.5]
+    for name, function in ACTIVATION_VALUES.items():
         first, second = (r.ACTIVATIONS.get(name).builder() for _ in range(2))
-        assert isinstance(first, nn.Module) and first is not second
+        assert first is not second  # a learnable activation is not shared between layers
+        expected = torch.tensor([function(x) for x in points])
+        torch.testing.assert_close(first(torch.tensor(points)).detach(), expected, msg=name)
 
 
 def test_the_registry_index_is_current() -> None:

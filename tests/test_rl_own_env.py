@@ -57,6 +57,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.e2e  # trains and evaluates through the CLI
 def test_an_environment_class_that_cannot_render_trains(project, tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = run_cli("train", str(project / "corridor.yaml"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -85,6 +86,7 @@ def test_a_registered_id_from_the_users_module(project, tmp_path) -> None:  # ty
     assert "evaluation.gif" not in result.stderr
 
 
+@pytest.mark.e2e  # one CLI process per case
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

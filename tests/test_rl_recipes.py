@@ -73,6 +73,7 @@ def test_evaluate_an_rl_run_over_n_episodes(cli, tmp_path: Path) -> None:  # typ
     assert cli("evaluate", str(run), "--episodes", "3").stdout == first.stdout  # deterministic
 
 
+@pytest.mark.e2e  # one CLI process per case
 def test_rl_config_errors_are_one_clear_line(cli) -> None:  # type: ignore[no-untyped-def]
     for args, needle in [
         (["cartpole-dqn", "agent.lrr=0.1"], "Did you mean 'agent.lr'?"),

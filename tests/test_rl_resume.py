@@ -107,6 +107,7 @@ def test_killed_run_resumes_bit_identical(agent: str, tmp_path: Path, monkeypatc
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.e2e  # trains, then resumes
 def test_resume_refuses_a_changed_agent(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     import torchlab
 

@@ -239,6 +239,7 @@ def test_each_app_counts_its_own_metrics_in_prometheus_format(predictor) -> None
 # --- the command ----------------------------------------------------------------------------
 
 
+@pytest.mark.e2e  # starts torchlab serve as a process
 def test_torchlab_serve_applies_its_limit_options(run, flat, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -269,6 +270,7 @@ def test_torchlab_serve_applies_its_limit_options(run, flat, tmp_path) -> None: 
         server.wait(timeout=30)
 
 
+@pytest.mark.e2e  # CLI processes
 def test_torchlab_serve_refuses_limits_that_cannot_hold_together(cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("serve", "runs/none", "--max-pixels", "100000000")
     assert result.returncode == 2

@@ -94,6 +94,7 @@ def edit_program(edit):  # type: ignore[no-untyped-def]
     return change
 
 
+@pytest.mark.e2e  # one CLI process per hostile folder
 def test_a_crafted_sample_input_pickle_runs_nothing(cli, program, rows, tmp_path) -> None:  # type: ignore[no-untyped-def]
     marker = tmp_path / "ran"
     hostile = tampered(
@@ -207,6 +208,7 @@ def test_an_export_naming_outside_code_imports_it_only_when_trusted(
     assert (tmp_path / "imported").exists(), trusted.stderr
 
 
+@pytest.mark.e2e  # CLI processes
 def test_a_run_naming_outside_code_imports_it_only_when_trusted(cli, iris_run, tmp_path) -> None:  # type: ignore[no-untyped-def]
     run = Path(shutil.copytree(iris_run.dir, tmp_path / "run"))
     config = yaml.safe_load((run / "config.yaml").read_text())
@@ -229,6 +231,7 @@ def test_a_run_naming_outside_code_imports_it_only_when_trusted(cli, iris_run, t
     assert not (run / "imported").exists()
 
 
+@pytest.mark.e2e  # CLI processes
 def test_damaged_run_configs_are_one_line(cli, iris_run, tmp_path) -> None:  # type: ignore[no-untyped-def]
     run = Path(shutil.copytree(iris_run.dir, tmp_path / "run"))
     for text in ("data: [unclosed", "!!python/object/apply:os.system ['id']", "- a list"):

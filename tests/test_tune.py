@@ -138,6 +138,7 @@ def test_study_with_pruning_writes_best_recipe_and_resumes(tmp_path: Path) -> No
     assert len(trials) == 4 and [t.number for t in trials] == [0, 1, 2, 3]
 
 
+@pytest.mark.e2e  # a whole study
 def test_failing_and_nan_trials_are_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
     config = write_config(
         tmp_path,

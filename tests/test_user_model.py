@@ -94,6 +94,7 @@ def trained(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return next((elsewhere / "runs" / "flowers").iterdir())
 
 
+@pytest.mark.e2e  # trains, then predicts, exports and serves through the CLI
 def test_a_user_class_trains_and_is_used_from_anywhere(trained, project, tmp_path) -> None:  # type: ignore[no-untyped-def]
     recorded = __import__("json").loads((trained / "code.json").read_text())
     assert [(r["module"], r["file"]) for r in recorded] == [
@@ -109,6 +110,7 @@ def test_a_user_class_trains_and_is_used_from_anywhere(trained, project, tmp_pat
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.e2e
 def test_a_changed_or_missing_user_file_is_named(trained, project, tmp_path) -> None:  # type: ignore[no-untyped-def]
     source = project / "tiny_nets.py"
     original = source.read_text()
@@ -127,6 +129,7 @@ def test_a_changed_or_missing_user_file_is_named(trained, project, tmp_path) -> 
         source.write_text(original)
 
 
+@pytest.mark.e2e
 def test_a_module_in_the_working_directory_is_found(project, tmp_path) -> None:  # type: ignore[no-untyped-def]
     shutil.copy(project / "tiny_nets.py", tmp_path)
     result = run_cli(
@@ -137,6 +140,7 @@ def test_a_module_in_the_working_directory_is_found(project, tmp_path) -> None: 
     assert "test/accuracy" in result.stdout
 
 
+@pytest.mark.e2e  # one CLI process per case
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -109,6 +109,7 @@ def test_word2vec_scores_pairs_and_finds_neighbours() -> None:
         build_model(Component(name="word2vec"), DataSpec((8,), "categorical"), 0)
 
 
+@pytest.mark.e2e  # trains the recipe
 def test_word2vec_recipe_learns_topics_and_writes_readable_vectors(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus")
     overrides = {
