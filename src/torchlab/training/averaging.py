@@ -75,12 +75,10 @@ class WeightAveraging(Callback):
         return {"other": self.other, "swapped": self.swapped, "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state:
-            self.other, self.swapped, self.updates = (
-                state["other"],
-                state["swapped"],
-                state["updates"],
-            )
+        if state:  # copies: later updates must not change the caller's saved state
+            other = state["other"]
+            self.other = {k: v.clone() for k, v in other.items()} if other is not None else None
+            self.swapped, self.updates = state["swapped"], state["updates"]
 
 
 @CALLBACKS.register("ema")
