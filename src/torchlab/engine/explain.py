@@ -112,8 +112,10 @@ def explainable_run(run: str | Path | Run, trust_code: bool) -> Run:
     if not isinstance(config, RunConfig):
         raise ConfigError(f"{SUPPORTED}; '{run.dir}' is a {kind_of_config(config).name} run.")
     target_kind = TASKS.get(config.task.name, "task.name").builder.target_kind
+    if target_kind not in ("categorical", "continuous"):
+        raise ConfigError(f"{SUPPORTED}; '{run.dir}' is a {config.task.name} run.")
     kind = run.featurizer.kind
-    if target_kind not in ("categorical", "continuous") or kind not in KINDS:
+    if kind not in KINDS:
         raise ConfigError(f"{SUPPORTED}; '{run.dir}' is a {config.task.name} run on {kind} inputs.")
     if kind == "text" and not hasattr(run.featurizer, "tokenizer"):
         raise ConfigError(f"{SUPPORTED}; '{run.dir}' reads its texts without a tokenizer.")

@@ -112,13 +112,14 @@ def report_explanations(experiment: Any, class_names: list[str]) -> Explanations
 def test_batch(bundle: Any, count: int, device: torch.device) -> Any:
     """The first ``count`` test inputs as the model takes them."""
     from torchlab.data.base import Batch
+    from torchlab.data.loaders import collate_pairs
 
-    split = bundle.test
-    items = [split[i] for i in range(min(count, len(split)))]
-    if bundle.collate is not None:
-        batch = bundle.collate(items)
+    split, count = bundle.test, min(count, len(bundle.test))
+    if hasattr(split, "inputs"):  # a TensorSplit
+        batch = Batch(split.inputs[:count], split.target[:count])
     else:
-        batch = Batch(torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items]))  # fmt: skip
+        items = [split[i] for i in range(count)]
+        batch = (bundle.collate or collate_pairs)(items)
     return batch.to(device)
 
 

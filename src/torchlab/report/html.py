@@ -118,10 +118,12 @@ def errors_and_explanations(experiment: Any, pred: Any) -> tuple[Any, Any]:
         )
     except Exception as exc:
         errors = ErrorAnalysis(notes=[f"The error analysis failed ({type(exc).__name__}: {exc})."])
+        notice(errors.notes[0])
     try:
         explanations = report_explanations(experiment, list(bundle.spec.class_names))
     except Exception as exc:
         explanations = Explanations(note=f"No explanations ({type(exc).__name__}: {exc}).")
+        notice(f"The report has {explanations.note[0].lower()}{explanations.note[1:]}")
     return errors, explanations
 
 
