@@ -111,8 +111,11 @@ def explainable_run(run: str | Path | Run, trust_code: bool) -> Run:
     config = run.config
     if not isinstance(config, RunConfig):
         raise ConfigError(f"{SUPPORTED}; '{run.dir}' is a {kind_of_config(config).name} run.")
-    target_kind = TASKS.get(config.task.name, "task.name").builder.target_kind
-    if target_kind not in ("categorical", "continuous"):
+    task = TASKS.get(config.task.name, "task.name").builder
+    # Tasks with predictions of their own (boxes, masks, forecasts, generated text) have a
+    # report analysis of their own or decode; explain takes one output per input.
+    own = task.deployment.analysis is not None or task.deployment.decodes is not None
+    if own or task.target_kind not in ("categorical", "continuous"):
         raise ConfigError(f"{SUPPORTED}; '{run.dir}' is a {config.task.name} run.")
     kind = run.featurizer.kind
     if kind not in KINDS:
