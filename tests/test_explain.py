@@ -106,7 +106,10 @@ def test_explain_a_csv_from_the_command_line(table_run: Any, cli: Any, tmp_path:
         importance.set_index("column")["mean_abs_attribution"][mean_abs.index], mean_abs, rtol=1e-5
     )
     # income and city decide who buys; age does not
-    assert importance["column"].iloc[-1] == "age" or importance["permutation_importance"].iloc[-1] <= 0.05
+    assert (
+        importance["column"].iloc[-1] == "age"
+        or importance["permutation_importance"].iloc[-1] <= 0.05
+    )
     assert (tmp_path / "why" / "importance.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -131,7 +134,9 @@ def test_explain_refuses_what_it_cannot_explain(table_run: Any, tmp_path: Path, 
             torchlab.explain(folder, [])
     done = cli("explain", str(tmp_path / "cartpole-ppo"), "x.csv")
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.startswith("error: torchlab explain supports") and "is a rl run" in done.stderr
+    assert (
+        done.stderr.startswith("error: torchlab explain supports") and "is a rl run" in done.stderr
+    )
     assert len(done.stderr.strip().splitlines()) == 1
 
 
@@ -145,9 +150,13 @@ def test_explain_images_read_from_files(tmp_path: Path) -> None:
     digits = load_digits()
     (tmp_path / "scans").mkdir()
     for i in range(3):
-        Image.fromarray((digits.images[i] * 15).astype(np.uint8)).save(tmp_path / "scans" / f"{i}.png")
+        Image.fromarray((digits.images[i] * 15).astype(np.uint8)).save(
+            tmp_path / "scans" / f"{i}.png"
+        )
     for method in ("integrated-gradients", "occlusion"):
-        result = torchlab.explain(run, [tmp_path / "scans"], method=method, output=tmp_path / method)
+        result = torchlab.explain(
+            run, [tmp_path / "scans"], method=method, output=tmp_path / method
+        )
         assert result.attributions.shape == (3, 8, 8)
         assert [p.name for p in result.files] == ["000-0.png", "001-1.png", "002-2.png"]
         assert all(p.read_bytes()[:4] == b"\x89PNG" for p in result.files)
@@ -170,8 +179,12 @@ TEXTS = {
 def test_explain_texts_highlights_tokens(tmp_path: Path) -> None:
     rows = [(t, label) for label, texts in TEXTS.items() for t in texts] * 6
     pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "news.csv", index=False)
-    source = {"name": "text-csv", "path": str(tmp_path / "news.csv"), "max_length": 16,
-              "tokenizer": {"kind": "wordpiece", "vocab_size": 200, "min_frequency": 1}}
+    source = {
+        "name": "text-csv",
+        "path": str(tmp_path / "news.csv"),
+        "max_length": 16,
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 200, "min_frequency": 1},
+    }
     overrides = {**QUICK, "data.source": source, "model.embedding_dim": 8, "model.hidden": 8,
                  "baseline": "none"}  # fmt: skip
     run = torchlab.train("bbc-lstm", overrides, output_dir=tmp_path / "runs")
