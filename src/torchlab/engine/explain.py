@@ -138,6 +138,7 @@ def read(run: Run, featurizer: Any, task: Any, inputs: Any) -> tuple[Any, list[s
     from torchlab.exporters.inputs import input_kind
     from torchlab.exporters.runtime import Predictor
 
+    # Only predict's readers are used; the model runs here, with gradients.
     reader = Predictor(None, run.spec, featurizer, task, input_kind(featurizer.kind))  # type: ignore[arg-type]
     in_memory = reader.objects_to_inputs(inputs)
     if in_memory is not None:
