@@ -209,6 +209,8 @@ def test_images_read_from_files_get_a_sample_grid(tmp_path: Path) -> None:
     html = (run.dir / "report.html").read_text()
     assert html.count('alt="Training samples"') == 1
     assert 'alt="Tokens per text' not in html and 'alt="The series' not in html
+    assert html.count('alt="Worst test predictions"') == 1 and "failed" not in html
+    assert 'alt="Integrated gradients of the first test images"' in html
 
 
 # --- the report in a real browser ---------------------------------------------------------
