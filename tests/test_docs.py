@@ -178,6 +178,7 @@ STEPS = [
          "torchlab train --resume runs/iris/2026-11-25T10-00-00 trainer.max_epochs=2"),
     Step("torchlab evaluate runs/iris/2026-11-25T10-00-00 --split test"),
     Step("torchlab predict runs/iris/2026-11-25T10-00-00 flowers.csv -o predictions.csv"),
+    Step("torchlab explain runs/iris/2026-11-25T10-00-00 flowers.csv"),
     Step("torchlab predict runs/digits/2026-11-25T10-00-00 my_digits/"),
     Step("torchlab profile digits --steps 20", "torchlab profile digits --steps 3"),
     Step("torchlab train churn.yaml", tiny=True),

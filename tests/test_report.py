@@ -48,10 +48,14 @@ def test_classification_report_is_self_contained_and_complete(iris_run: Any) -> 
     html = (iris_run.dir / "report.html").read_text()
     for section in ("Test results", "Learning curves", "Analysis of the test predictions",
                     "per-class metrics", "Confusion matrix (test)", "ROC curves",
-                    "Class balance per split", "Config", "Timings and size", "Environment"):  # fmt: skip
+                    "Class balance per split", "Config", "Timings and size", "Environment",
+                    "Error analysis", "Worst test predictions", "Explanations",
+                    "Global importance: mean |integrated gradients| per column"):  # fmt: skip
         assert section in html, section
+    if iris_run.summary["test"]["test/accuracy"] < 1:
+        assert "Most-confused class pairs" in html
     sources = images(html)
-    assert len(sources) == 4  # learning curves, confusion matrix, ROC, class balance
+    assert len(sources) == 5  # learning curves, confusion matrix, ROC, importance, class balance
     for src in sources:  # every image embedded, and a real PNG
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.partition(",")[2])[:4] == b"\x89PNG"
@@ -67,6 +71,8 @@ def test_classification_report_is_self_contained_and_complete(iris_run: Any) -> 
 def test_regression_report_has_residual_plots(diabetes_run: Any) -> None:
     html = (diabetes_run.dir / "report.html").read_text()
     assert "Residuals of" in html and "per-target errors" in html
+    assert "The test rows with the largest absolute error." in html
+    assert "Most-confused" not in html
     assert 'alt="ROC' not in html and 'alt="Confusion' not in html
     assert all(src.startswith("data:image/png;base64,") for src in images(html))
 
@@ -103,6 +109,8 @@ def test_image_data_gets_a_sample_grid(tmp_path: Path) -> None:
     run = torchlab.train("digits", {**QUICK, **small, "trainer.max_epochs": 1}, output_dir=tmp_path)
     html = (run.dir / "report.html").read_text()
     assert 'alt="Training samples"' in html
+    assert 'alt="Worst test predictions"' in html  # a gallery of the images themselves
+    assert 'alt="Integrated gradients of the first test images"' in html
 
 
 TEXT_SMOKE = ["trainer.max_epochs=1", "trainer.progress=none", "data.source.limit=120",
@@ -201,6 +209,8 @@ def test_images_read_from_files_get_a_sample_grid(tmp_path: Path) -> None:
     html = (run.dir / "report.html").read_text()
     assert html.count('alt="Training samples"') == 1
     assert 'alt="Tokens per text' not in html and 'alt="The series' not in html
+    assert html.count('alt="Worst test predictions"') == 1 and "failed" not in html
+    assert 'alt="Integrated gradients of the first test images"' in html
 
 
 # --- the report in a real browser ---------------------------------------------------------
@@ -320,9 +330,10 @@ def test_report_renders_in_headless_chromium(iris_run: Any, rl_run: Any, browser
     page, errors = open_page(browser, iris_run.dir / "report.html", "report-iris.png")
     assert errors == []
     assert page["title"] == "iris: torchlab run report"
-    assert len(page["images"]) == 4
+    assert len(page["images"]) == 5  # with the global importance of the columns
     assert all(i["complete"] and i["width"] > 100 for i in page["images"]), page["images"]
     assert "Test results" in page["sections"] and "Environment" in page["sections"]
+    assert "Error analysis" in page["sections"] and "Explanations" in page["sections"]
     assert (artifacts_dir() / "report-iris.png").stat().st_size > 10_000
 
     page, errors = open_page(browser, rl_run.dir / "report.html", "report-cartpole-ppo.png")

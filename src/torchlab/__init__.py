@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from torchlab.api import (
         backtest,
         evaluate,
+        explain,
         export,
         forecast,
         generate_text,
@@ -35,6 +36,7 @@ _LAZY = {
     "predict": "torchlab.api",
     "profile": "torchlab.api",
     "export": "torchlab.api",
+    "explain": "torchlab.api",
     "report": "torchlab.api",
     "backtest": "torchlab.api",
     "forecast": "torchlab.api",
@@ -52,6 +54,7 @@ __all__ = [
     "__version__",
     "backtest",
     "evaluate",
+    "explain",
     "export",
     "forecast",
     "generate_text",

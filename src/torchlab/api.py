@@ -1,4 +1,4 @@
-"""The public verbs: train, evaluate, predict, export, forecast, report. The CLI is a thin
+"""The public verbs: train, evaluate, predict, explain, export, forecast, report. The CLI is a thin
 layer over these, and nothing inside the package imports this module: each verb hands its
 work to the assembly layer, :mod:`torchlab.engine`.
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from torchlab.engine import verbs
+from torchlab.engine.explain import explain
 from torchlab.engine.export import export
 from torchlab.engine.forecasting import backtest, forecast
 from torchlab.engine.predict import generate_text, predict
@@ -24,6 +25,7 @@ from torchlab.run import Run
 __all__ = [
     "backtest",
     "evaluate",
+    "explain",
     "export",
     "forecast",
     "generate_text",

@@ -171,6 +171,36 @@ def predict(
 
 
 @app.command()
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="What torchlab predict reads: a CSV/Parquet file, texts or images."),
+    ],
+    method: Annotated[
+        str,
+        typer.Option(help="integrated-gradients, or occlusion (tables and images)."),
+    ] = "integrated-gradients",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Folder to write to (default: RUN_DIR/explanations)."),
+    ] = None,
+    trust_code: TrustCode = False,
+) -> None:
+    """Attribute a run's predictions to the inputs' columns, tokens or pixels (Captum)."""
+    from torchlab import api
+
+    result = api.explain(run_dir, inputs, method=method, output=output, trust_code=trust_code)
+    if result.importance is not None:
+        typer.echo(result.importance.to_string(index=False))
+    for note in result.notes:
+        typer.echo(note)
+    listed = ", ".join(path.name for path in result.files[:5])
+    more = f" and {len(result.files) - 5} more" if len(result.files) > 5 else ""
+    typer.echo(f"Explained {len(result.ids)} inputs in {result.directory}: {listed}{more}")
+
+
+@app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     format: Annotated[

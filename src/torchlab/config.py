@@ -220,6 +220,14 @@ class TuneConfig(Section):
         return {"name": value} if isinstance(value, str) or value is None else value
 
 
+class ReportConfig(Section):
+    """What a run's report adds to its standard sections."""
+
+    # Table columns whose values split the test rows into slices, each reported with its
+    # count and metrics (``report: {slices: [city]}``).
+    slices: list[str] = []
+
+
 # Every random generator torchlab seeds (Python, NumPy, torch, scikit-learn) takes this range.
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1, strict=True)]
 
@@ -308,6 +316,7 @@ class RunConfig(Section):
     trainer: TrainerConfig = TrainerConfig()
     baseline: Component | None = None
     tune: TuneConfig | None = None
+    report: ReportConfig = ReportConfig()
 
     _model = field_validator("model", "task", "optim", "schedule", "baseline", mode="before")(
         _component

@@ -31,6 +31,8 @@ class Analysis:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     figures: dict[str, bytes] = field(default_factory=dict)  # title -> PNG
     note: str = ""  # why an analysis is missing
+    errors: Any = None  # an ErrorAnalysis (report.error_analysis) of classifiers and regressions
+    explanations: Any = None  # Explanations (report.explanations) of a few test examples
 
 
 @torch.inference_mode()

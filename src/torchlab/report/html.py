@@ -94,7 +94,37 @@ def test_analysis(experiment: Any, loader: Any) -> Analysis:
     if own is not None:
         return own(experiment, loader)
     model, task, device = experiment.model, experiment.task, experiment.device
-    return analyse(predictions(model, task, loader, device), experiment.bundle.spec)
+    pred = predictions(model, task, loader, device)
+    analysis = analyse(pred, experiment.bundle.spec)
+    analysis.errors, analysis.explanations = errors_and_explanations(experiment, pred)
+    return analysis
+
+
+def errors_and_explanations(experiment: Any, pred: Any) -> tuple[Any, Any]:
+    """The error analysis and the explained test examples; either one that fails is a note
+    in the report, never a missing report."""
+    from torchlab.report.error_analysis import ErrorAnalysis, analyse_errors, test_examples
+    from torchlab.report.explanations import Explanations, report_explanations
+
+    bundle = experiment.bundle
+    report = getattr(experiment.config, "report", None)
+    try:
+        errors = analyse_errors(
+            pred,
+            bundle.spec,
+            bundle.featurizer,
+            test_examples(bundle),
+            report.slices if report else [],
+        )
+    except Exception as exc:
+        errors = ErrorAnalysis(notes=[f"The error analysis failed ({type(exc).__name__}: {exc})."])
+        notice(errors.notes[0])
+    try:
+        explanations = report_explanations(experiment, list(bundle.spec.class_names))
+    except Exception as exc:
+        explanations = Explanations(note=f"No explanations ({type(exc).__name__}: {exc}).")
+        notice(f"The report has {explanations.note[0].lower()}{explanations.note[1:]}")
+    return errors, explanations
 
 
 def _context(run: Any, bundle: Any, analysis: Analysis) -> dict[str, Any]:
@@ -152,6 +182,12 @@ def _context(run: Any, bundle: Any, analysis: Analysis) -> dict[str, Any]:
         "curves": curves,
         "analysis": analysis,
         "analysis_figures": [(t, data_uri(b)) for t, b in analysis.figures.items()],
+        "error_gallery": data_uri(analysis.errors.gallery)
+        if analysis.errors is not None and analysis.errors.gallery
+        else "",
+        "explanation_figures": [
+            (t, data_uri(b)) for t, b in getattr(analysis.explanations, "figures", {}).items()
+        ],
         "data": bundle.summary,
         "sizes": sizes,
         "skipped": skipped,
