@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from torchlab.api import (
         backtest,
+        cv,
         evaluate,
         export,
         forecast,
@@ -37,6 +38,7 @@ _LAZY = {
     "export": "torchlab.api",
     "report": "torchlab.api",
     "backtest": "torchlab.api",
+    "cv": "torchlab.api",
     "forecast": "torchlab.api",
     "generate_text": "torchlab.api",
     "TorchlabWarning": "torchlab.notices",
@@ -51,6 +53,7 @@ __all__ = [
     "TorchlabWarning",
     "__version__",
     "backtest",
+    "cv",
     "evaluate",
     "export",
     "forecast",

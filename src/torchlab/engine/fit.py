@@ -42,8 +42,12 @@ def train(
     output_dir: str | Path | None = None,
     callbacks: Sequence[Callback] = (),
     trust_code: bool = False,
+    run_dir: str | Path | None = None,
 ) -> Run:
-    """Train a supervised recipe, or resume a supervised run; see :func:`torchlab.train`."""
+    """Train a supervised recipe, or resume a supervised run; see :func:`torchlab.train`.
+
+    ``run_dir`` is the new run's folder, in place of ``<output_dir>/<name>/<timestamp>``.
+    """
     if resume is None and recipe is not None:
         resume = elastic_restart_of(load_config(recipe, overrides), output_dir)
     if resume is not None:
@@ -62,7 +66,10 @@ def train(
         run = Run(broadcast_object(None))  # rank 0 creates the folder and writes its files
     elif run is None:
         run = create_run(
-            config, output_dir, lambda folder: write_start(folder, experiment, lr_test)
+            config,
+            output_dir,
+            lambda folder: write_start(folder, experiment, lr_test),
+            folder=run_dir,
         )
         marker = elastic_marker(config, output_dir)
         if marker is not None:
