@@ -100,7 +100,9 @@ def train(
         if resume is not None:
             from torchlab.errors import ConfigError
 
-            raise ConfigError("--seeds with --resume: resume seeds with `torchlab cv --resume DIR`.")
+            raise ConfigError(
+                "--seeds with --resume: resume seeds with `torchlab cv --resume DIR`."
+            )
         print_cv(api.cv(recipe, args, seeds=seeds, output_dir=output_dir))
         return
     run = api.train(recipe, args, resume=resume, output_dir=output_dir, trust_code=trust_code)

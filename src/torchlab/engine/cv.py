@@ -147,6 +147,11 @@ def finish(parent: Path, jobs: int) -> CVResult:
             "folder that `torchlab cv` printed."
         )
     plan = read_json(parent / PLAN)
+    if plan["kind"] == "backtest":
+        raise RunError(
+            f"'{parent}' is a backtest, whose folds depend on each other's order; run "
+            "`torchlab cv` on the recipe again instead of resuming it."
+        )
     todo = units(plan)
     settings = (
         {"trainer.threads": max(1, (os.cpu_count() or 1) // jobs), "trainer.progress": "none"}
@@ -190,19 +195,23 @@ def cross_validate_forecaster(
             "one order: leave out --seeds, --repeats and --group."
         )
     result = backtest(recipe, overrides, folds=plan["folds"], output_dir=output_dir)
-    write_json(result.dir / PLAN, {**plan, "kind": "backtest"})
-    return summarise(
-        result.dir, {**plan, "kind": "backtest"}, [Path(f["run"]) for f in result.folds]
-    )
+    plan = {**plan, "kind": "backtest"}
+    write_json(result.dir / PLAN, plan)
+    names = [f"fold-{f['fold']}" for f in result.folds]  # fold 0 tests on the latest data
+    return summarise(result.dir, plan, [Path(f["run"]) for f in result.folds], names)
 
 
-def summarise(parent: Path, plan: dict[str, Any], dirs: list[Path]) -> CVResult:
-    """Write the parent's summary.json and report.html from its completed runs."""
+def summarise(
+    parent: Path, plan: dict[str, Any], dirs: list[Path], names: list[str] | None = None
+) -> CVResult:
+    """Write the parent's summary.json and report.html from its completed runs (named by
+    their folders unless ``names`` are given)."""
     from torchlab.report.cv import write_cv_report
     from torchlab.report.stats import corrected_t_test, spread, verdict
     from torchlab.tasks import higher_is_better
 
-    runs = [run_record(path) for path in dirs]
+    names = names or [path.name for path in dirs]
+    runs = [run_record(path, parent, name) for path, name in zip(dirs, names, strict=True)]
     # Runs of one split share a test set: only training randomness varies, no correction.
     ratio = 0.0 if plan["kind"] == "seeds" else test_train_ratio(runs)
     higher = higher_is_better()
@@ -238,12 +247,13 @@ def summarise(parent: Path, plan: dict[str, Any], dirs: list[Path]) -> CVResult:
     return CVResult(parent, dirs, summary, write_cv_report(parent, summary))
 
 
-def run_record(path: Path) -> dict[str, Any]:
+def run_record(path: Path, parent: Path, name: str) -> dict[str, Any]:
     run = Run(path)
     summary, data = run.summary, read_json(path / "data.json")
     return {
-        "name": path.name,
+        "name": name,
         "dir": str(path),
+        "folder": os.path.relpath(path, parent),  # for links from the parent's report
         "recipe": summary["recipe"],
         "test": scores(summary["test"]),
         "baseline": summary.get("baseline") and scores(summary["baseline"]),
