@@ -153,8 +153,11 @@ def finish(parent: Path, jobs: int) -> CVResult:
             "`torchlab cv` on the recipe again instead of resuming it."
         )
     todo = units(plan)
+    jobs = min(jobs, len(todo))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    # Each process gets its share of the cores, so that J runs do not oversubscribe them.
     settings = (
-        {"trainer.threads": max(1, (os.cpu_count() or 1) // jobs), "trainer.progress": "none"}
+        {"trainer.threads": max(1, (cores or 1) // jobs), "trainer.progress": "none"}
         if jobs > 1
         else {}
     )
