@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from torchlab.api import (
         backtest,
+        cv,
         evaluate,
         explain,
         export,
@@ -39,6 +40,7 @@ _LAZY = {
     "explain": "torchlab.api",
     "report": "torchlab.api",
     "backtest": "torchlab.api",
+    "cv": "torchlab.api",
     "forecast": "torchlab.api",
     "generate_text": "torchlab.api",
     "TorchlabWarning": "torchlab.notices",
@@ -53,6 +55,7 @@ __all__ = [
     "TorchlabWarning",
     "__version__",
     "backtest",
+    "cv",
     "evaluate",
     "explain",
     "export",

@@ -78,6 +78,14 @@ def train(
         Path | None, typer.Option(help="Where new run directories go (default: runs).")
     ] = None,
     trust_code: TrustCode = False,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Train this many seeds of the recipe's split and compare each with the "
+            "baseline (mean, std, 95% interval, paired t-test), as `torchlab cv` does folds.",
+        ),
+    ] = None,
 ) -> None:
     """Train a recipe or YAML config."""
     args = list(args or [])
@@ -88,6 +96,15 @@ def train(
     from torchlab import api
     from torchlab.distributed import world_from_env
 
+    if seeds is not None:
+        if resume is not None:
+            from torchlab.errors import ConfigError
+
+            raise ConfigError(
+                "--seeds with --resume: resume seeds with `torchlab cv --resume DIR`."
+            )
+        print_cv(api.cv(recipe, args, seeds=seeds, output_dir=output_dir))
+        return
     run = api.train(recipe, args, resume=resume, output_dir=output_dir, trust_code=trust_code)
     if world_from_env().is_main:  # under torchrun, rank 0 speaks for the job
         print_summary(run.summary, run.dir)
@@ -478,6 +495,72 @@ def backtest(
         table.add_row(row["forecaster"], *(f"{row[c]:.4g}" for c in columns))
     Console().print(table)
     typer.echo(f"Backtest folder: {result.dir}")
+
+
+@app.command()
+def cv(
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="RECIPE_OR_YAML then dotted overrides, e.g. iris trainer.max_epochs=20."
+        ),
+    ] = None,
+    folds: Annotated[int, typer.Option(min=2, help="k of k-fold (stratified for classes).")] = 5,
+    repeats: Annotated[
+        int, typer.Option(min=1, help="Repeat the k-fold with this many shuffles.")
+    ] = 1,
+    group: Annotated[
+        str | None,
+        typer.Option(help="A column of the data's table whose values never span two folds."),
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option(min=1, help="Runs trained at once, each with cores / jobs threads.")
+    ] = 1,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Finish this cv folder: keep completed folds, resume the others."),
+    ] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Where the cv folder goes (default: runs).")
+    ] = None,
+) -> None:
+    """Cross-validate a recipe against its baseline: is deep learning better, worse, or
+    undecided at 95%? (corrected resampled t-test over the folds)."""
+    args = list(args or [])
+    recipe = args.pop(0) if args and "=" not in args[0] else None
+    if recipe is not None and resume is None:
+        check_before_import(recipe, args, data=True)
+    from torchlab import api
+
+    result = api.cv(
+        recipe, args, folds=folds, repeats=repeats, group=group, jobs=jobs,
+        output_dir=output_dir, resume=resume,
+    )  # fmt: skip
+    print_cv(result)
+
+
+def print_cv(result: Any) -> None:
+    """Per test metric: torchlab and the baseline as mean ± std, and the verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    s = result.summary
+    unit = "seeds" if s["kind"] == "seeds" else "folds"
+    table = Table(title=f"{s['recipe']}: test metrics over {len(s['runs'])} {unit}")
+    for column in ("metric", "torchlab", f"baseline: {s['baseline'] or '-'}", "p", "verdict"):
+        table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
+    for name, m in s["metrics"].items():
+        ours, theirs, test = m["torchlab"], m["baseline"], m["difference"]
+        table.add_row(
+            name,
+            f"{ours['mean']:.4f} ± {ours['std']:.4f}",
+            f"{theirs['mean']:.4f} ± {theirs['std']:.4f}" if theirs else "-",
+            f"{test['p_value']:.3g}" if test else "-",
+            m["verdict"] or "-",
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"Report: {shown_path(result.report)}", soft_wrap=True, markup=False)
 
 
 def check_before_import(recipe: str, overrides: list[str], data: bool = False) -> None:

@@ -61,12 +61,38 @@ def _component(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
+class FoldConfig(Section):
+    """One fold of k-fold cross-validation as the test part (``torchlab cv`` writes it).
+
+    The samples are dealt into ``folds`` folds, shuffled by the split's seed and ``repeat``
+    (stratified for classification); fold ``index`` is the test part, and the validation
+    part is cut from the other folds. ``group`` names a column of the source's table whose
+    values never span two folds (e.g. a patient id).
+    """
+
+    folds: int = Field(ge=2)
+    index: int = Field(ge=0)
+    repeat: int = Field(0, ge=0)
+    group: str | None = None
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> FoldConfig:
+        if self.index >= self.folds:
+            raise ValueError(f"index must be below folds ({self.folds}); received {self.index}")
+        return self
+
+
 class SplitConfig(Section):
     """Fractions held out for validation and test; stratified for classification."""
 
     val: float = Field(0.1, ge=0.0, lt=1.0)
     test: float = Field(0.2, ge=0.0, lt=1.0)
     stratify: bool = True
+    # The seed that deals samples into splits; None: the run's seed. Fixed, it keeps the
+    # split while ``seed`` varies the model's initialisation and data order.
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, strict=True)
+    # A k-fold test part instead of the ``test`` fraction (``torchlab cv``).
+    fold: FoldConfig | None = None
 
 
 class DataConfig(Section):

@@ -22,7 +22,8 @@ DEFAULT_KIND = "supervised"
 class TrainRequest:
     """What ``torchlab train`` is asked (see :func:`torchlab.train`): a recipe with its
     overrides, or a run to resume; where new runs go; extra callbacks; whether the resumed
-    run may import code it did not record."""
+    run may import code it did not record; and ``run_dir``, a new run's own folder in place
+    of ``<output_dir>/<name>/<timestamp>`` (a cross-validation fold's)."""
 
     recipe: str | Path | None = None
     overrides: list[str] | dict[str, Any] = ()
@@ -30,6 +31,7 @@ class TrainRequest:
     output_dir: str | Path | None = None
     callbacks: Sequence[Any] = ()
     trust_code: bool = False
+    run_dir: str | Path | None = None
 
 
 class KindConfig(Protocol):

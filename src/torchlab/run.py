@@ -64,14 +64,17 @@ def create_run(
     output_dir: str | Path | None = None,
     write_files: Callable[[Path], None] = lambda folder: None,
     status: str = "running",
+    folder: str | Path | None = None,
 ) -> Run:
     """A new ``<output_dir>/<name>/<timestamp>`` folder (suffixed if taken), held by this process.
 
     Its ``config.yaml``, ``code.json``, ``run.json`` and whatever ``write_files(folder)``
     writes go into a hidden folder beside it first, which takes its final name only when
     they are all there: a crash or a full disk never leaves a half-made run folder.
+    ``folder`` names the run folder itself instead (a fold of a cross-validation); it must
+    not exist yet.
     """
-    root = Path(output_dir or config.output_dir) / config.name
+    root = Path(folder).parent if folder else Path(output_dir or config.output_dir) / config.name
     with temporary_dir(root, ".new-run-") as staging:
         lock = hold_lock(staging)
         try:
@@ -79,12 +82,25 @@ def create_run(
             record_code(staging, config)
             Run(staging).set_status(status, created=datetime.now().isoformat(timespec="seconds"))
             write_files(staging)
-            run = Run(_move_to_free_name(staging, root))
+            run = Run(
+                _move_to(staging, Path(folder)) if folder else _move_to_free_name(staging, root)
+            )
         except BaseException:
             lock.close()
             raise
     run.lock = lock
     return run
+
+
+def _move_to(staging: Path, path: Path) -> Path:
+    try:
+        staging.rename(path)  # fails if the folder exists and is not empty
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise RunError(f"Run folder '{path}' exists already; resume it instead.") from None
+        raise
+    fsync_dir(path.parent)
+    return path
 
 
 def _move_to_free_name(staging: Path, root: Path) -> Path:

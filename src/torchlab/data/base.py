@@ -202,6 +202,20 @@ class InputNeeds:
 
 
 @dataclass(frozen=True)
+class Fold:
+    """Fold ``index`` of ``folds`` in shuffle ``repeat``, as the test part of a run.
+
+    ``group`` names the source column whose values keep to one fold; the source passes
+    that column's values to ``split_indices`` as ``groups``.
+    """
+
+    folds: int
+    index: int
+    repeat: int = 0
+    group: str | None = None
+
+
+@dataclass(frozen=True)
 class SourceContext:
     """What every data source builder receives besides its own settings."""
 
@@ -216,6 +230,9 @@ class SourceContext:
     # The saved run being rebuilt (evaluate, resume, report), else None: a source reuses
     # what the run saved (e.g. its tokenizer.json) instead of fitting it again.
     run_dir: Any = None
+    # A k-fold test part in place of the ``test`` fraction (``torchlab cv``); sources pass
+    # it to ``split_indices``, and a source that cannot honour it says so.
+    fold: Fold | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.needs, InputNeeds):  # e.g. the config's model section

@@ -288,8 +288,9 @@ def build_bundle(
     y, names = encode_target(frame[targets], context.target_kind, source)
     stratify = y.numpy() if context.stratify and context.target_kind == "categorical" else None
     index = split_indices(
-        len(frame), val=context.val, test=context.test, seed=context.seed, stratify=stratify
-    )
+        len(frame), val=context.val, test=context.test, seed=context.seed, stratify=stratify,
+        fold=context.fold, groups=fold_groups(frame, context, source),
+    )  # fmt: skip
     splits = dict(zip(("train", "val", "test"), index, strict=True))
     featurizer = TabularFeaturizer.fit(
         inputs.iloc[splits["train"]],
@@ -308,6 +309,19 @@ def build_bundle(
         featurizer=featurizer,
         summary=summary,
     )
+
+
+def fold_groups(frame: pd.DataFrame, context: SourceContext, source: Source) -> np.ndarray | None:
+    """The values of the column that ``data.split.fold.group`` names (blank: a group too)."""
+    group = context.fold.group if context.fold is not None else None
+    if group is None:
+        return None
+    if group not in frame.columns:
+        raise DataError(
+            f"Column '{group}' named in data.split.fold.group (--group) is not in "
+            f"{source.name}; use one of its columns: {', '.join(map(str, frame.columns))}."
+        )
+    return as_text(frame[group]).fillna("").to_numpy()
 
 
 def summarise(

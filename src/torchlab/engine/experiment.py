@@ -54,7 +54,7 @@ def build_experiment(
     """
     import torch
 
-    from torchlab.data.base import SourceContext
+    from torchlab.data.base import Fold, SourceContext
     from torchlab.distributed import init_world
     from torchlab.models import build_model, input_needs
     from torchlab.registry import DATASETS, TASKS
@@ -78,10 +78,11 @@ def build_experiment(
             split.val,
             split.test,
             split.stratify,
-            config.seed,
+            config.seed if split.seed is None else split.seed,
             target_kind,
             input_needs(config.model),
             run_dir,
+            None if split.fold is None else Fold(**split.fold.model_dump()),
         )
         bundle = DATASETS.build(config.data.source, "data.source", context)
     task = build_task(config.task, bundle.spec)

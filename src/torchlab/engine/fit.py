@@ -57,7 +57,10 @@ def train(request: TrainRequest) -> Run:
         run = Run(broadcast_object(None))  # rank 0 creates the folder and writes its files
     elif run is None:
         run = create_run(
-            config, output_dir, lambda folder: write_start(folder, experiment, lr_test)
+            config,
+            output_dir,
+            lambda folder: write_start(folder, experiment, lr_test),
+            folder=request.run_dir,
         )
         marker = elastic_marker(config, output_dir)
         if marker is not None:

@@ -109,7 +109,7 @@ def text_corpus(
     if max_documents is not None:
         docs = docs[:max_documents]
     train, val, test = split_indices(
-        len(docs), val=context.val, test=context.test, seed=context.seed
+        len(docs), val=context.val, test=context.test, seed=context.seed, fold=context.fold
     )
     if tokenizer is not None:
         tok = TextTokenizer.pretrained(tokenizer)

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from torchlab.data.base import DataBundle, SourceContext
-from torchlab.data.splits import split_indices
+from torchlab.data.splits import refuse_folds, split_indices
 from torchlab.data.text.pairs import pairs_bundle
 from torchlab.errors import DataError
 from torchlab.registry import DATASETS
@@ -121,8 +121,11 @@ def dates(
     n_test = max(1, round(n * context.test))
     if test_formats == "seen":
         sources, targets, used = generate(n, SEEN, rng)
-        parts = split_indices(len(sources), val=context.val, test=context.test, seed=context.seed)
+        parts = split_indices(
+            len(sources), val=context.val, test=context.test, seed=context.seed, fold=context.fold
+        )
     else:
+        refuse_folds(context.fold, "dates", "test_formats=unseen tests on its own formats")
         sources, targets, used = generate(n - n_test, SEEN, rng)
         extra = generate(n_test, UNSEEN, rng, exclude=set(sources))
         train, val, _ = split_indices(

@@ -222,7 +222,9 @@ def text_pairs(
     )
     if len(sources) < 3:
         raise DataError(f"'{file}' holds {len(sources)} pairs; give at least 3 to split.")
-    parts = split_indices(len(sources), val=context.val, test=context.test, seed=context.seed)
+    parts = split_indices(
+        len(sources), val=context.val, test=context.test, seed=context.seed, fold=context.fold
+    )
     return pairs_bundle(
         sources, targets, parts, tokenization=tokenization, vocab_size=vocab_size,
         max_length=max_length, lowercase=lowercase, summary={"file": str(file)},

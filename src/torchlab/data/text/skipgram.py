@@ -169,7 +169,9 @@ def skipgram(
         )
     docs, origin = read_documents(path, encoding)
     docs = docs[:max_documents] if max_documents is not None else docs
-    parts = split_indices(len(docs), val=context.val, test=context.test, seed=context.seed)
+    parts = split_indices(
+        len(docs), val=context.val, test=context.test, seed=context.seed, fold=context.fold
+    )
     tok = TextTokenizer.train([docs[i] for i in parts[0]], kind="word", vocab_size=vocab_size,
                               min_frequency=min_count, lowercase=True)  # fmt: skip
     rng = np.random.default_rng(context.seed)

@@ -175,7 +175,7 @@ def text_bundle(
     texts, y = [texts[i] for i in keep], y[keep]
     parts = split_indices(
         len(y), val=context.val, test=context.test, seed=context.seed,
-        stratify=y if context.stratify else None,
+        stratify=y if context.stratify else None, fold=context.fold,
     )  # fmt: skip
     names = ("train", "val", "test")
     split_texts = {n: [texts[i] for i in idx] for n, idx in zip(names, parts, strict=True)}

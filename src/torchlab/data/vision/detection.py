@@ -220,7 +220,7 @@ def bundle_of(
         raise DataError(f"Data source '{source}' found no images; check data.source.root.")
     shape = (size, size) if size else (records[0].height, records[0].width)
     train, val, test = split_indices(
-        len(records), val=context.val, test=context.test, seed=context.seed
+        len(records), val=context.val, test=context.test, seed=context.seed, fold=context.fold
     )
     splits = {"train": train, "val": val, "test": test}
     datasets = {

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from torchlab.data.base import DataBundle, SourceContext
-from torchlab.data.splits import split_indices
+from torchlab.data.splits import refuse_folds, split_indices
 from torchlab.data.vision.dataset import ImageOptions, SplitItems, image_bundle, usable_files
 from torchlab.data.vision.files import IMAGE_SUFFIXES
 from torchlab.errors import DataError
@@ -53,10 +53,12 @@ def split_given_or_cut(
         "val": context.val if "val" in missing else 0.0,
         "test": context.test if "test" in missing else 0.0,
     }
+    if "test" in found:
+        refuse_folds(context.fold, "image-folder", "its test/ folder is the test part")
     stratify = np.array(labels) if context.stratify else None
     train, val, test = split_indices(
         len(labels), val=fractions["val"], test=fractions["test"], seed=context.seed,
-        stratify=stratify,
+        stratify=stratify, fold=context.fold,
     )  # fmt: skip
     cut = {"train": train, "val": val, "test": test}
     out = {}

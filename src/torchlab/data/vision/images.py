@@ -136,8 +136,9 @@ def digits(
     labels = torch.from_numpy(raw.target.astype(np.int64))
     stratify = raw.target if context.stratify else None
     train, val, test = split_indices(
-        len(labels), val=context.val, test=context.test, seed=context.seed, stratify=stratify
-    )
+        len(labels), val=context.val, test=context.test, seed=context.seed, stratify=stratify,
+        fold=context.fold,
+    )  # fmt: skip
     train = few_shot(train, raw.target, per_class, context.seed)
     fixed = fixed_statistics(normalize, context.needs, channels)
     if fixed is not None:

@@ -249,7 +249,7 @@ def mask_folder(
     pairs, counts = scan(folder, images, masks, len(names))
     shape = _common_size(pairs, size)
     train, val, test = split_indices(
-        len(pairs), val=context.val, test=context.test, seed=context.seed
+        len(pairs), val=context.val, test=context.test, seed=context.seed, fold=context.fold
     )
     datasets = {
         name: SegmentationDataset(

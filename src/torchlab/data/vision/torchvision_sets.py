@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from torchlab.data.base import DataBundle, SourceContext
-from torchlab.data.splits import split_indices
+from torchlab.data.splits import refuse_folds, split_indices
 from torchlab.data.vision.dataset import ImageOptions, SplitItems, image_bundle
 from torchlab.data.vision.files import to_array
 from torchlab.errors import DataError
@@ -104,6 +104,7 @@ def torchvision_dataset(
     first, _ = train_set[0]
     channels = channels or (1 if first.mode in ("L", "I", "I;16", "F") else 3)
     size = size or max(first.size)
+    refuse_folds(context.fold, "torchvision", f"{dataset}'s own test part is the test part")
     labels = labels_of(train_set)
     stratify = labels if context.stratify else None
     train, val, _ = split_indices(
