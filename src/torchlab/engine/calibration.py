@@ -25,8 +25,10 @@ from torchlab.errors import ConfigError, RunError
 from torchlab.models.calibrated import Calibrated
 from torchlab.notices import notice
 from torchlab.tasks.calibration import (
+    calibration_nll,
     conformal_half_widths,
     fewest_samples,
+    fit_temperature,
     interval_coverage,
     reliability,
 )
@@ -37,9 +39,6 @@ if TYPE_CHECKING:
 
 CALIBRATION_FILE = "calibration.json"
 TEMPERATURE_KINDS = ("multiclass", "binary")  # tasks whose outputs are class logits
-# A validation split the model classifies without an error pulls the fitted temperature
-# towards 0 without end; these bounds keep the probabilities usable.
-TEMPERATURE_RANGE = (0.05, 20.0)
 
 
 def check_calibration(task_config: Any, metric_kind: str) -> None:
@@ -87,7 +86,7 @@ def fit_calibration(experiment: Experiment, data: dict[str, Any]) -> Fitted | No
         experiment.model, experiment.task, data["val"], experiment.device
     )
     if config.calibrate == "temperature":
-        return fit_temperature(experiment, outputs, target)
+        return temperature_fitted(experiment, outputs, target)
     return fit_intervals(experiment, config.intervals.coverage, outputs, target)
 
 
@@ -106,39 +105,20 @@ def split_outputs(
     return torch.cat([s[0] for s in shares]), torch.cat([s[1] for s in shares])
 
 
-def fit_temperature(experiment: Experiment, logits: torch.Tensor, target: torch.Tensor) -> Fitted:
-    """Minimise the validation NLL over log T with L-BFGS (Guo et al. 2017)."""
+def temperature_fitted(
+    experiment: Experiment, logits: torch.Tensor, target: torch.Tensor
+) -> Fitted:
+    """The temperature minimising the validation NLL, and what it changed there."""
     binary = experiment.task.metric_kind == "binary"
-    logits = logits.double()
-    target = target.double() if binary else target.long()
-
-    def nll(temperature: torch.Tensor) -> torch.Tensor:
-        scaled = logits / temperature
-        if binary:
-            return nn.functional.binary_cross_entropy_with_logits(scaled, target)
-        return nn.functional.cross_entropy(scaled, target)
-
-    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = nll(log_t.exp())
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    temperature = min(max(float(log_t.exp()), TEMPERATURE_RANGE[0]), TEMPERATURE_RANGE[1])
-    scores = experiment.task.scores
-    before, after = (scores(logits / t).numpy() for t in (1.0, temperature))
-    labels = target.long().numpy()
+    temperature = fit_temperature(logits, target, binary)
+    scores, labels = experiment.task.scores, target.long().numpy()
+    before, after = (scores(logits.double() / t).numpy() for t in (1.0, temperature))
     record = {
         "temperature": temperature,
         "fitted_on": {"split": "val", "samples": len(target)},
         "val": {
-            "nll_before": float(nll(torch.tensor(1.0, dtype=torch.float64))),
-            "nll_after": float(nll(torch.tensor(temperature, dtype=torch.float64))),
+            "nll_before": calibration_nll(logits, target, binary, 1.0),
+            "nll_after": calibration_nll(logits, target, binary, temperature),
             "ece_before": reliability(before, labels).ece,
             "ece_after": reliability(after, labels).ece,
         },

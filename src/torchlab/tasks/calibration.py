@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torchmetrics import Metric
 
 BINS = 10
@@ -84,6 +86,44 @@ class BrierScore(Metric):
 
     def compute(self) -> torch.Tensor:
         return (self.total / self.count.clamp(min=1)).float()
+
+
+def calibration_nll(
+    logits: torch.Tensor, target: torch.Tensor, binary: bool, temperature: Any
+) -> float | torch.Tensor:
+    """Mean negative log-likelihood of ``target`` under ``logits / temperature``: a float for
+    a float temperature, a differentiable tensor for a tensor one."""
+    scaled = logits.double() / temperature
+    if binary:  # (N,) logits of the positive class
+        loss = nn.functional.binary_cross_entropy_with_logits(scaled, target.double())
+    else:  # (N, C) class logits
+        loss = nn.functional.cross_entropy(scaled, target.long())
+    return loss if isinstance(temperature, torch.Tensor) else float(loss)
+
+
+def fit_temperature(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    binary: bool,
+    bounds: tuple[float, float] = (0.05, 20.0),
+) -> float:
+    """The temperature ``T > 0`` that minimises the NLL of ``logits / T``, found by L-BFGS
+    over ``log T`` (Guo et al. 2017, "On Calibration of Modern Neural Networks",
+    https://arxiv.org/abs/1706.04599), clipped to ``bounds``: logits that classify every
+    sample right pull it towards 0 without end."""
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+    logits = logits.detach()
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = calibration_nll(logits, target, binary, log_t.exp())
+        loss.backward()  # type: ignore[union-attr]
+        return loss  # type: ignore[return-value]
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return min(max(float(log_t.exp()), bounds[0]), bounds[1])
 
 
 def conformal_half_widths(residuals: np.ndarray, coverage: float) -> np.ndarray:
