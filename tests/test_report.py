@@ -48,10 +48,12 @@ def test_classification_report_is_self_contained_and_complete(iris_run: Any) -> 
     html = (iris_run.dir / "report.html").read_text()
     for section in ("Test results", "Learning curves", "Analysis of the test predictions",
                     "per-class metrics", "Confusion matrix (test)", "ROC curves",
-                    "Class balance per split", "Config", "Timings and size", "Environment"):  # fmt: skip
+                    "Class balance per split", "Calibration", "Reliability diagram (test, 10 bins)",
+                    "Config", "Timings and size", "Environment"):  # fmt: skip
         assert section in html, section
     sources = images(html)
-    assert len(sources) == 4  # learning curves, confusion matrix, ROC, class balance
+    # learning curves, confusion matrix, ROC, reliability diagram, class balance
+    assert len(sources) == 5
     for src in sources:  # every image embedded, and a real PNG
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.partition(",")[2])[:4] == b"\x89PNG"
@@ -320,9 +322,10 @@ def test_report_renders_in_headless_chromium(iris_run: Any, rl_run: Any, browser
     page, errors = open_page(browser, iris_run.dir / "report.html", "report-iris.png")
     assert errors == []
     assert page["title"] == "iris: torchlab run report"
-    assert len(page["images"]) == 4
+    assert len(page["images"]) == 5
     assert all(i["complete"] and i["width"] > 100 for i in page["images"]), page["images"]
     assert "Test results" in page["sections"] and "Environment" in page["sections"]
+    assert "Calibration" in page["sections"]
     assert (artifacts_dir() / "report-iris.png").stat().st_size > 10_000
 
     page, errors = open_page(browser, rl_run.dir / "report.html", "report-cartpole-ppo.png")

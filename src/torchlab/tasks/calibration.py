@@ -123,7 +123,7 @@ def fit_temperature(
 
     with torch.enable_grad():
         optimizer.step(closure)
-    return min(max(float(log_t.exp()), bounds[0]), bounds[1])
+    return min(max(float(log_t.detach().exp()), bounds[0]), bounds[1])
 
 
 def conformal_half_widths(residuals: np.ndarray, coverage: float) -> np.ndarray:
