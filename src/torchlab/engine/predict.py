@@ -71,7 +71,9 @@ def predict(
     instead of ``file:row``.
 
     Returns a pandas DataFrame with an ``id`` column, the predicted label (or value) and
-    one probability column per class; writes it as CSV to ``output`` when given.
+    one probability column per class (a regression run fitted with ``task.intervals``:
+    ``lower_<target>`` and ``upper_<target>`` beside each value); writes it as CSV to
+    ``output`` when given.
     """
     import pandas as pd
 
