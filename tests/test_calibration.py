@@ -20,7 +20,7 @@ from torchmetrics.classification import BinaryCalibrationError, MulticlassCalibr
 import torchlab
 from conftest import run_cli
 from serving import LiveServer
-from torchlab.errors import ConfigError
+from torchlab.errors import ConfigError, ExportError, RunError
 from torchlab.tasks.calibration import (
     brier_score,
     conformal_half_widths,
@@ -265,11 +265,11 @@ def test_a_damaged_calibration_record_is_refused(interval_run: Any, tmp_path: Pa
     import shutil
 
     copy = Path(shutil.copytree(interval_run.dir, tmp_path / "run"))
-    (copy / "calibration.json").write_text(
-        json.dumps({"intervals": {"half_widths": {"target": -1}}})
-    )
-    rows = tmp_path / "rows.csv"
-    load_diabetes(as_frame=True).frame.drop(columns="target").head(2).to_csv(rows, index=False)
-    done = run_cli("predict", str(copy), str(rows), cwd=tmp_path)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "calibration.json" in done.stderr and "damaged" in done.stderr
+    damaged = {"intervals": {"half_widths": {"target": -1}}}
+    (copy / "calibration.json").write_text(json.dumps(damaged))
+    rows = load_diabetes(as_frame=True).frame.drop(columns="target").head(2)
+    with pytest.raises(ExportError, match=r"calibration\.json' are damaged"):
+        torchlab.predict(copy, rows)
+    (copy / "calibration.json").write_text(json.dumps({"temperature": "hot"}))
+    with pytest.raises(RunError, match=r"calibration\.json' holds no valid temperature"):
+        torchlab.predict(copy, rows)
