@@ -48,14 +48,16 @@ def test_classification_report_is_self_contained_and_complete(iris_run: Any) -> 
     html = (iris_run.dir / "report.html").read_text()
     for section in ("Test results", "Learning curves", "Analysis of the test predictions",
                     "per-class metrics", "Confusion matrix (test)", "ROC curves",
-                    "Class balance per split", "Config", "Timings and size", "Environment",
+                    "Class balance per split", "Calibration", "Reliability diagram (test, 10 bins)",
+                    "Config", "Timings and size", "Environment",
                     "Error analysis", "Worst test predictions", "Explanations",
                     "Global importance: mean |integrated gradients| per column"):  # fmt: skip
         assert section in html, section
     if iris_run.summary["test"]["test/accuracy"] < 1:
         assert "Most-confused class pairs" in html
     sources = images(html)
-    assert len(sources) == 5  # learning curves, confusion matrix, ROC, importance, class balance
+    # learning curves, confusion matrix, ROC, reliability diagram, importance, class balance
+    assert len(sources) == 6
     for src in sources:  # every image embedded, and a real PNG
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.partition(",")[2])[:4] == b"\x89PNG"
@@ -330,10 +332,11 @@ def test_report_renders_in_headless_chromium(iris_run: Any, rl_run: Any, browser
     page, errors = open_page(browser, iris_run.dir / "report.html", "report-iris.png")
     assert errors == []
     assert page["title"] == "iris: torchlab run report"
-    assert len(page["images"]) == 5  # with the global importance of the columns
+    assert len(page["images"]) == 6  # with the reliability diagram and the columns' importance
     assert all(i["complete"] and i["width"] > 100 for i in page["images"]), page["images"]
     assert "Test results" in page["sections"] and "Environment" in page["sections"]
     assert "Error analysis" in page["sections"] and "Explanations" in page["sections"]
+    assert "Calibration" in page["sections"]
     assert (artifacts_dir() / "report-iris.png").stat().st_size > 10_000
 
     page, errors = open_page(browser, rl_run.dir / "report.html", "report-cartpole-ppo.png")

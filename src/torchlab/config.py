@@ -107,9 +107,20 @@ class DataConfig(Section):
     _source = field_validator("source", mode="before")(_component)
 
 
+class IntervalsConfig(Section):
+    """Split-conformal prediction intervals of a regression run, fitted on the validation
+    split after training (``task.intervals: {coverage: 0.9}``)."""
+
+    coverage: float = Field(0.9, gt=0.0, lt=1.0)
+
+
 class TaskConfig(Component):
     loss: Component | None = None
     metrics: list[str] | None = None
+    # After training, a classifier's probabilities can be recalibrated on the validation
+    # split: "temperature" fits one temperature (Guo et al. 2017). See engine/calibration.py.
+    calibrate: Literal["none", "temperature"] = "none"
+    intervals: IntervalsConfig | None = None
 
     _loss = field_validator("loss", mode="before")(_component)
 
@@ -358,7 +369,7 @@ class RunConfig(Section):
         sections = [
             (r.DATASETS, self.data.source, "data.source", set()),
             (r.MODELS, self.model, "model", set()),
-            (r.TASKS, self.task, "task", {"loss", "metrics"}),
+            (r.TASKS, self.task, "task", set(TaskConfig.model_fields) - {"name"}),
             (r.OPTIMIZERS, self.optim, "optim", {"lr", "weight_decay", "decay_norm_and_bias"}),
             (r.SCHEDULERS, self.schedule, "schedule", set()),
             (r.BASELINES, self.baseline, "baseline", set()),

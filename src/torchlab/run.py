@@ -12,6 +12,7 @@ runs/<recipe>/<timestamp>/
   report.html        one self-contained page      MODEL_CARD.md  intended use, data, metrics, limits
   lr_finder.png/.json  the range test, when optim.lr is auto
   code.json          where the code the config names came from (file, SHA-256), if any
+  calibration.json   the temperature or interval half-widths fitted with task.calibrate / intervals
   summary.json       test metrics and the baseline (written last, only when the run completes)
   .lock              held by the process that trains the run (its PID inside)
 ```

@@ -56,6 +56,7 @@ def build_experiment(
 
     from torchlab.data.base import Fold, SourceContext
     from torchlab.distributed import init_world
+    from torchlab.engine.calibration import check_calibration
     from torchlab.models import build_model, input_needs
     from torchlab.registry import DATASETS, TASKS
     from torchlab.tasks import build_task
@@ -71,8 +72,10 @@ def build_experiment(
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by cuBLAS
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = not config.trainer.deterministic
+    task_class = TASKS.get(config.task.name, "task.name").builder
+    check_calibration(config.task, task_class.metric_kind)
     if bundle is None:
-        target_kind = TASKS.get(config.task.name, "task.name").builder.target_kind
+        target_kind = task_class.target_kind
         split = config.data.split
         context = SourceContext(
             split.val,
@@ -126,18 +129,25 @@ def loaders(experiment: Experiment) -> dict[str, Loader]:
 
 
 def rebuilt(run: Run) -> Experiment:
-    """A completed run's experiment rebuilt, with the run's best weights in its model."""
+    """A completed run's experiment rebuilt, with the run's best weights in its model (and
+    its calibration temperature, when it has one)."""
+    from dataclasses import replace
+
+    from torchlab.engine.calibration import with_calibration
     from torchlab.training.checkpoint import load_into, load_weights
 
     experiment = build_experiment(run.config, run.dir)
     weights = run.dir / "model.safetensors"
     load_into(experiment.model, load_weights(weights), weights)
-    return experiment
+    model = with_calibration(experiment.model, run.dir).to(experiment.device)
+    return replace(experiment, model=model)
 
 
-def load_trained(run: Run) -> Any:
+def load_trained(run: Run, calibrated: bool = True) -> Any:
     """A run's trained model with its best weights, in eval mode on the CPU (nothing else
-    of the experiment is built: no data is read)."""
+    of the experiment is built: no data is read). ``calibrated``: with the run's
+    calibration temperature, when it has one (the model predictions come from)."""
+    from torchlab.engine.calibration import with_calibration
     from torchlab.models import build_model
     from torchlab.tasks import build_task
     from torchlab.training.checkpoint import load_into, load_weights
@@ -146,4 +156,4 @@ def load_trained(run: Run) -> Any:
     model = build_model(run.config.model, run.spec, task.num_outputs, trained=True)
     weights = run.dir / "model.safetensors"
     load_into(model, load_weights(weights), weights)
-    return model.eval()
+    return with_calibration(model, run.dir).eval() if calibrated else model.eval()

@@ -12,6 +12,7 @@ from torchlab import notices
 from torchlab.config import RunConfig, config_for_resume, load_config, local_paths
 from torchlab.data.fingerprint import fingerprints
 from torchlab.distributed import barrier, broadcast_object, failures_named, shutdown
+from torchlab.engine.calibration import CALIBRATION_FILE, Fitted, fit_calibration, interval_metrics
 from torchlab.engine.experiment import Experiment, build_experiment, loaders
 from torchlab.errors import ConfigError, RunError
 from torchlab.files import write_json, write_text
@@ -261,19 +262,44 @@ class RunFinisher(Callback):
         experiment, run = self.experiment, self.run
         weights = run.dir / "model.safetensors"
         load_into(experiment.model, load_weights(weights), weights)
+        calibration = fit_calibration(experiment, self.data)  # task.calibrate, task.intervals
         test = {}
         if "test" in self.data:
-            report_metrics = experiment.task.report_metrics
-            test = trainer.evaluate(self.data["test"], "test", extra_metrics=report_metrics)
+            test = self.test_metrics(trainer, calibration)
         if not experiment.world.is_main:
             barrier()  # wait until rank 0 has written the summary
             return
-        write_json(run.dir / "summary.json", self.summary(trainer, test))
+        summary = self.summary(trainer, test)
+        if calibration is not None:
+            write_json(run.dir / CALIBRATION_FILE, calibration.record)
+            summary["calibration"] = calibration.record
+            experiment = replace(experiment, model=calibration.model)
+        write_json(run.dir / "summary.json", summary)
         from torchlab.report.html import write_run_reports
 
         write_run_reports(run, experiment, self.data)  # report.html and MODEL_CARD.md
         run.set_status("completed")
         barrier()
+
+    def test_metrics(self, trainer: Trainer, calibration: Fitted | None) -> dict[str, Any]:
+        """The best weights' test metrics, with the report-only ones, as predictions come
+        out of the run: after its calibration, when it has one."""
+        from torchlab.training.loop import evaluate
+
+        task, loader = self.experiment.task, self.data["test"]
+        if calibration is None:
+            return trainer.evaluate(loader, "test", extra_metrics=task.report_metrics)
+        metrics = task.metrics(task.report_metrics).to(trainer.device)
+        test = evaluate(
+            calibration.model,
+            task,
+            loader,
+            metrics=metrics,
+            prefix="test",
+            precision=trainer.precision,
+            device=trainer.device,
+        )
+        return {**test, **interval_metrics(calibration, self.experiment, loader)}
 
     def summary(self, trainer: Trainer, test: dict[str, Any]) -> dict[str, Any]:
         from torchlab.baselines import run_baseline

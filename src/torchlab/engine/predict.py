@@ -8,10 +8,16 @@ from typing import Any
 
 import torch
 
+from torchlab.engine.calibration import CALIBRATION_FILE, read_calibration
 from torchlab.engine.experiment import load_trained
 from torchlab.errors import ConfigError, DataError, RunError
 from torchlab.exporters.inputs import input_kind
-from torchlab.exporters.runtime import Predictor, is_export_dir, load_export
+from torchlab.exporters.runtime import (
+    Predictor,
+    interval_half_widths,
+    is_export_dir,
+    load_export,
+)
 from torchlab.memory import keep_freed_memory, set_threads
 from torchlab.notices import notice
 from torchlab.run import Run
@@ -65,7 +71,9 @@ def predict(
     instead of ``file:row``.
 
     Returns a pandas DataFrame with an ``id`` column, the predicted label (or value) and
-    one probability column per class; writes it as CSV to ``output`` when given.
+    one probability column per class (a regression run fitted with ``task.intervals``:
+    ``lower_<target>`` and ``upper_<target>`` beside each value); writes it as CSV to
+    ``output`` when given.
     """
     import pandas as pd
 
@@ -109,7 +117,7 @@ def predict(
     frame = pd.DataFrame({"id": ids})
     if texts:  # what each row was about
         frame["text"] = texts
-    for name, values in predictor.task.predict(outputs).items():
+    for name, values in predictor.predictions(outputs).items():
         frame = frame.join(prediction_columns(name, values, spec))
     if on_error == "skip":
         frame = with_errors(frame, skipped)
@@ -210,7 +218,12 @@ def load_run(run: Any, trust_code: bool = False) -> Predictor:
         "output": {"shape": ["batch", task.num_outputs]},
         "source": str(run.dir),
     }
-    return Predictor(runner, spec, featurizer, task, kind, metadata)
+    calibration = read_calibration(run.dir)
+    if calibration:
+        metadata["calibration"] = calibration
+    where = f"'{run.dir / CALIBRATION_FILE}'"
+    intervals = interval_half_widths(calibration, spec, where)
+    return Predictor(runner, spec, featurizer, task, kind, metadata, intervals)
 
 
 def load_predictor(path: Any, trust_code: bool = False) -> Predictor:

@@ -63,10 +63,11 @@ class Supervised:
 
     def exportable(self, run: Run) -> Any:
         """The run's best weights as its task's deployment record says (a detector on
-        batch tensors, a forecaster on windows), else as they are; refused for decoding
-        tasks and in formats the task cannot use."""
+        batch tensors, a forecaster on windows), else as they are, with the run's
+        calibration; refused for decoding tasks and in formats the task cannot use."""
         from dataclasses import replace
 
+        from torchlab.engine.calibration import calibrated_exportable, read_calibration
         from torchlab.engine.experiment import load_trained
         from torchlab.exporters.sources import graph_exportable, refuse_decoding, refusing
         from torchlab.registry import TASKS
@@ -75,7 +76,8 @@ class Supervised:
         deployment = TASKS.get(task, "task.name").builder.deployment
         refuse_decoding(task, deployment.decodes)
         build = deployment.resolve("exportable") or graph_exportable
-        exportable = build(run, load_trained(run))
+        exportable = build(run, load_trained(run, calibrated=False))
+        exportable = calibrated_exportable(exportable, read_calibration(run.dir))
         for format, reason in deployment.refuses.items():
             exportable = refusing(exportable, format, reason)
         return replace(exportable, featurizer=run.featurizer)

@@ -36,6 +36,8 @@ class Predictor:
         task: The run's task (raw outputs -> label and probabilities, or values).
         kind: The input kind (dynamic axes, dtype).
         metadata: What ``GET /metadata`` shows (format, source, verification, versions).
+        intervals: Half-width of the prediction interval per target, in target order, of a
+            regression run fitted with ``task.intervals``; None: no intervals.
     """
 
     runner: Runner
@@ -44,6 +46,7 @@ class Predictor:
     task: Any
     kind: InputKind
     metadata: dict[str, Any] = field(default_factory=dict)
+    intervals: dict[str, float] | None = None
 
     def __call__(self, inputs: Any, chunk: int = 1024) -> torch.Tensor:
         with torch.inference_mode():
@@ -52,9 +55,20 @@ class Predictor:
             return [output for part in parts for output in part]  # type: ignore[return-value]
         return torch.cat(parts)
 
+    def predictions(self, outputs: torch.Tensor) -> dict[str, Any]:
+        """The task's named predictions of raw outputs, with ``lower`` and ``upper`` interval
+        bounds beside a regression's ``prediction`` when the run has intervals."""
+        named = self.task.predict(outputs)
+        if self.intervals is not None and "prediction" in named:
+            values = named["prediction"]
+            half = torch.tensor(list(self.intervals.values()), dtype=values.dtype)
+            named["lower"], named["upper"] = values - half, values + half
+        return named
+
     def records(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
-        """One JSON-ready prediction per row: label and class probabilities, or values."""
-        spec, named = self.spec, self.task.predict(outputs)
+        """One JSON-ready prediction per row: label and class probabilities, or values (with
+        their interval bounds)."""
+        spec, named = self.spec, self.predictions(outputs)
         if hasattr(self.featurizer, "decode_predictions"):  # generated ids -> text
             named = self.featurizer.decode_predictions(named)
         rows: list[dict[str, Any]] = [{} for _ in range(len(outputs))]
@@ -380,7 +394,37 @@ def load_export(directory: str | Path, trust_code: bool = False) -> Predictor:
         k: sidecar["verification"][k] for k in ("tolerance", "max_abs_error", "label_agreement")
     }
     metadata["source"] = str(directory)
-    return Predictor(runner, spec, featurizer, task, input_kind(sidecar["input"]["kind"]), metadata)
+    calibration = sidecar.get("calibration") or {}
+    if calibration:
+        metadata["calibration"] = calibration
+    return Predictor(
+        runner,
+        spec,
+        featurizer,
+        task,
+        input_kind(sidecar["input"]["kind"]),
+        metadata,
+        interval_half_widths(calibration, spec, f"'{directory / SIDECAR}'"),
+    )
+
+
+def interval_half_widths(calibration: Any, spec: Any, where: str) -> dict[str, float] | None:
+    """The interval half-widths of a calibration record (``calibration.json``, or an export
+    sidecar's ``calibration``), checked: one finite, non-negative number per target."""
+    intervals = calibration.get("intervals") if isinstance(calibration, dict) else None
+    if intervals is None:
+        return None
+    widths = intervals.get("half_widths") if isinstance(intervals, dict) else None
+    valid = isinstance(widths, dict) and all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+        for w in widths.values()
+    )
+    if not valid or len(widths) != max(1, len(spec.target_names)):
+        raise ExportError(
+            f"The interval half-widths in {where} are damaged (one finite, non-negative "
+            "number per target is expected); export or train the run again."
+        )
+    return {str(name): float(width) for name, width in widths.items()}
 
 
 def load_artefact(format_name: str, artefact: Path) -> Runner:

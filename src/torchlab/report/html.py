@@ -79,6 +79,7 @@ def write_reports(run: Any, experiment: Any, data: dict[str, Any]) -> tuple[Path
             notice(note)
             analysis = Analysis(note=note)
     context = _context(run, experiment.bundle, analysis)
+    context["calibration"] = test_calibration(run, experiment, data.get("test"))
     templates = environment_for_templates()
     html = run.dir / "report.html"
     write_text(html, templates.get_template("report.html.j2").render(**context))
@@ -125,6 +126,20 @@ def errors_and_explanations(experiment: Any, pred: Any) -> tuple[Any, Any]:
         explanations = Explanations(note=f"No explanations ({type(exc).__name__}: {exc}).")
         notice(f"The report has {explanations.note[0].lower()}{explanations.note[1:]}")
     return errors, explanations
+
+
+def test_calibration(run: Any, experiment: Any, loader: Any) -> dict[str, Any] | None:
+    """The calibration section's table, figures and text (see :mod:`torchlab.report.calibration`)."""
+    from torchlab.report.calibration import calibration_view
+
+    try:
+        view = calibration_view(run.summary, experiment, loader)
+    except ValueError as exc:  # e.g. NaN probabilities: report the rest
+        return {"rows": [], "figures": [], "text": f"Calibration could not be measured: {exc}"}
+    if view is None:
+        return None
+    figures = [(title, data_uri(image)) for title, image in view.figures.items()]
+    return {"rows": view.rows, "figures": figures, "text": view.text}
 
 
 def _context(run: Any, bundle: Any, analysis: Analysis) -> dict[str, Any]:

@@ -42,8 +42,9 @@ class Box(BaseModel):
 
 
 class Prediction(BaseModel):
-    """One answer: a label and probabilities, values, generated text, a forecast, the boxes
-    found in an image, or an image's mask of classes (base64 PNG) and class fractions."""
+    """One answer: a label and probabilities, values (with interval bounds), generated text,
+    a forecast, the boxes found in an image, or an image's mask of classes (base64 PNG) and
+    class fractions."""
 
     label: str | int | list[str] | None = None
     probabilities: dict[str, float] | None = None
@@ -51,8 +52,14 @@ class Prediction(BaseModel):
     output: str | None = None
     timestamps: list[str] | None = None
     forecast: dict[str, list[float]] | None = None
-    lower: dict[str, list[float]] | None = None
-    upper: dict[str, list[float]] | None = None
+    lower: dict[str, float] | dict[str, list[float]] | None = Field(
+        None,
+        description="Lower interval bound per target: one value (regression with "
+        "task.intervals) or one per forecast step.",
+    )
+    upper: dict[str, float] | dict[str, list[float]] | None = Field(
+        None, description="Upper interval bound per target, as lower."
+    )
     detections: list[Box] | None = None
     mask: str | None = None
     fractions: dict[str, float] | None = None

@@ -19,7 +19,7 @@ class MulticlassClassification(Task):
     default_loss = "cross_entropy"
     default_metrics = ("accuracy", "f1", "precision", "recall", "auroc")
     higher_is_better = _HIGHER
-    report_metrics = ("confusion_matrix",)
+    report_metrics = ("confusion_matrix", "ece", "brier")
 
     def update_metrics(self, metrics, outputs, batch):  # type: ignore[no-untyped-def]
         # MixUp/CutMix give soft targets (B, C), which cross-entropy takes as they are;
@@ -45,7 +45,7 @@ class BinaryClassification(Task):
     default_loss = "bce"
     default_metrics = ("accuracy", "f1", "precision", "recall", "auroc")
     higher_is_better = _HIGHER
-    report_metrics = ("confusion_matrix",)
+    report_metrics = ("confusion_matrix", "ece", "brier")
 
     @property
     def num_outputs(self) -> int:

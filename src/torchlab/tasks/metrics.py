@@ -8,6 +8,7 @@ from torchmetrics import Metric
 from torchlab.errors import ConfigError
 from torchlab.registry import METRICS
 from torchlab.tasks.base import MetricContext
+from torchlab.tasks.calibration import BINS, BrierScore
 
 
 def _classification(context: MetricContext, name: str, **kwargs: object) -> Metric:
@@ -64,6 +65,30 @@ def auroc(context: MetricContext, /) -> Metric:
 def confusion_matrix(context: MetricContext, /) -> Metric:
     """Counts of (true, predicted) pairs; reported at test time, not logged per epoch."""
     return _classification(context, "ConfusionMatrix")
+
+
+def _calibration(context: MetricContext, name: str) -> None:
+    if context.kind not in ("multiclass", "binary"):
+        raise ConfigError(
+            f"Metric '{name}' scores the probabilities of a classification or binary task; "
+            "remove it from task.metrics."
+        )
+
+
+@METRICS.register("ece")
+def ece(context: MetricContext, /) -> Metric:
+    """Expected calibration error over 10 equal-width confidence bins: of the top label's
+    probability (multi-class), or of the positive class's (binary). Lower is better."""
+    _calibration(context, "ece")
+    return _classification(context, "CalibrationError", n_bins=BINS, norm="l1")
+
+
+@METRICS.register("brier")
+def brier(context: MetricContext, /) -> Metric:
+    """Mean Brier score: squared error of the probabilities against the one-hot label
+    (summed over classes), or of the positive class's probability (binary). Lower is better."""
+    _calibration(context, "brier")
+    return BrierScore()
 
 
 def _regression(
