@@ -178,6 +178,32 @@ SEGMENTATION = MetricContext("segmentation", 2, 2)
 DETECTION = MetricContext("detection", 2, 2)
 
 
+# Four samples whose top-label confidences (0.75, 0.55, 0.85, 0.65) fall in four different
+# tenths, so each is a bin of its own; right, wrong, right, wrong.
+CONFIDENT = [
+    [0.75, 0.15, 0.10],
+    [0.35, 0.55, 0.10],
+    [0.05, 0.85, 0.10],
+    [0.15, 0.20, 0.65],
+]
+CONFIDENT_CLASSES = [0, 0, 1, 1]
+# ECE: the mean over samples of |correct - confidence|, one sample per bin.
+ECE = (abs(1 - 0.75) + abs(0 - 0.55) + abs(1 - 0.85) + abs(0 - 0.65)) / 4
+# Brier: the squared distance of each probability row from its one-hot label, averaged.
+BRIER = mean(
+    [
+        (0.75 - 1) ** 2 + 0.15**2 + 0.10**2,
+        (0.35 - 1) ** 2 + 0.55**2 + 0.10**2,
+        0.05**2 + (0.85 - 1) ** 2 + 0.10**2,
+        0.15**2 + (0.20 - 1) ** 2 + 0.65**2,
+    ]
+)
+
+
+def confident(expected: float) -> MetricCase:
+    return MetricCase(MULTICLASS, t(CONFIDENT), torch.tensor(CONFIDENT_CLASSES), expected)
+
+
 def classes(expected: Any) -> MetricCase:
     return MetricCase(MULTICLASS, t(PROBS), torch.tensor(CLASSES), expected)
 
@@ -199,6 +225,8 @@ METRIC_CASES = {
     "auroc": classes(mean(AUROC)),
     # Rows are the true class, columns the predicted one.
     "confusion_matrix": classes([[1, 1, 0], [0, 2, 0], [1, 0, 1]]),
+    "ece": confident(ECE),
+    "brier": confident(BRIER),
     "mae": values((0.5 + 0 + 1 + 1) / 4),
     "mse": values(RESIDUAL / 4),
     "rmse": values(math.sqrt(RESIDUAL / 4)),
