@@ -206,6 +206,24 @@ def test_metadata_metrics_and_openapi(digits_server) -> None:  # type: ignore[no
     )
 
 
+def answer_schema(client: httpx.Client) -> dict:  # type: ignore[type-arg]
+    """The schema of one answer of ``POST /predict``, as /openapi.json documents it."""
+    api = client.get("/openapi.json").json()
+    ok = api["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]
+    response = api["components"]["schemas"][ok["schema"]["$ref"].rpartition("/")[2]]
+    answer = response["properties"]["predictions"]["items"]["$ref"].rpartition("/")[2]
+    return api["components"]["schemas"][answer]
+
+
+def test_the_documented_answer_is_the_tasks_own(digits_server, co2_server) -> None:  # type: ignore[no-untyped-def]
+    """Each task's deployment record names its answer: the schema holds its fields only."""
+    classes, forecast = answer_schema(digits_server), answer_schema(co2_server)
+    assert set(classes["required"]) == {"label", "probabilities"}
+    assert "forecast" not in classes["properties"] and "detections" not in classes["properties"]
+    assert set(forecast["required"]) == {"timestamps", "forecast"}
+    assert "probabilities" not in forecast["properties"]
+
+
 def test_100_concurrent_requests_each_get_their_own_answer(digits, digits_server) -> None:  # type: ignore[no-untyped-def]
     before = batch_count(digits_server)
 

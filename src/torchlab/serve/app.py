@@ -14,11 +14,11 @@ from typing import Any
 
 from fastapi import FastAPI, File, UploadFile
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from torchlab.errors import DataError
 from torchlab.exporters.runtime import Predictor
+from torchlab.serve.answers import Prediction, response_of
 from torchlab.serve.batcher import DynamicBatcher, ModelFailed, QueueFull
 from torchlab.serve.guard import Guard
 from torchlab.serve.limits import RETRY_AFTER_S, Busy, OverBudget, PixelBudget
@@ -33,45 +33,6 @@ ANSWERS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class Box(BaseModel):
-    """One box found in an image, in the pixels of the image as sent."""
-
-    box: list[float] = Field(..., description="x0, y0, x1, y1")
-    label: str
-    score: float
-
-
-class Prediction(BaseModel):
-    """One answer: a label and probabilities, values (with interval bounds), generated text,
-    a forecast, the boxes found in an image, or an image's mask of classes (base64 PNG) and
-    class fractions."""
-
-    label: str | int | list[str] | None = None
-    probabilities: dict[str, float] | None = None
-    prediction: dict[str, float] | None = None
-    output: str | None = None
-    timestamps: list[str] | None = None
-    forecast: dict[str, list[float]] | None = None
-    lower: dict[str, float] | dict[str, list[float]] | None = Field(
-        None,
-        description="Lower interval bound per target: one value (regression with "
-        "task.intervals) or one per forecast step.",
-    )
-    upper: dict[str, float] | dict[str, list[float]] | None = Field(
-        None, description="Upper interval bound per target, as lower."
-    )
-    detections: list[Box] | None = None
-    mask: str | None = None
-    fractions: dict[str, float] | None = None
-    warnings: list[str] | None = Field(
-        None, description="What the answer should be read with, e.g. an unseen category."
-    )
-
-
-class PredictResponse(BaseModel):
-    predictions: list[Prediction]
-
-
 def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> FastAPI:
     """The FastAPI app serving ``predictor``; the batcher starts with the app's lifespan.
 
@@ -83,6 +44,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
     budget = PixelBudget(settings.max_request_pixels, settings.max_inflight_pixels)
     metrics.watch(decoding=lambda: budget.held)
     kind = request_kind(predictor, settings.max_rows, settings.max_pixels, budget)
+    response = response_of(predictor.task.deployment.resolve("answer") or Prediction)
     state: dict[str, Any] = {"ready": False, "batcher": None}
 
     @asynccontextmanager
@@ -166,7 +128,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
 
     @app.post(
         "/predict",
-        response_model=PredictResponse,
+        response_model=response,
         response_model_exclude_none=True,
         responses=ANSWERS,
     )
@@ -180,7 +142,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
 
         @app.post(
             "/predict/upload",
-            response_model=PredictResponse,
+            response_model=response,
             response_model_exclude_none=True,
             responses=ANSWERS,
         )

@@ -49,6 +49,9 @@ class Deployment:
             which a fixed export graph cannot reproduce; None: one forward pass predicts.
         answers: ``(predictor) -> records(outputs, inputs, sizes)``: the served answer of a
             pixel request (boxes, masks); None: the task takes no pixel requests.
+        answer: The pydantic model of one served answer (``torchlab.serve.answers``), the
+            schema ``POST /predict`` documents and holds answers to; None: every field the
+            task's predictions have.
         analysis: ``(experiment, test_loader) -> Analysis``: the report's figures beyond the
             generic ones by target kind.
 
@@ -60,6 +63,7 @@ class Deployment:
     refuses: dict[str, str] = field(default_factory=dict)
     decodes: str | None = None
     answers: str | None = None
+    answer: str | None = None
     analysis: str | None = None
 
     def resolve(self, name: str) -> Callable[..., Any] | None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import torch
 
 from torchlab.registry import TASKS
-from torchlab.tasks.base import StepOutput, Task
+from torchlab.tasks.base import Deployment, StepOutput, Task
 
 _HIGHER = frozenset({"accuracy", "f1", "precision", "recall", "auroc", "average_precision"})
+
+# A label and class probabilities per input, as served.
+CLASSES = Deployment(answer="torchlab.serve.answers:Classes")
 
 
 @TASKS.register("classification")
@@ -19,6 +22,7 @@ class MulticlassClassification(Task):
     default_loss = "cross_entropy"
     default_metrics = ("accuracy", "f1", "precision", "recall", "auroc")
     higher_is_better = _HIGHER
+    deployment = CLASSES
     report_metrics = ("confusion_matrix", "ece", "brier")
 
     def update_metrics(self, metrics, outputs, batch):  # type: ignore[no-untyped-def]
@@ -45,6 +49,7 @@ class BinaryClassification(Task):
     default_loss = "bce"
     default_metrics = ("accuracy", "f1", "precision", "recall", "auroc")
     higher_is_better = _HIGHER
+    deployment = CLASSES
     report_metrics = ("confusion_matrix", "ece", "brier")
 
     @property
@@ -75,6 +80,7 @@ class MultilabelClassification(Task):
     default_loss = "bce"
     default_metrics = ("accuracy", "f1", "auroc")
     higher_is_better = _HIGHER
+    deployment = CLASSES
     report_metrics = ("confusion_matrix",)
 
     def update_metrics(self, metrics, outputs, batch):  # type: ignore[no-untyped-def]

@@ -95,6 +95,7 @@ class Detection(Task):
     deployment = Deployment(
         exportable="torchlab.exporters.detection:detection_exportable",
         answers="torchlab.serve.pixels:detections",
+        answer="torchlab.serve.answers:Boxes",
         analysis="torchlab.report.detection:detection",
     )
 

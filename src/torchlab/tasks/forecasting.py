@@ -192,6 +192,7 @@ class Forecasting(Task):
             "forecasting windows; export a forecaster with --format torchscript, onnx or "
             "exported-program."
         },
+        answer="torchlab.serve.answers:Forecast",
         analysis="torchlab.report.forecasting:forecasting",
     )
 

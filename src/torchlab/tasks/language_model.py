@@ -65,6 +65,7 @@ class LanguageModel(Task):
     higher_is_better = frozenset({"accuracy"})
     deployment = Deployment(
         decodes="a language model generates",
+        answer="torchlab.serve.answers:Generated",
         analysis="torchlab.report.text_generation:language_model_analysis",
     )
     _metrics: ClassVar[dict[str, Any]] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from torchlab.registry import TASKS
-from torchlab.tasks.base import Task
+from torchlab.tasks.base import Deployment, Task
 
 
 @TASKS.register("regression")
@@ -17,6 +17,7 @@ class Regression(Task):
     default_loss = "mse"
     default_metrics = ("mae", "rmse", "r2")
     higher_is_better = frozenset({"r2", "explained_variance"})
+    deployment = Deployment(answer="torchlab.serve.answers:Values")
 
     def update_metrics(self, metrics, outputs, batch):  # type: ignore[no-untyped-def]
         # torchmetrics treats (B, 1) as one output only when squeezed to (B,)

@@ -143,6 +143,7 @@ class Segmentation(Task):
             "or exported-program."
         },
         answers="torchlab.serve.pixels:masks",
+        answer="torchlab.serve.answers:Mask",
         analysis="torchlab.report.segmentation:segmentation",
     )
 

@@ -105,6 +105,7 @@ class Seq2Seq(Task):
     higher_is_better = frozenset({"exact_match", "chrf", "bleu"})
     deployment = Deployment(
         decodes="a sequence-to-sequence model decodes (greedy or beam search)",
+        answer="torchlab.serve.answers:Generated",
         analysis="torchlab.report.text_generation:seq2seq_analysis",
     )
 
