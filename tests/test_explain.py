@@ -84,6 +84,7 @@ def test_integrated_gradients_of_an_image_model_are_complete() -> None:
     torch.testing.assert_close(attr.sum((1, 2)), gained, atol=2e-3, rtol=2e-2)
 
 
+@pytest.mark.e2e  # a CLI process
 def test_explain_a_csv_from_the_command_line(table_run: Any, cli: Any, tmp_path: Path) -> None:
     new = customers(6, seed=2).drop(columns=["bought"])
     new.loc[0, "city"] = "marseille"  # a city not seen in training
@@ -119,6 +120,7 @@ def test_explain_rows_in_memory_by_occlusion(table_run: Any, tmp_path: Path) -> 
     assert (tmp_path / "attributions.csv").is_file()
 
 
+@pytest.mark.e2e  # CLI processes
 def test_explain_refuses_what_it_cannot_explain(table_run: Any, tmp_path: Path, cli: Any) -> None:
     from torchlab.config import show
 
