@@ -8,6 +8,10 @@ exported and reported run.
   :mod:`~torchlab.engine.export` (export a run to a verified artefact).
 - :mod:`~torchlab.engine.predict`: predictions of a run or export folder on users' inputs.
 - :mod:`~torchlab.engine.forecasting`: forecasts beyond the data, rolling-origin backtests.
+- :mod:`~torchlab.engine.cv`: cross-validation and repeated seeds in one parent folder.
+- :mod:`~torchlab.engine.calibration`: temperature scaling and conformal intervals fitted
+  at the end of fit, and applied wherever a run predicts.
+- :mod:`~torchlab.engine.explain`: attributions of a run's predictions (``torchlab explain``).
 - :mod:`~torchlab.engine.verbs`: the verbs :mod:`torchlab.api` offers, each handed to the
   run's kind (:mod:`torchlab.kinds`).
 
