@@ -127,6 +127,9 @@ def test_boxes_are_those_of_torchlab_predict_in_the_images_own_pixels(det, det_c
     )
     assert upload.status_code == 200, upload.text
     check_boxes(upload.json()["predictions"], det, [3])
+    schemas = det_client.get("/openapi.json").json()["components"]["schemas"]
+    assert schemas["Boxes"]["required"] == ["detections"]  # the detection task's own answer
+    assert set(schemas["Box"]["properties"]) == {"box", "label", "score"}
 
 
 @pytest.mark.slow
@@ -201,9 +204,9 @@ def test_bad_images_get_a_4xx_naming_the_field_and_the_schema_shows_the_answers(
     answer = seg_client.post("/predict", json={"images": [b64(seg["images"][0])]})
     assert answer.status_code == 200, answer.text
     schema = seg_client.get("/openapi.json").json()
-    prediction = schema["components"]["schemas"]["Prediction"]["properties"]
-    assert {"detections", "mask", "fractions"} <= set(prediction)
-    assert set(schema["components"]["schemas"]["Box"]["properties"]) == {"box", "label", "score"}
+    mask = schema["components"]["schemas"]["Mask"]  # the segmentation task's own answer
+    assert set(mask["required"]) == {"mask", "fractions"}
+    assert "detections" not in mask["properties"] and "label" not in mask["properties"]
     assert "/predict/upload" in schema["paths"]
 
 
