@@ -60,8 +60,32 @@ def cv(
     output_dir: str | Path | None = None,
     resume: str | Path | None = None,
 ) -> CVResult:
-    """Cross-validate a supervised recipe (or run ``seeds`` seeds of one split); see
-    :func:`torchlab.cv`."""
+    """Cross-validate a supervised recipe against its baseline, with the statistics that say
+    whether deep learning paid off.
+
+    Every fold is a complete run (its test part the fold, its validation part cut from the
+    other folds as ``data.split.val`` says) in ``<output_dir>/<name>/cv-<timestamp>/``;
+    that folder's ``summary.json`` and ``report.html`` give per test metric the mean, std
+    and 95% interval of torchlab and of the baseline, their paired differences and the
+    verdict of the corrected resampled t-test (Nadeau & Bengio, 2003). A forecasting
+    recipe is cross-validated by a rolling-origin backtest of ``folds`` origins.
+
+    With ``jobs`` above 1 the runs train in that many processes of ``cores // jobs``
+    threads each; call it under ``if __name__ == "__main__":`` in a script.
+
+    Args:
+        recipe: A built-in recipe name or a YAML path; optional with ``resume``.
+        overrides: Dotted overrides, ``["optim.lr=1e-3"]`` or ``{"optim.lr": 1e-3}``.
+        folds: k of k-fold (stratified for classification).
+        repeats: Times the k-fold is repeated, each with its own shuffle.
+        group: A column of the source's table whose values never span two folds.
+        seeds: Instead of folds, train this many seeds (seed, seed + 1, ...) of the
+            recipe's own split and compare each with the baseline.
+        jobs: Runs trained at once, each in its own process.
+        output_dir: Where the parent folder goes (default: the config's ``output_dir``).
+        resume: A parent folder to finish: completed runs are kept, interrupted ones
+            resumed from their last checkpoint.
+    """
     keep_freed_memory()
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1; received {jobs}.")
