@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from torchlab.engine import verbs
+from torchlab.engine import fit, verbs
 from torchlab.engine.cv import cv
 from torchlab.engine.explain import explain
 from torchlab.engine.export import export
@@ -99,4 +99,4 @@ def profile(
     Returns a :class:`~torchlab.training.profiler.ProfileReport` (``.summary()`` for the
     phase table, ``.top_ops`` for the costliest operators, ``.trace`` for the Chrome trace).
     """
-    return verbs.profile(recipe, overrides, steps=steps, output_dir=output_dir)
+    return fit.profile(recipe, overrides, steps=steps, output_dir=output_dir)

@@ -337,8 +337,10 @@ def profile(
     output_dir: str | Path | None = None,
 ) -> Any:
     """Profile ``steps`` training steps of a recipe; see :func:`torchlab.profile`."""
+    from torchlab.memory import keep_freed_memory
     from torchlab.training.profiler import profile_steps
 
+    keep_freed_memory()
     config = load_config(recipe, overrides)
     experiment = build_experiment(config)
     run = create_run(config, output_dir, status="profiled")

@@ -51,16 +51,3 @@ def report(run_dir: str | Path | Run, trust_code: bool = False) -> Path:
     run = as_run(run_dir, trust_code)
     _ = run.summary  # raises a clear error for a run that did not complete
     return kind_of_config(run.config).write_report(run)
-
-
-def profile(
-    recipe: str | Path,
-    overrides: list[str] | dict[str, Any] = (),
-    *,
-    steps: int = 20,
-    output_dir: str | Path | None = None,
-) -> Any:
-    from torchlab.engine.fit import profile as profile_steps
-
-    keep_freed_memory()
-    return profile_steps(recipe, overrides, steps=steps, output_dir=output_dir)
