@@ -273,3 +273,111 @@ def test_a_damaged_calibration_record_is_refused(interval_run: Any, tmp_path: Pa
     (copy / "calibration.json").write_text(json.dumps({"temperature": "hot"}))
     with pytest.raises(RunError, match=r"calibration\.json' holds no valid temperature"):
         torchlab.predict(copy, rows)
+
+
+# --- forecast intervals ---------------------------------------------------------------------
+
+
+def test_conformal_bands_bound_point_and_quantile_forecasts() -> None:
+    from torchlab.models.calibrated import ConformalBands
+
+    point = torch.randn(4, 3, 2)
+    widths = torch.tensor([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]])
+    banded = ConformalBands(lambda inputs: inputs, widths)(point)  # type: ignore[arg-type]
+    assert banded.shape == (4, 3, 2, 3)
+    torch.testing.assert_close(banded[..., 1], point)
+    torch.testing.assert_close(banded[..., 2] - banded[..., 1], widths.expand(4, 3, 2))
+
+    # Quantile heads move out by a positive width and in by a negative one, never past the point.
+    heads = torch.stack([point - 1, point, point + 1], dim=-1)
+    wider = ConformalBands(lambda inputs: inputs, widths, middle=1)(heads)  # type: ignore[arg-type]
+    torch.testing.assert_close(wider[..., 0], point - 1 - widths)
+    narrower = ConformalBands(lambda inputs: inputs, -5 * torch.ones(3, 2), middle=1)(heads)  # type: ignore[arg-type]
+    torch.testing.assert_close(narrower[..., 0], point)
+    torch.testing.assert_close(narrower[..., 2], point)
+
+
+def test_quantile_scores_conformalize_heads_that_cover_too_little() -> None:
+    """Heads covering 50% become a band covering the nominal 90% over many repeats."""
+    from torchlab.engine.calibration import forecast_scores
+    from torchlab.tasks.calibration import conformal_quantiles
+
+    generator = np.random.default_rng(0)
+    shares = []
+    for _ in range(200):
+        noise = generator.standard_normal((300, 2, 1)) * np.array([1.0, 3.0])[None, :, None]
+        heads = (
+            torch.tensor([-0.674, 0.0, 0.674])[None, None, None, :]
+            * torch.tensor([1.0, 3.0])[None, :, None, None]
+        )
+        calibration, test = torch.from_numpy(noise[:200]), torch.from_numpy(noise[200:])
+        scores = forecast_scores(heads.expand(200, 2, 1, 3).double(), calibration, quantile=True)
+        widths = conformal_quantiles(scores.reshape(200, -1).numpy(), 0.9).reshape(2, 1)
+        lower, upper = heads[..., 0] - widths, heads[..., 2] + widths
+        shares.append(((test >= lower) & (test <= upper)).double().mean().item())
+    assert abs(np.mean(shares) - 0.9) < 0.03
+
+
+@pytest.fixture(scope="module")
+def band_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    overrides = {
+        **QUICK, "trainer.max_epochs": 5, "task.loss": "mse", "task.intervals": {"coverage": 0.8}
+    }  # fmt: skip
+    return torchlab.train("co2", overrides, output_dir=tmp_path_factory.mktemp("runs"))
+
+
+def test_forecast_intervals_come_from_a_rolling_backtest_over_validation(band_run: Any) -> None:
+    record = json.loads((band_run.dir / "calibration.json").read_text())["forecast_intervals"]
+    widths = np.array(record["widths"])
+    # co2 validates on 48 months with a 24-month horizon: 25 origins, one per month.
+    assert record["fitted_on"] == {"split": "val", "origins": 25}
+    assert widths.shape == (24, 1) and (widths > 0).all()
+    assert widths[-6:].mean() > widths[:6].mean()  # errors grow with the horizon
+    test = band_run.summary["test"]
+    assert 0 <= test["test/interval_coverage"] <= 1 and test["test/interval_width"] > 0
+    html = (band_run.dir / "report.html").read_text()
+    assert "Test coverage per horizon step" in html and "25 validation origins" in html
+
+    frame = torchlab.predict(band_run, [], horizon=24)
+    assert (frame["lower_co2"] < frame["forecast_co2"]).all()
+    assert (frame["forecast_co2"] < frame["upper_co2"]).all()
+    scale = band_run.featurizer.tails[0].scalers["target"]["scale"][0]
+    np.testing.assert_allclose(
+        frame["upper_co2"] - frame["forecast_co2"], widths[:, 0] * scale, rtol=1e-4
+    )
+
+
+@pytest.mark.slow
+def test_forecast_intervals_travel_into_exports_and_the_server(band_run: Any) -> None:
+    from torchlab.engine.predict import load_predictor
+    from torchlab.serve import ServeSettings, create_app
+
+    folder = torchlab.export(band_run, "onnx")  # verified against the eager model with bands
+    sidecar = json.loads((folder / "export.json").read_text())
+    assert sidecar["output"]["shape"] == ["batch", 24, 1, 3]
+    assert sidecar["calibration"]["forecast_intervals"]["coverage"] == 0.8
+
+    expected = torchlab.predict(band_run, [], horizon=24)
+    tail = band_run.featurizer.tails[0]
+    body = {
+        "series": [
+            {"timestamps": list(tail.index), "history": {"co2": [row[0] for row in tail.target]}}
+        ]
+    }
+    with LiveServer(create_app(load_predictor(band_run.dir), ServeSettings())) as client:
+        answer = client.post("/predict", json=body)
+    assert answer.status_code == 200, answer.text
+    served = answer.json()["predictions"][0]
+    for kind in ("forecast", "lower", "upper"):
+        np.testing.assert_allclose(served[kind]["co2"], expected[f"{kind}_co2"], rtol=1e-6)
+
+
+def test_damaged_forecast_widths_are_refused(band_run: Any, tmp_path: Path) -> None:
+    import shutil
+
+    copy = Path(shutil.copytree(band_run.dir, tmp_path / "run"))
+    record = json.loads((copy / "calibration.json").read_text())
+    record["forecast_intervals"]["widths"] = [["wide"]]
+    (copy / "calibration.json").write_text(json.dumps(record))
+    with pytest.raises(RunError, match=r"holds no valid forecast interval widths"):
+        torchlab.predict(copy, [], horizon=3)

@@ -3,10 +3,13 @@ predicts.
 
 ``task.calibrate: temperature`` fits one temperature for a classifier's logits;
 ``task.intervals: {coverage: 0.9}`` fits split-conformal half-widths for a regressor's
-predictions. Both are stored in the run as ``calibration.json``. The temperature is applied
-by wrapping the model (:class:`~torchlab.models.calibrated.Calibrated`), so evaluate, predict,
-serve, the report and every export graph use it; the half-widths become ``lower``/``upper``
-bounds of the predictions of the run and of its export folders (whose sidecar carries them).
+predictions, and for a forecaster one width per horizon step and target from a
+rolling-origin backtest over the validation part. All are stored in the run as
+``calibration.json``. The temperature and a forecaster's bands are applied by wrapping the
+model (:class:`~torchlab.models.calibrated.Calibrated`,
+:class:`~torchlab.models.calibrated.ConformalBands`), so evaluate, predict, serve, the report
+and every export graph use them; a regressor's half-widths become ``lower``/``upper`` bounds
+of the predictions of the run and of its export folders (whose sidecar carries them).
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from torch import nn
 
 from torchlab.distributed import gather_objects
 from torchlab.errors import ConfigError, RunError
-from torchlab.models.calibrated import Calibrated
+from torchlab.models.calibrated import Calibrated, ConformalBands
 from torchlab.notices import notice
 from torchlab.tasks.calibration import (
     calibration_nll,
     conformal_half_widths,
+    conformal_quantiles,
     fewest_samples,
     fit_temperature,
     interval_coverage,
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
 
 CALIBRATION_FILE = "calibration.json"
 TEMPERATURE_KINDS = ("multiclass", "binary")  # tasks whose outputs are class logits
+INTERVAL_KINDS = ("regression", "forecasting")
 
 
 def check_calibration(task_config: Any, metric_kind: str) -> None:
@@ -50,10 +55,10 @@ def check_calibration(task_config: Any, metric_kind: str) -> None:
             f"task '{name}' does not predict; remove task.calibrate, or use it with a "
             "classification or binary task."
         )
-    if task_config.intervals is not None and metric_kind != "regression":
+    if task_config.intervals is not None and metric_kind not in INTERVAL_KINDS:
         raise ConfigError(
-            f"task.intervals gives prediction intervals of a regression task, not of task "
-            f"'{name}'; remove task.intervals."
+            f"task.intervals gives prediction intervals of a regression or forecasting task, "
+            f"not of task '{name}'; remove task.intervals."
         )
 
 
@@ -82,6 +87,8 @@ def fit_calibration(experiment: Experiment, data: dict[str, Any]) -> Fitted | No
             "task.intervals are ignored; set data.split.val above 0."
         )
         return None
+    if experiment.task.metric_kind == "forecasting":
+        return fit_forecast_intervals(experiment, config.intervals.coverage)
     outputs, target = split_outputs(
         experiment.model, experiment.task, data["val"], experiment.device
     )
@@ -151,6 +158,65 @@ def fit_intervals(
     return Fitted(record, experiment.model)
 
 
+def fit_forecast_intervals(experiment: Experiment, coverage: float) -> Fitted | None:
+    """Conformal widths per horizon step and target from the residuals of a rolling-origin
+    backtest of the trained model over the validation part (every origin, not the split's
+    stride). Residuals are in scaled units (divided by each series' scale), so series of
+    different sizes share them; a quantile forecaster's scores are how far the actual fell
+    outside its outer quantiles (conformalized quantile regression)."""
+    from torchlab.data.series.bundle import rolling_windows
+
+    task = experiment.task
+    windows = rolling_windows(experiment.bundle.series, "val")
+    outputs, target = outputs_of(experiment.model, task, windows, experiment.device)
+    scores = forecast_scores(outputs, target, quantile=outputs.ndim == 4)
+    widths = conformal_quantiles(scores.reshape(len(scores), -1).numpy(), coverage)
+    if not np.isfinite(widths).all():
+        notice(
+            f"The validation part has {len(scores)} forecast origins, too few for intervals "
+            f"of coverage {coverage} (at least {fewest_samples(coverage)} are needed), so "
+            "task.intervals is ignored; enlarge data.source.split.val_size or lower the coverage."
+        )
+        return None
+    widths = torch.from_numpy(widths).float().reshape(scores.shape[1:])  # (H, T)
+    record = {
+        "forecast_intervals": {
+            "coverage": coverage,
+            "method": "conformalized quantiles" if outputs.ndim == 4 else "conformal",
+            "widths": widths.tolist(),
+            "units": "scaled: times each series' target scale",
+            "target_names": list(experiment.bundle.spec.target_names),
+            "middle": task.middle,  # the quantile output that is the point forecast
+            "fitted_on": {"split": "val", "origins": len(scores)},
+        }
+    }
+    model = ConformalBands(experiment.model, widths, task.middle).to(experiment.device)
+    return Fitted(record, model.eval())
+
+
+def forecast_scores(outputs: torch.Tensor, target: torch.Tensor, quantile: bool) -> torch.Tensor:
+    """Nonconformity scores (N, H, T): the absolute error of a point forecast, or for
+    quantiles how far the actual lies outside the outermost two (negative inside)."""
+    if not quantile:
+        return (target - outputs).abs()
+    levels = outputs.sort(dim=-1).values
+    return torch.maximum(levels[..., 0] - target, target - levels[..., -1])
+
+
+@torch.no_grad()
+def outputs_of(
+    model: nn.Module, task: Any, dataset: Any, device: torch.device, size: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's raw outputs and the targets over a whole window dataset, on the CPU."""
+    model.eval()
+    outputs, targets = [], []
+    for start in range(0, len(dataset), size):
+        batch = dataset.__getitems__(list(range(start, min(start + size, len(dataset)))))
+        outputs.append(task.evaluation_step(model, batch.to(device)).outputs.float().cpu())
+        targets.append(batch.target)
+    return torch.cat(outputs), torch.cat(targets)
+
+
 def target_names(spec: Any, count: int) -> list[str]:
     """The names prediction columns use for the targets (``prediction_<name>``)."""
     return list(spec.target_names) or [str(i) for i in range(count)]
@@ -158,6 +224,8 @@ def target_names(spec: Any, count: int) -> list[str]:
 
 def interval_metrics(fitted: Fitted, experiment: Experiment, loader: Any) -> dict[str, float]:
     """Measured coverage and mean width of the intervals on ``loader`` (the test split)."""
+    if "forecast_intervals" in fitted.record:
+        return forecast_interval_metrics(fitted.model, experiment, loader)
     intervals = fitted.record.get("intervals")
     if intervals is None:
         return {}
@@ -168,6 +236,39 @@ def interval_metrics(fitted: Fitted, experiment: Experiment, loader: Any) -> dic
         "test/interval_coverage": float(covered.mean()),
         "test/interval_width": float(2 * half_widths.mean()),
     }
+
+
+@torch.no_grad()
+def forecast_interval_metrics(
+    model: nn.Module, experiment: Experiment, loader: Any
+) -> dict[str, float]:
+    """Share of test actuals inside the conformal bands, their mean width in the data's
+    units, and for a quantile forecaster the share inside its quantiles as trained."""
+    from torchlab.models.calibrated import uncalibrated
+
+    task, device = experiment.task, experiment.device
+    models = {"interval": model}
+    if task.quantiles:
+        models["quantile"] = uncalibrated(model)
+    shares: dict[str, list[torch.Tensor]] = {name: [] for name in models}
+    widths = []
+    for batch in loader.epoch(0):
+        batch = batch.to(device)
+        inputs = batch.inputs
+        actual = batch.target * inputs["scale"][:, None] + inputs["loc"][:, None]
+        for name, each in models.items():
+            values = task.original(task.evaluation_step(each.eval(), batch).outputs, inputs)
+            inside = (actual >= values["lower"]) & (actual <= values["upper"])
+            shares[name].append(inside.double().flatten().cpu())
+            if name == "interval":
+                widths.append((values["upper"] - values["lower"]).double().flatten().cpu())
+    gathered = gather_objects(({k: torch.cat(v) for k, v in shares.items()}, torch.cat(widths)))
+    metrics = {
+        f"test/{name}_coverage": float(torch.cat([g[0][name] for g in gathered]).mean())
+        for name in models
+    }
+    metrics["test/interval_width"] = float(torch.cat([g[1] for g in gathered]).mean())
+    return metrics
 
 
 # --- applying a stored calibration ---------------------------------------------------------
@@ -187,35 +288,78 @@ def read_calibration(run_dir: Path) -> dict[str, Any]:
         isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0
     ):
         raise RunError(f"'{path}' holds no valid temperature; the run directory is damaged.")
+    bands = record.get("forecast_intervals") if isinstance(record, dict) else None
+    if bands is not None and not valid_bands(bands):
+        raise RunError(
+            f"'{path}' holds no valid forecast interval widths; the run directory is damaged."
+        )
     return record
 
 
+def valid_bands(bands: Any) -> bool:
+    """Whether a forecast intervals record has finite widths, a list per horizon step."""
+    try:
+        widths = np.asarray(bands["widths"], dtype=float)
+    except (TypeError, ValueError, KeyError):
+        return False
+    middle = bands.get("middle")
+    return (
+        widths.ndim == 2
+        and bool(np.isfinite(widths).all())
+        and (middle is None or (isinstance(middle, int) and middle >= 0))
+    )
+
+
 def with_calibration(model: nn.Module, run_dir: Path) -> nn.Module:
-    """``model`` with the run's temperature applied, when it has one."""
-    temperature = read_calibration(run_dir).get("temperature")
-    if temperature is None:
-        return model
-    return Calibrated(model, temperature).eval()
+    """``model`` with the run's temperature or forecast interval bands applied, when it has
+    them."""
+    return calibrated(model, read_calibration(run_dir))
+
+
+def calibrated(model: nn.Module, record: dict[str, Any]) -> nn.Module:
+    """``model`` with the calibration ``record`` describes, if any."""
+    if record.get("temperature") is not None:
+        return Calibrated(model, record["temperature"]).eval()
+    bands = record.get("forecast_intervals")
+    if bands is not None:
+        widths = torch.tensor(bands["widths"], dtype=torch.float32)
+        return ConformalBands(model, widths, bands.get("middle")).eval()
+    return model
 
 
 def calibrated_exportable(exportable: Exportable, record: dict[str, Any]) -> Exportable:
-    """What a calibrated run exports: the model with its temperature in the graph (checked
-    against the eager model with it), and the record in the sidecar (``calibration``)."""
+    """What a calibrated run exports: the model with its temperature or forecast bands in
+    the graph (checked against the eager model with them), and the record in the sidecar
+    (``calibration``)."""
     if not record:
         return exportable
     description = {**exportable.description, "calibration": record}
-    temperature = record.get("temperature")
-    if temperature is None:
+    wrapped = calibrated(exportable.model, record)
+    if wrapped is exportable.model:  # a regressor's half-widths: applied by the runtime
         return replace(exportable, description=description)
-    output = description.get("output", {})
-    meaning = (
-        f"{output.get('meaning', 'outputs')}; already divided by the temperature {temperature:.6g}"
-    )
-    description["output"] = {**output, "meaning": meaning}
+    description["output"] = calibrated_output(description.get("output", {}), record)
     reference = exportable.reference if exportable.reference is not None else exportable.model
     return replace(
         exportable,
-        model=Calibrated(exportable.model, temperature).eval(),
-        reference=Calibrated(reference, temperature).eval(),
+        model=wrapped,
+        reference=calibrated(reference, record),
         description=description,
     )
+
+
+def calibrated_output(output: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The sidecar's ``output`` entry of a model exported with its calibration."""
+    meaning = output.get("meaning", "outputs")
+    if record.get("temperature") is not None:
+        return {**output, "meaning": f"{meaning}; already divided by the temperature "
+                f"{record['temperature']:.6g}"}  # fmt: skip
+    bands = record["forecast_intervals"]
+    shape = list(output.get("shape", []))
+    if bands.get("middle") is None:  # a point forecaster gains the axis (lower, point, upper)
+        shape.append(3)
+    return {
+        **output,
+        "shape": shape,
+        "meaning": f"{meaning}; the last axis's first and last entries bound a conformal "
+        f"interval of coverage {bands['coverage']}",
+    }

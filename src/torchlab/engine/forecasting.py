@@ -157,7 +157,8 @@ def backtest(
 
 
 def _metrics(values: dict[str, Any]) -> dict[str, float]:
-    names = ("mae", "rmse", "mape", "smape", "mase")
+    names = ("mae", "rmse", "mape", "smape", "mase", "coverage", "interval_coverage",
+             "quantile_coverage", "interval_width")  # fmt: skip
     return {n: float(values[f"test/{n}"]) for n in names if f"test/{n}" in values}
 
 

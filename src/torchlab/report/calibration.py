@@ -2,7 +2,8 @@
 
 A classifier gets a reliability diagram (10 bins) with its ECE and Brier score, before and
 after its temperature when the run has one (``task.calibrate``); a regressor with intervals
-(``task.intervals``) gets their measured coverage on the test split against the nominal one.
+(``task.intervals``) gets their measured coverage on the test split against the nominal one,
+and a forecaster with conformal bands gets it per horizon step, beside its quantile heads'.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def calibration_view(
     class probabilities nor intervals)."""
     if loader is None:
         return None
-    intervals = (summary.get("calibration") or {}).get("intervals")
+    record = summary.get("calibration") or {}
+    if "forecast_intervals" in record:
+        return band_coverage_view(experiment, loader, record["forecast_intervals"])
+    intervals = record.get("intervals")
     if intervals is not None:
         scored = predictions(experiment.model, experiment.task, loader, experiment.device)
         return coverage_view(scored, intervals)
@@ -135,3 +139,60 @@ def coverage_view(scored: Predictions, intervals: dict[str, Any]) -> Calibration
         "by chance."
     )
     return CalibrationView(rows, {}, text)
+
+
+@torch.no_grad()
+def band_coverage_view(experiment: Any, loader: Any, bands: dict[str, Any]) -> CalibrationView:
+    """Test coverage of a forecaster's conformal bands per horizon step against the nominal
+    coverage, beside the coverage of its quantile heads as trained when it has them."""
+    task, model, device = experiment.task, experiment.model, experiment.device
+    models = {"conformal bands": model}
+    if task.quantiles:
+        models["quantile heads as trained"] = uncalibrated(model)
+    inside: dict[str, list[torch.Tensor]] = {name: [] for name in models}
+    widths: dict[str, list[torch.Tensor]] = {name: [] for name in models}
+    for batch in loader.epoch(0):
+        batch = batch.to(device)
+        inputs = batch.inputs
+        actual = batch.target * inputs["scale"][:, None] + inputs["loc"][:, None]
+        for name, each in models.items():
+            values = task.original(task.evaluation_step(each.eval(), batch).outputs, inputs)
+            inside[name].append(((actual >= values["lower"]) & (actual <= values["upper"])).cpu())
+            widths[name].append((values["upper"] - values["lower"]).double().cpu())
+    per_step = {name: torch.cat(v).double().mean(dim=(0, 2)).numpy() for name, v in inside.items()}
+    nominal = bands["coverage"]
+    rows = [
+        {
+            "interval": name,
+            "nominal coverage": nominal if name == "conformal bands" else "-",
+            "test coverage": float(torch.cat(inside[name]).double().mean()),
+            "mean width": float(torch.cat(widths[name]).mean()),
+        }
+        for name in models
+    ]
+    origins = bands.get("fitted_on", {}).get("origins", "?")
+    windows = len(torch.cat(inside["conformal bands"]))
+    text = (
+        f"Conformal bands ({bands.get('method', 'conformal')}) fitted on the forecasts of "
+        f"{origins} validation origins, one width per horizon step: each step's interval "
+        f"should hold the actual value at least {nominal:.0%} of the time. The test coverage "
+        f"is measured on {windows} test window(s); neighbouring steps of one window are not "
+        "independent, so it varies around the nominal one by more than its count suggests."
+    )
+    figure = step_coverage_figure(per_step, nominal)
+    return CalibrationView(rows, {"Test coverage per horizon step": figure}, text)
+
+
+def step_coverage_figure(per_step: dict[str, np.ndarray], nominal: float) -> bytes:
+    """The share of test actuals inside each interval, per horizon step."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for name, shares in per_step.items():
+        ax.plot(np.arange(1, len(shares) + 1), shares, marker="o", label=name)
+    ax.axhline(nominal, linestyle="--", color="0.5", label=f"nominal {nominal:.0%}")
+    ax.set_xlabel("horizon step")
+    ax.set_ylabel("test coverage")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return png(fig)

@@ -139,12 +139,19 @@ def conformal_half_widths(residuals: np.ndarray, coverage: float) -> np.ndarray:
         residuals: ``(n, T)`` or ``(n,)`` absolute residuals ``|y - prediction|``.
         coverage: The nominal coverage ``1 - alpha``, in (0, 1).
     """
-    residuals = np.abs(np.asarray(residuals, dtype=float)).reshape(len(residuals), -1)
-    n = len(residuals)
+    return conformal_quantiles(np.abs(np.asarray(residuals, dtype=float)), coverage)
+
+
+def conformal_quantiles(scores: np.ndarray, coverage: float) -> np.ndarray:
+    """Per column of ``scores`` ``(n, K)``, the ``ceil((n + 1) * coverage)``-th smallest: the
+    split-conformal threshold of any nonconformity score (signed ones too, such as how far
+    an actual falls outside a quantile interval); ``inf`` when ``n`` is too small."""
+    scores = np.asarray(scores, dtype=float).reshape(len(scores), -1)
+    n = len(scores)
     rank = math.ceil((n + 1) * coverage - 1e-9)  # 10 * 0.7 is 7.000000000000001
     if rank > n:
-        return np.full(residuals.shape[1], np.inf)
-    return np.sort(residuals, axis=0)[rank - 1]
+        return np.full(scores.shape[1], np.inf)
+    return np.sort(scores, axis=0)[rank - 1]
 
 
 def fewest_samples(coverage: float) -> int:

@@ -17,7 +17,7 @@ from torchmetrics import Metric, MetricCollection
 from torchlab.data.base import Batch, DataSpec
 from torchlab.errors import ConfigError
 from torchlab.registry import LOSSES, TASKS
-from torchlab.tasks.base import Deployment, Task
+from torchlab.tasks.base import Deployment, StepOutput, Task
 
 
 class QuantileLoss(nn.Module):
@@ -216,12 +216,19 @@ class Forecasting(Task):
         names = [*self.metric_names, *extra]
         return MetricCollection({n: FORECAST_METRICS[n]() for n in names}, compute_groups=False)
 
+    @property
+    def middle(self) -> int | None:
+        """Which quantile output is the point forecast: the median (or the middle one)."""
+        if not self.quantiles:
+            return None
+        return self.quantiles.index(0.5) if 0.5 in self.quantiles else len(self.quantiles) // 2
+
     def point(self, outputs: torch.Tensor) -> torch.Tensor:
-        """The point forecast (B, H, T): the median quantile (or the middle one)."""
+        """The point forecast (B, H, T); of outputs with bounds (B, H, T, Q), the middle
+        quantile (a point forecaster with conformal bands gives three: lower, point, upper)."""
         if outputs.ndim == 3:
             return outputs
-        middle = self.quantiles.index(0.5) if 0.5 in self.quantiles else len(self.quantiles) // 2
-        return outputs[..., middle]
+        return outputs[..., self.middle if self.middle is not None else outputs.shape[-1] // 2]
 
     def original(
         self, outputs: torch.Tensor, inputs: dict[str, torch.Tensor]
@@ -232,10 +239,17 @@ class Forecasting(Task):
         if outputs.ndim == 4:  # sorted, so quantiles never cross (Chernozhukov et al. 2010,
             outputs = outputs.sort(dim=-1).values  # https://doi.org/10.3982/ECTA7880)
         point = self.point(outputs) * scale + loc
-        if outputs.ndim == 4 and len(self.quantiles) > 1:
+        if outputs.ndim == 4 and outputs.shape[-1] > 1:
             return {"forecast": point, "lower": outputs[..., 0] * scale + loc,
                     "upper": outputs[..., -1] * scale + loc}  # fmt: skip
         return {"forecast": point}
+
+    def evaluation_step(self, model: nn.Module, batch: Batch) -> StepOutput:
+        """As training's, except that a point forecaster with conformal bands is scored on
+        its point forecast (the loss does not know the bands' extra axis)."""
+        outputs = model(batch.inputs)
+        scored = self.point(outputs) if outputs.ndim == 4 and not self.quantiles else outputs
+        return StepOutput(self.loss_fn(scored, batch.target), outputs)
 
     def update_metrics(self, metrics: MetricCollection, outputs: Any, batch: Batch) -> None:
         inputs = batch.inputs

@@ -202,6 +202,17 @@ def build_bundle(
     )  # fmt: skip
 
 
+def rolling_windows(data: SeriesData, split: str) -> WindowDataset:
+    """The windows of ``split`` at every origin (stride 1), whatever the split's own stride:
+    a rolling-origin backtest of the trained model over that part of each series."""
+    history = data.window.lookback + data.layout.history
+    single = data.window.model_copy(update={"eval_stride": 1})
+    windows = [
+        (i, o) for i, p in enumerate(data.prepared) for o in origins(p.cuts, single, history)[split]
+    ]
+    return WindowDataset(data.prepared, windows, data.window)
+
+
 def summary(data: SeriesData) -> dict[str, Any]:
     """Facts for the report: windows per split, the split dates, frequency and season."""
     first = data.prepared[0]
