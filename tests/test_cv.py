@@ -242,3 +242,42 @@ def test_a_killed_cv_resumes_its_folds_exactly(tmp_path: Path) -> None:
     )
     assert ours.keys() == theirs.keys()
     assert all(np.array_equal(ours[k].numpy(), theirs[k].numpy()) for k in ours)
+
+
+@pytest.mark.slow  # two spawned processes importing torch
+def test_jobs_train_folds_in_processes_that_share_the_cores(tmp_path: Path) -> None:
+    import torchlab
+
+    quick = {"trainer.max_epochs": 1, "model.hidden": [8]}
+    result = torchlab.cv("iris", quick, folds=2, jobs=2, output_dir=tmp_path)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    for run in result.runs:
+        assert json.loads((run / "run.json").read_text())["status"] == "completed"
+        assert f"threads: {max(1, (cores or 1) // 2)}\n" in (run / "config.yaml").read_text()
+    assert len(result.summary["metrics"]["test/accuracy"]["torchlab"]["values"]) == 2
+
+
+def test_a_forecaster_is_cross_validated_by_a_rolling_origin_backtest(tmp_path: Path) -> None:
+    import torchlab
+    from torchlab.errors import ConfigError, RunError
+
+    settings = {
+        "trainer.max_epochs": 2, "trainer.progress": "none", "baseline.methods": ["naive"],
+        "task.intervals": {"coverage": 0.8},
+    }  # fmt: skip
+    result = torchlab.cv("co2", settings, folds=2, output_dir=tmp_path)
+    summary = result.summary
+    assert summary["kind"] == "backtest"
+    assert [r["name"] for r in summary["runs"]] == ["fold-1", "fold-0"]  # oldest origin first
+    tests = [
+        json.loads((Path(r["dir"]) / "data.json").read_text())["test"] for r in summary["runs"]
+    ]
+    assert tests[0] < tests[1]  # test parts in time order
+    mase = summary["metrics"]["test/mase"]
+    assert not mase["higher_is_better"] and mase["verdict"] in (BETTER, WORSE, UNDECIDED)
+    assert mase["baseline"] is not None  # the naive forecast on the same windows
+    assert len(summary["metrics"]["test/interval_coverage"]["torchlab"]["values"]) == 2
+    with pytest.raises(RunError, match="is a backtest"):
+        torchlab.cv(None, resume=result.dir)
+    with pytest.raises(ConfigError, match="rolling-origin backtest, which has one order"):
+        torchlab.cv("co2", settings, folds=2, repeats=2, output_dir=tmp_path)
