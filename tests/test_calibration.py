@@ -205,6 +205,43 @@ def test_the_temperature_travels_into_exports(calibrated_run: Any) -> None:
     np.testing.assert_allclose(from_export[probability_columns].to_numpy(), expected, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_a_multilabel_classifier_is_calibrated_per_label(tmp_path: Path) -> None:
+    """Every label of every sample is one binary prediction: one temperature for them all,
+    ECE and Brier over them, and the temperature in the export."""
+    frame = load_breast_cancer(as_frame=True).frame
+    frame["malignant"] = 1 - frame.pop("target")
+    frame["large"] = (frame["mean radius"] > frame["mean radius"].median()).astype(int)
+    frame.to_csv(tmp_path / "biopsies.csv", index=False)
+    (tmp_path / "labels.yaml").write_text(
+        "extends: breast-cancer\n"
+        f"data:\n  source: {{name: csv, path: {tmp_path / 'biopsies.csv'}, "
+        "target: [malignant, large]}\n"
+        "  split: {val: 0.3, test: 0.2}\n"
+        "model: {dropout: 0.0, batch_norm: false}\n"
+        "task: {name: multilabel, calibrate: temperature}\n"
+        "trainer: {max_epochs: 8, monitor: train/loss, progress: none}\n"
+        "baseline: null\n"
+    )
+    run = torchlab.train(tmp_path / "labels.yaml", output_dir=tmp_path, callbacks=[Overconfident()])
+    record = json.loads((run.dir / "calibration.json").read_text())
+    assert record["temperature"] > 2 and record["val"]["ece_after"] < record["val"]["ece_before"]
+    rows = card_rows(run)
+    before = rows["before (as trained)"]
+    after = rows[f"after (temperature {record['temperature']:.3g})"]
+    assert after == pytest.approx(
+        [run.summary["test"]["test/ece"], run.summary["test"]["test/brier"]], abs=1e-4
+    )
+    assert after[0] < before[0]
+    assert "Reliability diagram (test, 10 bins)" in (run.dir / "report.html").read_text()
+
+    features = frame.drop(columns=["malignant", "large"]).head(10)
+    from_run = torchlab.predict(run.dir, features)
+    from_export = torchlab.predict(torchlab.export(run, "onnx"), features)
+    columns = ["p_malignant", "p_large"]
+    np.testing.assert_allclose(from_export[columns], from_run[columns], atol=1e-5)
+
+
 # --- regression intervals -----------------------------------------------------------------
 
 

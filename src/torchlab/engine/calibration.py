@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from torchlab.exporters.sources import Exportable
 
 CALIBRATION_FILE = "calibration.json"
-TEMPERATURE_KINDS = ("multiclass", "binary")  # tasks whose outputs are class logits
+TEMPERATURE_KINDS = ("multiclass", "binary", "multilabel")  # outputs are class logits
 INTERVAL_KINDS = ("regression", "forecasting")
 
 
@@ -53,7 +53,7 @@ def check_calibration(task_config: Any, metric_kind: str) -> None:
         raise ConfigError(
             f"task.calibrate: {task_config.calibrate} calibrates class probabilities, which "
             f"task '{name}' does not predict; remove task.calibrate, or use it with a "
-            "classification or binary task."
+            "classification, binary or multilabel task."
         )
     if task_config.intervals is not None and metric_kind not in INTERVAL_KINDS:
         raise ConfigError(
@@ -116,7 +116,7 @@ def temperature_fitted(
     experiment: Experiment, logits: torch.Tensor, target: torch.Tensor
 ) -> Fitted:
     """The temperature minimising the validation NLL, and what it changed there."""
-    binary = experiment.task.metric_kind == "binary"
+    binary = experiment.task.metric_kind != "multiclass"  # independent sigmoid outputs
     temperature = fit_temperature(logits, target, binary)
     scores, labels = experiment.task.scores, target.long().numpy()
     before, after = (scores(logits.double() / t).numpy() for t in (1.0, temperature))

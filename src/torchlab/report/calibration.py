@@ -75,7 +75,8 @@ def reliability_view(experiment: Any, loader: Any) -> CalibrationView:
         }
         for name, p in curves.items()
     ]
-    binary = next(iter(curves.values())).scores.ndim == 1
+    first = next(iter(curves.values()))  # binary, or multilabel: a probability per label
+    binary = first.scores.ndim == 1 or first.scores.shape == first.target.shape
     text = (
         "A calibrated model's points lie on the diagonal: of the samples it gives probability "
         f"0.8, 80% are {'positive' if binary else 'right'}. ECE is the gap between the points "

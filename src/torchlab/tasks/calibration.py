@@ -40,9 +40,12 @@ def confidences(probs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.n
 
     Multi-class probabilities ``(N, C)`` give the top label's probability and whether the
     top label is right; a binary task's ``(N,)`` positive-class probabilities give that
-    probability and whether the sample is positive (as torchmetrics' binary metric does).
+    probability and whether the sample is positive (as torchmetrics' binary metric does);
+    multilabel probabilities ``(N, C)`` with targets ``(N, C)`` are ``N * C`` binary ones.
     """
     target = np.asarray(target).astype(int)
+    if probs.ndim == 2 and target.shape == probs.shape:  # multilabel
+        probs, target = probs.reshape(-1), target.reshape(-1)
     if probs.ndim == 1:
         return probs.astype(float), (target == 1).astype(float)
     return probs.max(axis=1).astype(float), (probs.argmax(axis=1) == target).astype(float)
@@ -62,9 +65,12 @@ def reliability(probs: np.ndarray, target: np.ndarray, bins: int = BINS) -> Reli
 
 def brier_score(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample Brier score: ``sum_k (p_k - y_k)^2`` over classes ``(N, C)`` (0 to 2), or
-    ``(p - y)^2`` for a binary task's positive-class probabilities ``(N,)`` (0 to 1)."""
+    ``(p - y)^2`` for a binary task's positive-class probabilities ``(N,)`` (0 to 1), or
+    ``sum_k (p_k - y_k)^2`` over the labels of multilabel targets ``(N, C)`` (0 to C)."""
     if probs.ndim == 1:
         return (probs.float() - target.float()) ** 2
+    if target.shape == probs.shape:  # multilabel
+        return ((probs.float() - target.float()) ** 2).sum(-1)
     onehot = torch.nn.functional.one_hot(target.long(), probs.shape[-1]).float()
     return ((probs.float() - onehot) ** 2).sum(-1)
 

@@ -81,7 +81,7 @@ class MultilabelClassification(Task):
     default_metrics = ("accuracy", "f1", "auroc")
     higher_is_better = _HIGHER
     deployment = CLASSES
-    report_metrics = ("confusion_matrix",)
+    report_metrics = ("confusion_matrix", "ece", "brier")
 
     def update_metrics(self, metrics, outputs, batch):  # type: ignore[no-untyped-def]
         metrics.update(self.scores(outputs), batch.target.long())

@@ -68,25 +68,29 @@ def confusion_matrix(context: MetricContext, /) -> Metric:
 
 
 def _calibration(context: MetricContext, name: str) -> None:
-    if context.kind not in ("multiclass", "binary"):
+    if context.kind not in ("multiclass", "binary", "multilabel"):
         raise ConfigError(
-            f"Metric '{name}' scores the probabilities of a classification or binary task; "
-            "remove it from task.metrics."
+            f"Metric '{name}' scores the probabilities of a classification, binary or "
+            "multilabel task; remove it from task.metrics."
         )
 
 
 @METRICS.register("ece")
 def ece(context: MetricContext, /) -> Metric:
     """Expected calibration error over 10 equal-width confidence bins: of the top label's
-    probability (multi-class), or of the positive class's (binary). Lower is better."""
+    probability (multi-class), or of the positive class's (binary; multilabel: of each
+    label's, every label of every sample one binary prediction). Lower is better."""
     _calibration(context, "ece")
+    if context.kind == "multilabel":  # torchmetrics has no multilabel calibration error
+        return tm.classification.BinaryCalibrationError(n_bins=BINS, norm="l1")
     return _classification(context, "CalibrationError", n_bins=BINS, norm="l1")
 
 
 @METRICS.register("brier")
 def brier(context: MetricContext, /) -> Metric:
     """Mean Brier score: squared error of the probabilities against the one-hot label
-    (summed over classes), or of the positive class's probability (binary). Lower is better."""
+    (summed over classes), of the positive class's probability (binary), or of each label's
+    (multilabel, summed over labels). Lower is better."""
     _calibration(context, "brier")
     return BrierScore()
 
