@@ -149,6 +149,19 @@ class StreamedTable(IterableDataset):
     def __len__(self) -> int:
         return sum(self.sizes)
 
+    def head(self, count: int) -> Batch:
+        """The split's first ``count`` rows in storage order (for reports), read a row group
+        at a time."""
+        layout = Layout(self.sizes, batch_size=count, shuffle=False, seed=0, buffer=1)
+        segments = [s for window in layout.windows(0, 0) for s in window]
+        batches, rows = [], 0
+        for segment in segments:
+            if rows >= count:
+                break
+            batches.append(Batch(*self.read([segment])))
+            rows += len(batches[-1])
+        return take(batches, min(count, rows))[0]
+
     def make_loader(self, **settings: Any) -> StreamLoader:
         """The loader :func:`torchlab.data.loaders.build_loader` returns for this split."""
         return StreamLoader(self, **settings, buffer=self.buffer)
@@ -243,6 +256,10 @@ class StreamLoader(Loader):
         }  # fmt: skip
 
     def layout(self) -> Layout:
+        """This split's layout; evaluation reads in storage order (in this process), so
+        predictions line up with the rows."""
+        if not self.settings["shuffle"]:
+            return Layout(**self.settings, workers=0)
         if self.dataset.shared.workers is None:
             self.dataset.shared.workers = self.workers
         return Layout(**self.settings, workers=self.dataset.shared.workers)
