@@ -138,7 +138,9 @@ def check_same_schema(expected: pa.Schema, found: pa.Schema, first: Path, path: 
     elif extra := [n for n in theirs if n not in names]:
         differs = f"has the column '{extra[0]}', which '{first.name}' lacks"
     else:
-        changed = [n for n in names if found.field(n).type != expected.field(n).type]
+        changed = [
+            n for n in names if family(found.field(n).type) != family(expected.field(n).type)
+        ]
         if not changed:
             return
         name = changed[0]
@@ -150,6 +152,17 @@ def check_same_schema(expected: pa.Schema, found: pa.Schema, first: Path, path: 
         f"Parquet file '{path}' {differs}; every file of a dataset needs the same columns and "
         "types, so rewrite it to match or move it out of the dataset."
     )
+
+
+def family(kind: pa.DataType) -> str:
+    """What a column's type means to a featurizer: text, a number, a flag or itself (so
+    files written with ``string`` and ``large_string``, or int32 and int64, go together)."""
+    kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "text"
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return "number"
+    return str(kind)
 
 
 def first_line(exc: BaseException) -> str:

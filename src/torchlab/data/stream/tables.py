@@ -168,8 +168,11 @@ class StreamedTable(IterableDataset):
 
     def __iter__(self) -> Iterator[Batch | WorkerError]:
         info = get_worker_info()
+        # PyTorch's loader asks its workers in turn from worker 0 on, so after a resume at
+        # batch ``start`` worker 0 serves the lane whose turn comes next.
+        lane = 0 if info is None else (info.id + self.start) % info.num_workers
         try:
-            yield from self.batches(0 if info is None else info.id)
+            yield from self.batches(lane)
         except TorchlabError as exc:
             if info is None:
                 raise
@@ -280,6 +283,9 @@ class StreamLoader(Loader):
             num_workers=layout.workers,
             pin_memory=self.pin_memory,
             collate_fn=keep,
+            # Its own generator: the workers' seeds would otherwise be drawn from the global
+            # one, which a resumed run restores after the epoch's loader was made.
+            generator=torch.Generator().manual_seed(layout.seed * 1_000_003 + epoch),
         )
         for batch in loader:
             if isinstance(batch, WorkerError):
