@@ -18,20 +18,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.types as pat
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from torchlab.data.base import Batch, DataBundle, DataSpec, SourceContext
-from torchlab.data.loaders import Loader, WorkerError
 from torchlab.data.splits import refuse_folds
-from torchlab.data.stream.layout import Layout, Segment
+from torchlab.data.stream.layout import Segment
 from torchlab.data.stream.parquet import SPLITS, ParquetScan, parquet_files, split_codes
 from torchlab.data.stream.progress import row_progress
+from torchlab.data.stream.split import Shared, StreamedSplit, StreamPosition
 from torchlab.data.stream.stats import CategoryStats, NumericStats, medians
 from torchlab.data.tables import Source, as_text, require_columns, shown
 from torchlab.data.tabular import TabularFeaturizer, warn_imputed
-from torchlab.distributed import World
-from torchlab.errors import DataError, TorchlabError
-from torchlab.memory import release_freed_memory
+from torchlab.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -119,16 +116,8 @@ class Chunk:
         )
 
 
-@dataclass
-class Shared:
-    """What every split's loader shares: the worker count, fixed by the first epoch and
-    restored from a checkpoint, since the order of batches depends on it."""
-
-    workers: int | None = None
-
-
-class StreamedTable(IterableDataset):
-    """The rows of one split as batches ``(inputs (B, F), target)``, in a :class:`Layout`."""
+class StreamedTable(StreamedSplit):
+    """The rows of one split of a Parquet dataset as batches ``(inputs (B, F), target)``."""
 
     def __init__(
         self,
@@ -140,67 +129,11 @@ class StreamedTable(IterableDataset):
         shared: Shared,
         buffer: int,
     ) -> None:
-        self.rows, self.split, self.sizes = rows, split, sizes
-        self.featurizer, self.classes, self.shared = featurizer, classes, shared
-        self.buffer = buffer
-        self.layout: Layout | None = None
-        self.epoch, self.start = 0, 0
+        super().__init__(sizes, shared, buffer)
+        self.rows, self.split = rows, split
+        self.featurizer, self.classes = featurizer, classes
 
-    def __len__(self) -> int:
-        return sum(self.sizes)
-
-    def head(self, count: int) -> Batch:
-        """The split's first ``count`` rows in storage order (for reports), read a row group
-        at a time."""
-        layout = Layout(self.sizes, batch_size=count, shuffle=False, seed=0, buffer=1)
-        segments = [s for window in layout.windows(0, 0) for s in window]
-        batches, rows = [], 0
-        for segment in segments:
-            if rows >= count:
-                break
-            batches.append(Batch(*self.read([segment])))
-            rows += len(batches[-1])
-        return take(batches, min(count, rows))[0]
-
-    def make_loader(self, **settings: Any) -> StreamLoader:
-        """The loader :func:`torchlab.data.loaders.build_loader` returns for this split."""
-        return StreamLoader(self, **settings, buffer=self.buffer)
-
-    def __iter__(self) -> Iterator[Batch | WorkerError]:
-        info = get_worker_info()
-        # PyTorch's loader asks its workers in turn from worker 0 on, so after a resume at
-        # batch ``start`` worker 0 serves the lane whose turn comes next.
-        lane = 0 if info is None else (info.id + self.start) % info.num_workers
-        try:
-            yield from self.batches(lane)
-        except TorchlabError as exc:
-            if info is None:
-                raise
-            yield WorkerError(exc)
-
-    def batches(self, worker: int) -> Iterator[Batch]:
-        layout = self.layout
-        assert layout is not None, "set by StreamLoader.epoch"
-        skip = layout.skipped(worker, self.start) * layout.batch_size
-        held: list[Batch] = []
-        for index, window in enumerate(layout.windows(self.epoch, worker)):
-            rows = sum(s.rows for s in window)
-            if skip >= rows:  # trained on before a resume: not even read
-                skip -= rows
-                continue
-            inputs, target = self.read(window)
-            order = layout.permutation(self.epoch, worker, index, rows)
-            if order is not None:
-                inputs, target = inputs[order], target[order]
-            held.append(Batch(inputs[skip:], target[skip:]))
-            skip = 0
-            while sum(len(b) for b in held) >= layout.batch_size:
-                batch, held = take(held, layout.batch_size)
-                yield batch
-        if held:
-            yield take(held, sum(len(b) for b in held))[0]
-
-    def read(self, window: list[Segment]) -> tuple[torch.Tensor, torch.Tensor]:
+    def read(self, window: list[Segment]) -> Batch:
         """The window's rows of this split, as model inputs and targets."""
         frames = []
         for segment in window:
@@ -211,15 +144,15 @@ class StreamedTable(IterableDataset):
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         where = Source(self.rows.scan.name(self.rows.scan.pieces[window[0].piece]))
         inputs = self.featurizer.transform(frame, where, warn=False)
-        return inputs, encode(frame[list(self.rows.targets)], self.classes)
+        return Batch(inputs, encode(frame[list(self.rows.targets)], self.classes))
 
+    def select(self, rows: Batch, index: Any) -> Batch:
+        return Batch(rows.inputs[index], rows.target[index])
 
-def take(held: list[Batch], rows: int) -> tuple[Batch, list[Batch]]:
-    """The first ``rows`` rows of ``held`` as one batch, and what is left."""
-    inputs = torch.cat([b.inputs for b in held])
-    target = torch.cat([b.target for b in held])
-    rest = [Batch(inputs[rows:], target[rows:])] if rows < len(inputs) else []
-    return Batch(inputs[:rows], target[:rows]), rest
+    def join(self, parts: list[Batch]) -> Batch:
+        if len(parts) == 1:
+            return parts[0]
+        return Batch(torch.cat([p.inputs for p in parts]), torch.cat([p.target for p in parts]))
 
 
 def encode(frame: pd.DataFrame, classes: tuple[str, ...] | None) -> torch.Tensor:
@@ -228,110 +161,6 @@ def encode(frame: pd.DataFrame, classes: tuple[str, ...] | None) -> torch.Tensor
         return torch.from_numpy(frame.to_numpy(np.float32))
     codes = pd.Index(classes).get_indexer(as_text(frame.iloc[:, 0]))
     return torch.from_numpy(codes.astype(np.int64))
-
-
-def keep(item: Any) -> Any:
-    return item
-
-
-class StreamLoader(Loader):
-    """Batches of a :class:`StreamedTable`, read by worker processes, resumable at any batch."""
-
-    def __init__(
-        self,
-        dataset: StreamedTable,
-        *,
-        batch_size: int,
-        shuffle: bool,
-        seed: int,
-        drop_last: bool,
-        num_workers: int,
-        pin_memory: bool,
-        world: World,
-        pad: bool,
-        buffer: int,
-    ) -> None:
-        self.dataset, self.pin_memory, self.workers = dataset, pin_memory, num_workers
-        self.settings = {
-            "sizes": dataset.sizes, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
-            "rank": world.rank, "world": world.size, "buffer": buffer, "pad": pad,
-            "drop_last": drop_last,
-        }  # fmt: skip
-
-    def layout(self) -> Layout:
-        """This split's layout; evaluation reads in storage order (in this process), so
-        predictions line up with the rows."""
-        if not self.settings["shuffle"]:
-            return Layout(**self.settings, workers=0)
-        if self.dataset.shared.workers is None:
-            self.dataset.shared.workers = self.workers
-        return Layout(**self.settings, workers=self.dataset.shared.workers)
-
-    def __len__(self) -> int:
-        return len(self.layout())
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        layout = self.layout()
-        self.dataset.layout, self.dataset.epoch, self.dataset.start = layout, epoch, start
-        if not layout.workers:
-            yield from self.dataset.batches(0)
-            return
-        release_freed_memory()  # workers are forked now, from this process
-        loader = DataLoader(
-            self.dataset,
-            batch_size=None,
-            num_workers=layout.workers,
-            pin_memory=self.pin_memory,
-            collate_fn=keep,
-            # Its own generator: the workers' seeds would otherwise be drawn from the global
-            # one, which a resumed run restores after the epoch's loader was made.
-            generator=torch.Generator().manual_seed(layout.seed * 1_000_003 + epoch),
-        )
-        for batch in loader:
-            if isinstance(batch, WorkerError):
-                raise batch.error
-            yield batch
-
-
-class StreamPosition:
-    """Saves where the stream is in checkpoints: the epoch, the batch and the worker count
-    its order depends on; a resumed run reads with the same count.
-
-    A training callback (the hooks of :class:`torchlab.training.callbacks.Callback`, written
-    out because data does not import training).
-    """
-
-    def __init__(self, shared: Shared, pieces: int, rows: int) -> None:
-        self.shared, self.pieces, self.rows = shared, pieces, rows
-        self.position = (0, 0)
-
-    def on_fit_start(self, trainer: Any) -> None: ...
-    def on_epoch_start(self, trainer: Any) -> None: ...
-    def on_train_epoch_end(self, trainer: Any) -> None: ...
-    def on_epoch_end(self, trainer: Any, logs: dict[str, Any]) -> None: ...
-    def on_fit_end(self, trainer: Any) -> None: ...
-
-    def on_train_step_end(self, trainer: Any, step: Any) -> None:
-        self.position = (trainer.state.epoch, trainer.state.batch_in_epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        epoch, batch = self.position
-        return {"workers": self.shared.workers, "epoch": epoch, "batch": batch,
-                "pieces": self.pieces, "rows": self.rows}  # fmt: skip
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if (
-            state.get("rows", self.rows) != self.rows
-            or state.get("pieces", self.pieces) != self.pieces
-        ):
-            raise DataError(
-                f"The streamed dataset changed since the checkpoint ({state['rows']:,} rows in "
-                f"{state['pieces']} row groups then, {self.rows:,} in {self.pieces} now); "
-                "restore the data, or start a new run."
-            )
-        if state.get("workers") is not None:
-            self.shared.workers = state["workers"]
-        self.position = (state.get("epoch", 0), state.get("batch", 0))
 
 
 @dataclass
