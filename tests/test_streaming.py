@@ -275,3 +275,82 @@ def test_a_killed_streaming_run_resumes_bit_identical(tmp_path: Path) -> None:
     ours, theirs = load_file(run / "model.safetensors"), load_file(ref / "model.safetensors")
     assert all(ours[k].equal(theirs[k]) for k in theirs)
     assert (run / "metrics.jsonl").read_text() == (ref / "metrics.jsonl").read_text()
+
+
+# --- image shards ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 flat 6x6 images, image i of grey level 4*i, in 3 classes, one file broken, as
+    shards of a few kilobytes written by the CLI."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("images")
+    for i in range(60):
+        folder = root / "folder" / ("abc"[i % 3])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((6, 6, 3), 4 * i, np.uint8)).save(folder / f"img.{i}.png")
+    (root / "folder" / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    result = run_cli("shard", "folder", "shards", "--shard-size", "1KB", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "61 samples" in result.stdout
+    return root / "shards"
+
+
+def image_bundle(path: Path, **settings) -> DataBundle:
+    source = {"name": "image-shards", "path": str(path), "size": 6, "normalize": "imagenet"}
+    context = SourceContext(0.2, 0.2, False, 0, "categorical")
+    return DATASETS.build(Component.model_validate({**source, **settings}), "data.source", context)
+
+
+def image_ids(bundle: DataBundle, batch) -> list[int]:
+    """Each image's number, recovered from its normalised grey level."""
+    grey = batch.inputs[:, 0, 0, 0].double() * bundle.featurizer.std[0] + bundle.featurizer.mean[0]
+    return np.rint(grey.numpy() * 255 / 4).astype(int).tolist()
+
+
+def test_image_shards_serve_each_image_once_and_count_the_bad_one(shards: Path) -> None:
+    listing = json.loads((shards / "dataset.json").read_text())
+    assert listing["classes"] == ["a", "b", "c"] and len(listing["shards"]) > 3
+    bundle = image_bundle(shards, augment="none")
+    seen, skipped = Counter(), []
+    for split in ("train", "val", "test"):
+        for rank in range(2):
+            loader = build_loader(
+                bundle.split(split), batch_size=4, shuffle=False, seed=0, device=CPU,
+                num_workers=2, world=World(rank, rank, 2),
+            )  # fmt: skip
+            for batch in loader.epoch(0):
+                seen.update(image_ids(bundle, batch))
+                skipped += [bad.path for bad in batch.skipped]
+    assert sorted(seen) == list(range(60)) and set(seen.values()) == {1}
+    assert len(skipped) == 1 and skipped[0].endswith("b/broken")
+
+
+def test_an_image_epoch_resumed_mid_way_repeats_its_augmented_batches(shards: Path) -> None:
+    bundle = image_bundle(shards, buffer=8)
+    loader = build_loader(bundle.train, batch_size=4, shuffle=True, seed=0, device=CPU,
+                          num_workers=2)  # fmt: skip
+    whole = [batch.inputs for batch in loader.epoch(1)]
+    again = [batch.inputs for batch in loader.epoch(1, start=3)]
+    assert len(again) == len(whole) - 3
+    assert all(a.equal(b) for a, b in zip(again, whole[3:], strict=True))
+
+
+def test_a_truncated_shard_and_a_bad_image_under_on_error_fail_are_named(
+    shards: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    with pytest.raises(DataError, match=r"b/broken.*on_error=skip"):
+        bundle = image_bundle(shards, on_error="fail")
+        for split in ("train", "val", "test"):
+            for _ in build_loader(bundle.split(split), batch_size=64, shuffle=False, seed=0,
+                                  device=CPU, num_workers=0).epoch(0):  # fmt: skip
+                pass
+    copy = Path(shutil.copytree(shards, tmp_path / "shards"))
+    last = sorted(copy.glob("shard-*.tar"))[1]
+    last.write_bytes(last.read_bytes()[:1500])
+    with pytest.raises(DataError, match=rf"Shard '.*{last.name}' .*truncated"):
+        image_bundle(copy)

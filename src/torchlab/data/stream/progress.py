@@ -22,7 +22,7 @@ class RowProgress:
             self.bar.update(self.task, advance=rows)
 
 
-def rich_bar(what: str) -> Any:
+def rich_bar(what: str, unit: str) -> Any:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -36,7 +36,7 @@ def rich_bar(what: str) -> Any:
 
     class RowsPerSecond(ProgressColumn):
         def render(self, task: Any) -> Text:
-            return Text(f"{task.speed or 0:,.0f} rows/s")
+            return Text(f"{task.speed or 0:,.0f} {unit}/s")
 
     columns = [TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(), RowsPerSecond(),
                TimeRemainingColumn()]  # fmt: skip
@@ -44,12 +44,14 @@ def rich_bar(what: str) -> Any:
 
 
 @contextmanager
-def row_progress(what: str, total: int | None, *, show: bool = True) -> Iterator[RowProgress]:
+def row_progress(
+    what: str, total: int | None, *, show: bool = True, unit: str = "rows"
+) -> Iterator[RowProgress]:
     """Report a pass over ``total`` rows (None when unknown: no time left is shown); ends
     with a line such as ``statistics: 1,000,000 rows in 3.1 s (322,581 rows/s)``."""
     started = time.perf_counter()
     if show and sys.stderr.isatty():
-        with rich_bar(what) as bar:
+        with rich_bar(what, unit) as bar:
             progress = RowProgress(bar, bar.add_task(what, total=total))
             yield progress
     else:
@@ -58,5 +60,5 @@ def row_progress(what: str, total: int | None, *, show: bool = True) -> Iterator
     seconds = time.perf_counter() - started
     if show:
         rate = progress.rows / seconds if seconds > 0 else 0.0
-        line = f"{what}: {progress.rows:,} rows in {seconds:.1f} s ({rate:,.0f} rows/s)"
+        line = f"{what}: {progress.rows:,} {unit} in {seconds:.1f} s ({rate:,.0f} {unit}/s)"
         print(line, file=sys.stderr, flush=True)

@@ -1,16 +1,18 @@
 """A split read as a stream of pieces (row groups, tar shards), its loader and its position.
 
 :class:`StreamedSplit` deals out the rows of an epoch as :mod:`~torchlab.data.stream.layout`
-says; a subclass reads a window of pieces (:meth:`StreamedSplit.read`) and says how its
+says; a subclass reads a window of pieces (:meth:`StreamedSplit.read_window`) and says how its
 rows are picked, joined and turned into a batch.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -46,7 +48,7 @@ class StreamedSplit(IterableDataset):
 
     # --- what a subclass says -------------------------------------------------------------
 
-    def read(self, window: list[Segment]) -> Any:
+    def read_window(self, window: list[Segment]) -> Any:
         """The window's rows, in storage order: anything :meth:`select` can index."""
         raise NotImplementedError
 
@@ -89,14 +91,15 @@ class StreamedSplit(IterableDataset):
         if layout is None:
             raise RuntimeError("StreamLoader.epoch sets the layout before reading")
         size = layout.batch_size
-        skip = layout.skipped(worker, self.start) * size
+        served = layout.skipped(worker, self.start)
+        skip = served * size
         held, count = [], 0
         for index, window in enumerate(layout.windows(self.epoch, worker)):
             rows = sum(s.rows for s in window)
             if skip >= rows:  # trained on before a resume: not even read
                 skip -= rows
                 continue
-            part = self.read(window)
+            part = self.read_window(window)
             order = layout.permutation(self.epoch, worker, index, rows)
             part = self.select(part, order[skip:] if order is not None else slice(skip, None))
             held.append(part)
@@ -104,10 +107,27 @@ class StreamedSplit(IterableDataset):
             skip = 0
             while count >= size:
                 rows_now = self.join(held)
+                self.seed_batch(layout, worker, served)
                 yield self.finish(self.select(rows_now, slice(0, size)))
-                held, count = [self.select(rows_now, slice(size, None))], count - size
+                held, count, served = (
+                    [self.select(rows_now, slice(size, None))],
+                    count - size,
+                    served + 1,
+                )
         if count:
+            self.seed_batch(layout, worker, served)
             yield self.finish(self.join(held))
+
+    def seed_batch(self, layout: Layout, worker: int, batch: int) -> None:
+        """Seed a worker's random generators (augmentation) from the batch's place alone, so
+        they repeat after a resume; the main process keeps its own, checkpointed stream."""
+        if get_worker_info() is None:
+            return
+        key = [layout.seed, self.epoch, layout.rank, worker, batch]
+        seed = int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] % 2**63)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
 
     def head(self, count: int) -> Batch:
         """The split's first ``count`` rows in storage order (for reports)."""
@@ -116,7 +136,7 @@ class StreamedSplit(IterableDataset):
         for window in layout.windows(0, 0):
             if rows >= count:
                 break
-            parts.append(self.read(window))
+            parts.append(self.read_window(window))
             rows += sum(s.rows for s in window)
         return self.finish(self.select(self.join(parts), slice(0, count)))
 

@@ -133,7 +133,7 @@ class StreamedTable(StreamedSplit):
         self.rows, self.split = rows, split
         self.featurizer, self.classes = featurizer, classes
 
-    def read(self, window: list[Segment]) -> Batch:
+    def read_window(self, window: list[Segment]) -> Batch:
         """The window's rows of this split, as model inputs and targets."""
         frames = []
         for segment in window:
