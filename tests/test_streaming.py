@@ -24,6 +24,7 @@ from torchlab.data import build_loader
 from torchlab.data.base import DataBundle, SourceContext
 from torchlab.data.stream import stats
 from torchlab.data.stream.parquet import split_codes
+from torchlab.data.stream.shards import write_shards
 from torchlab.data.tabular import TabularFeaturizer
 from torchlab.distributed import World
 from torchlab.errors import DataError
@@ -214,6 +215,7 @@ def test_a_corrupt_file_and_a_file_of_another_schema_are_named(tmp_path: Path) -
         streamed(folder)
 
 
+@pytest.mark.slow  # a training process
 def test_a_corrupt_row_group_stops_training_with_one_line(tmp_path: Path) -> None:
     folder = write(table(400), tmp_path / "data", files=1, group=100)
     raw = bytearray((folder / "part-000.parquet").read_bytes())
@@ -292,10 +294,20 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.full((6, 6, 3), 4 * i, np.uint8)).save(folder / f"img.{i}.png")
     (root / "folder" / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
-    result = run_cli("shard", "folder", "shards", "--shard-size", "1KB", cwd=root)
-    assert result.returncode == 0, result.stderr
-    assert "61 samples" in result.stdout
+    assert write_shards(root / "folder", root / "shards", "1KB")["samples"] == 61
     return root / "shards"
+
+
+@pytest.mark.slow  # two CLI processes
+def test_the_shard_command_writes_shards_and_refuses_a_bad_size(shards: Path) -> None:
+    folder = shards.parent / "folder"
+    done = run_cli("shard", str(folder), "again", "--shard-size", "1KB", cwd=shards.parent)
+    assert done.returncode == 0, done.stderr
+    assert "61 samples" in done.stdout
+    again = json.loads((shards.parent / "again" / "dataset.json").read_text())
+    assert again == json.loads((shards / "dataset.json").read_text())
+    bad = run_cli("shard", str(folder), "more", "--shard-size", "lots", cwd=shards.parent)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: Shard size 'lots'"), bad.stderr
 
 
 def image_bundle(path: Path, **settings) -> DataBundle:
