@@ -42,6 +42,14 @@ def iris_csv(folder: Path) -> None:
     load_iris(as_frame=True).frame.iloc[::3].to_csv(folder / "iris.csv", index=False)
 
 
+def digit_shards(folder: Path) -> None:
+    """The digit images of :func:`digit_images` as WebDataset shards."""
+    from torchlab.data.stream.shards import write_shards
+
+    digit_images(folder)
+    write_shards(folder / "images", folder / "shards", "4KB")
+
+
 def iris_parquet(folder: Path) -> None:
     load_iris(as_frame=True).frame.iloc[::3].to_parquet(folder / "iris.parquet")
 
@@ -178,6 +186,9 @@ SOURCE_CASES = {
     ),
     "image-folder": SourceCase(
         "classification", {"root": "{folder}/images", **IMAGES_SMALL}, digit_images
+    ),
+    "image-shards": SourceCase(
+        "classification", {"path": "{folder}/shards", **IMAGES_SMALL}, digit_shards
     ),
     "image-csv": SourceCase(
         "classification", {"csv": "{folder}/images.csv", **IMAGES_SMALL}, digit_images

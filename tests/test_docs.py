@@ -121,6 +121,8 @@ NOT_RUN = {
     "torchlab predict runs/shapes-seg": "segmentation prediction: tests/test_segmentation.py",
     "torchlab predict runs/shapes-det": "detection prediction: tests/test_detection.py",
     "torchlab predict RUN_DIR dates.csv": "seq2seq prediction: tests/test_seq2seq.py",
+    "torchlab shard photos/": "needs a user's image folder; tests/test_streaming.py shards one "
+    "with this command and trains on it",
     # Run elsewhere in the suite, left out here to keep this test short:
     "torchlab train my-images.yaml": "fine-tunes MobileNetV2 as digits-transfer does "
     "(tests/test_transfer.py); the config is validated above and its data checked below",

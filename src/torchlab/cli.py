@@ -451,6 +451,23 @@ def validate_data(
     typer.echo(str(report))
 
 
+@app.command()
+def shard(
+    folder: Annotated[
+        Path, typer.Argument(help="An image folder: one folder per class, or images/ and masks/.")
+    ],
+    out: Annotated[Path, typer.Argument(help="Where the shards and dataset.json go.")],
+    shard_size: Annotated[
+        str, typer.Option(help="Bytes per shard at most, e.g. 1GB or 256MB.")
+    ] = "1GB",
+) -> None:
+    """Write an image folder as WebDataset tar shards for the image-shards source."""
+    from torchlab.data.stream.shards import write_shards
+
+    index = write_shards(folder, out, shard_size)
+    typer.echo(f"Wrote {index['samples']:,} samples in {len(index['shards'])} shard(s) to {out}")
+
+
 @app.command("show-batch")
 def show_batch(
     args: Annotated[list[str], typer.Argument(help="RECIPE_OR_YAML then dotted overrides.")],

@@ -112,6 +112,8 @@ def as_text(values: pd.Series) -> pd.Series:
         integral = isinstance(value, (float, np.floating)) and float(value).is_integer()
         return str(int(value)) if integral else str(value)
 
+    if pdt.is_string_dtype(values.dtype) and not pdt.is_object_dtype(values.dtype):
+        return values.astype(object)  # already text: mapping each value would change nothing
     return values.astype(object).map(text, na_action="ignore")
 
 

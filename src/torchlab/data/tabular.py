@@ -409,18 +409,3 @@ def csv_file(
     """
     frame, source = read_table(path, parquet=False, sep=sep)
     return build_bundle(frame, source, target, context, categorical=categorical, drop=drop, sep=sep)
-
-
-@DATASETS.register("parquet")
-def parquet_file(
-    context: SourceContext,
-    /,
-    *,
-    path: str,
-    target: str | list[str],
-    categorical: list[str] | None = None,
-    drop: list[str] | None = None,
-) -> DataBundle:
-    """A Parquet file; the settings are those of the ``csv`` source."""
-    frame, source = read_table(path, parquet=True)
-    return build_bundle(frame, source, target, context, categorical=categorical, drop=drop)

@@ -233,7 +233,7 @@ def test_examples(bundle: Any) -> Any:
     texts = (bundle.baseline_inputs or {}).get("test")
 
     def pick(indices: list[int]) -> Any:
-        if kind == "tabular":
+        if kind == "tabular" and hasattr(split, "inputs"):  # not a streamed table
             return table_rows(featurizer, split.inputs[indices])
         if kind == "text" and texts is not None and len(texts) == len(split):
             return [str(texts[i]) for i in indices]

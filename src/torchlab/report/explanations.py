@@ -117,6 +117,8 @@ def test_batch(bundle: Any, count: int, device: torch.device) -> Any:
     split, count = bundle.test, min(count, len(bundle.test))
     if hasattr(split, "inputs"):  # a TensorSplit
         batch = Batch(split.inputs[:count], split.target[:count])
+    elif hasattr(split, "head"):  # a streamed split: its first rows
+        batch = split.head(count)
     else:
         items = [split[i] for i in range(count)]
         batch = (bundle.collate or collate_pairs)(items)
@@ -127,7 +129,7 @@ def table_importance(experiment: Any) -> Explanations:
     from torchlab.report.attribution import explained_targets, table_attributions
 
     model, bundle = experiment.model, experiment.bundle
-    inputs = bundle.test.inputs[:REPORT_ROWS].to(experiment.device)
+    inputs = test_batch(bundle, REPORT_ROWS, experiment.device).inputs
     with torch.no_grad():
         targets = explained_targets(model(inputs), bundle.spec.target_kind)
     attr = table_attributions(model, inputs, targets, bundle.featurizer)

@@ -1,0 +1,1 @@
+"""Data larger than memory: Parquet datasets and image shards read as streams."""
