@@ -229,3 +229,32 @@ def test_a_dead_server_costs_a_warning_and_track_uploads_the_rest(
         assert "summary.json" in {f.path for f in client.list_artifacts(run.info.run_id)}
     finally:
         server.stop()
+
+
+def test_a_study_is_a_parent_run_with_its_trials_nested(server: Server, tmp_path: Path) -> None:
+    # Trial 0 learns; trial 1 cannot (lr 1e-7), so the median pruner stops it after epoch 1.
+    trial = {"optim.name": "adamw", "model.dropout": 0.0}
+    study = {
+        "extends": "iris",
+        "name": "study",
+        "trainer": {"max_epochs": 2, "progress": "none", "tracking": {"mlflow": {"uri": server.uri}}},
+        "tune": {
+            "metric": "val/accuracy",
+            "pruner": {"name": "median", "startup_trials": 1, "warmup_epochs": 0},
+            "enqueue": [{**trial, "optim.lr": 0.05}, {**trial, "optim.lr": 1e-7}],
+            "space": {"optim.lr": {"type": "float", "low": 1e-7, "high": 1e-1, "log": True}},
+        },
+    }  # fmt: skip
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    result = run_cli("tune", "study.yaml", "--trials", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    client = mlflow.MlflowClient(server.uri)
+    state = json.loads((tmp_path / "studies" / "study" / "tracking.json").read_text())
+    parent = client.get_run(state[server.uri]["run_id"])
+    assert parent.info.status == "FINISHED" and "best/val/accuracy" in parent.data.metrics
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    trials = sorted((r.data.tags["optuna.trial"], r.data.tags["torchlab.state"], r.info.status) for r in children)  # fmt: skip
+    assert trials == [("0", "complete", "FINISHED"), ("1", "pruned", "KILLED")]
+    assert not any(r.outputs and r.outputs.model_outputs for r in children)  # no model each

@@ -77,7 +77,8 @@ class Store:
         run = self.existing_run(entry.get("run_id"))
         if run is None:
             run = self.client.create_run(
-                self.experiment_id(), run_name=f"{self.config().get('name')}/{self.dir.name}"
+                experiment_id(self.client, self.settings),
+                run_name=f"{self.config().get('name')}/{self.dir.name}",
             )
             self.save_entry({"run_id": run.info.run_id})
         self.run_id = run.info.run_id
@@ -103,16 +104,6 @@ class Store:
         except MlflowException:  # deleted, or another server's: start a new one
             return None
         return run if run.info.lifecycle_stage == "active" else None
-
-    def experiment_id(self) -> str:
-        found = self.client.get_experiment_by_name(self.settings.experiment)
-        if found is not None:
-            return str(found.experiment_id)
-        return str(
-            self.client.create_experiment(
-                self.settings.experiment, artifact_location=local_artifacts(self.settings.uri)
-            )
-        )
 
     def tags(self) -> dict[str, str]:
         """Recipe, kind, task, seed, versions, the run folder and the code's git commit."""
@@ -226,6 +217,15 @@ def sync(run_dir: Path, settings: Settings, exporter: Exporter | None = None) ->
     store = Store(run_dir, settings, exporter)
     store.push(final=True)
     return str(store.run_id)
+
+
+def experiment_id(client: Any, settings: Settings) -> str:
+    """The id of the settings' experiment, created when it is new."""
+    found = client.get_experiment_by_name(settings.experiment)
+    if found is not None:
+        return str(found.experiment_id)
+    location = local_artifacts(settings.uri)
+    return str(client.create_experiment(settings.experiment, artifact_location=location))
 
 
 def run_files(folder: Path) -> Iterator[Path]:
