@@ -159,6 +159,7 @@ def test_the_registered_model_predicts_as_torchlab_predict(
     assert served[probabilities].to_numpy() == pytest.approx(expected[probabilities].to_numpy())
 
 
+@pytest.mark.slow  # two trainings (or a study) beyond the module's run
 def test_a_killed_and_resumed_run_logs_each_step_once(server: Server, tmp_path: Path) -> None:
     kill = {"name": "torchlab.testing:KillAtStep", "step": 9, "marker": str(tmp_path / "killed")}
     write_config(
@@ -199,6 +200,7 @@ class StopServer(Callback):
 '''
 
 
+@pytest.mark.slow  # two trainings (or a study) beyond the module's run
 def test_a_dead_server_costs_a_warning_and_track_uploads_the_rest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -231,6 +233,7 @@ def test_a_dead_server_costs_a_warning_and_track_uploads_the_rest(
         server.stop()
 
 
+@pytest.mark.slow  # two trainings (or a study) beyond the module's run
 def test_a_study_is_a_parent_run_with_its_trials_nested(server: Server, tmp_path: Path) -> None:
     # Trial 0 learns; trial 1 cannot (lr 1e-7), so the median pruner stops it after epoch 1.
     trial = {"optim.name": "adamw", "model.dropout": 0.0}
