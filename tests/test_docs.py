@@ -132,6 +132,11 @@ NOT_RUN = {
     "torchlab backtest sunspots": "as the co2 backtest; tests/test_forecasting.py backtests",
     "torchlab cv ": "a run per fold; tests/test_cv.py runs `torchlab cv iris --folds 3`, seeds, "
     "and the --resume of a cross-validation killed mid-fold",
+    "torchlab track RUN_DIR --uri http": "needs a tracking server; tests/test_tracking.py "
+    "starts one and uploads a run with torchlab track",
+    "mlflow models serve": "serves a registered model; tests/test_tracking.py loads the same "
+    "model and compares its predictions with torchlab predict",
+    "curl -s localhost:5001/invocations": "the MLflow model server above",
     "torchlab tune ": "a study of one tiny trial takes over a minute here; tests/test_tune.py "
     "runs studies on SQLite and journal storage, and each documented space is checked above",
 }
@@ -225,6 +230,8 @@ STEPS = [
          "-o comparison.html"),
     Step("torchlab compare RUN_DIR RUN_DIR", "torchlab compare runs/iris/<a> runs/iris/<b>"),
     Step("torchlab report RUN_DIR", "torchlab report runs/co2/<run>"),
+    # Last: a local MLflow store whose registered model the tracking page's Python loads.
+    Step("torchlab train iris 'trainer.tracking.mlflow={register: iris-mlp}'", tiny=True),
 ]  # fmt: skip
 # Steps whose train command comes with tiny settings of another config's kind.
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         predict,
         profile,
         report,
+        track,
         train,
     )
     from torchlab.config import RunConfig, load_config
@@ -43,6 +44,7 @@ _LAZY = {
     "cv": "torchlab.api",
     "forecast": "torchlab.api",
     "generate_text": "torchlab.api",
+    "track": "torchlab.api",
     "TorchlabWarning": "torchlab.notices",
     "load_config": "torchlab.config",
     "RunConfig": "torchlab.config",
@@ -65,6 +67,7 @@ __all__ = [
     "predict",
     "profile",
     "report",
+    "track",
     "train",
 ]
 

@@ -20,6 +20,7 @@ from torchlab.engine.explain import explain
 from torchlab.engine.export import export
 from torchlab.engine.forecasting import backtest, forecast
 from torchlab.engine.predict import generate_text, predict
+from torchlab.engine.tracking import track
 from torchlab.kinds import TrainRequest
 from torchlab.run import Run
 
@@ -34,6 +35,7 @@ __all__ = [
     "predict",
     "profile",
     "report",
+    "track",
     "train",
 ]
 

@@ -419,6 +419,21 @@ def report(
 
 
 @app.command()
+def track(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI (default: the run's, then env).")
+    ] = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
+) -> None:
+    """Push a run to MLflow: what the server lacks of its params, metrics, files and model."""
+    from torchlab import api
+
+    run_id = api.track(run_dir, uri=uri, experiment=experiment)
+    typer.echo(f"MLflow run: {run_id}")
+
+
+@app.command()
 def profile(
     args: Annotated[list[str], typer.Argument(help="RECIPE_OR_YAML then dotted overrides.")],
     steps: Annotated[int, typer.Option(min=1, help="Training steps to profile.")] = 20,

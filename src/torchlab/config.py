@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -155,6 +156,31 @@ class EarlyStoppingConfig(Section):
     min_delta: float = Field(0.0, ge=0)
 
 
+# ``register`` is the word MLflow's registry uses; pydantic warns that it shadows the ABC
+# method of the same name on the class, which no config calls.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
+
+    class MlflowConfig(Section):
+        """Where a run is tracked in MLflow (``docs/tracking.md``).
+
+        ``uri``: the tracking server or store (None: ``MLFLOW_TRACKING_URI``, else
+        ``sqlite:///mlflow.db`` in the working directory); ``experiment``: its experiment
+        (None: the recipe's name); ``register``: a model-registry name for the trained model;
+        ``log_model``: log the trained model as an MLflow model."""
+
+        uri: str | None = None
+        experiment: str | None = None
+        register: str | None = None
+        log_model: bool = True
+
+
+class TrackingConfig(Section):
+    """Experiment trackers a run reports to, beside its own folder (the source of truth)."""
+
+    mlflow: MlflowConfig | None = None
+
+
 class TrainerConfig(Section):
     max_epochs: int = Field(10, gt=0)
     device: str = "auto"
@@ -176,6 +202,7 @@ class TrainerConfig(Section):
     distributed_timeout_s: float = Field(300.0, gt=0)
     callbacks: list[Component] = []
     threads: int | None = Field(None, gt=0)  # torch's CPU threads; None: one per core
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("precision", mode="before")
     @classmethod

@@ -14,11 +14,13 @@ from torchlab.data.fingerprint import fingerprints
 from torchlab.distributed import barrier, broadcast_object, failures_named, shutdown
 from torchlab.engine.calibration import CALIBRATION_FILE, Fitted, fit_calibration, interval_metrics
 from torchlab.engine.experiment import Experiment, build_experiment, loaders
+from torchlab.engine.tracking import tracked
 from torchlab.errors import ConfigError, RunError
 from torchlab.files import write_json, write_text
 from torchlab.kinds import TrainRequest
 from torchlab.notices import notice
 from torchlab.run import Run, create_run, elastic_marker, elastic_restart_of, environment
+from torchlab.tracking import TRACKING_KEYS
 from torchlab.training.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 RESUMABLE_CHANGES = {
     "trainer.max_epochs", "trainer.progress", "trainer.device", "trainer.threads",
     "trainer.log_every_n_steps", "trainer.keep_checkpoints",
+    *TRACKING_KEYS,
 }  # fmt: skip
 # Schedules whose whole course is fixed by trainer.max_epochs.
 SCHEDULES_OVER_MAX_EPOCHS = {"cosine", "onecycle"}
@@ -72,10 +75,12 @@ def train(request: TrainRequest) -> Run:
         run.__dict__.pop("config", None)
     try:
         with (
+            tracked(run, config, experiment.world.is_main) as tracking,  # MLflow, when asked
             run.recording_failure(new=resume is None, main=experiment.world.is_main),
             failures_named(experiment.world),
         ):
-            fit(run, experiment, resuming=resume is not None, extra_callbacks=request.callbacks)
+            callbacks = [*request.callbacks, *tracking]
+            fit(run, experiment, resuming=resume is not None, extra_callbacks=callbacks)
         marker = elastic_marker(config, output_dir)
         if marker is not None and experiment.world.is_main:
             marker.unlink(missing_ok=True)  # done: a later job with this id starts afresh

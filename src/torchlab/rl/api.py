@@ -23,6 +23,7 @@ from typing import Any
 from torchlab.errors import ConfigError, RunError
 from torchlab.kinds import TrainRequest
 from torchlab.rl.config import RLConfig
+from torchlab.tracking import TRACKING_KEYS
 
 FINAL_SEED = 2_000_000  # final evaluation and `torchlab evaluate` use seed + FINAL_SEED + i
 OBS_STATS = "obs_normalization.json"  # statistics that go with model.safetensors
@@ -30,6 +31,7 @@ OBS_STATS = "obs_normalization.json"  # statistics that go with model.safetensor
 RESUMABLE = {
     "trainer.total_steps", "trainer.progress", "trainer.device", "trainer.threads",
     "trainer.record_gif", "trainer.log_every", "trainer.keep_checkpoints",
+    *TRACKING_KEYS,
 }  # fmt: skip
 
 
@@ -104,10 +106,15 @@ def train(request: TrainRequest) -> Any:
     write_text(run.dir / "config.yaml", config.to_yaml())
     run.__dict__.pop("config", None)
     from torchlab.rl.loop import Loop
+    from torchlab.tracking.session import tracked
 
     loop = Loop(config, agent, env, run.dir, list(request.callbacks))
     try:
-        with run.recording_failure(new=resume is None, main=True):
+        with (
+            tracked(run.dir, config, main=True) as tracking,  # MLflow, when asked
+            run.recording_failure(new=resume is None, main=True),
+        ):
+            loop.callbacks += tracking
             latest = latest_checkpoint(run.dir / "checkpoints") if resume is not None else None
             if latest is not None:
                 checkpoint = load_checkpoint(latest)

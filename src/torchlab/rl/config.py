@@ -19,6 +19,7 @@ from torchlab.config import (
     RunName,
     Section,
     Seed,
+    TrackingConfig,
     _component,
     check_components,
     validated,
@@ -67,6 +68,7 @@ class RLTrainerConfig(Section):
     threads: int | None = Field(1, gt=0)
     record_gif: bool = True
     progress: Literal["auto", "plain", "none"] = "auto"
+    tracking: TrackingConfig = TrackingConfig()
 
 
 class RLConfig(Section):

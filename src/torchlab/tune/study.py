@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -35,7 +35,11 @@ from torchlab.trust import users_config
 from torchlab.tune.space import check_space, ready_to_run, suggest
 from torchlab.tune.storage import Heartbeat, Storage, fail_stale_trials, open_storage
 
+if TYPE_CHECKING:
+    from torchlab.tracking.study import ParentRun
+
 log = logging.getLogger(__name__)
+MODEL_LOGGING = "trainer.tracking.mlflow.log_model"
 
 
 @dataclass
@@ -148,8 +152,15 @@ def _tune(
         study.set_user_attr("metric", metric)
         _enqueue_once(study, settings)
         (folder / "base.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-        _loop(study, raw, settings, metric, folder, total, timeout, store)
-        return _finish(study, raw, folder, metric, direction)
+        parent = _parent_run(config, folder)
+        # Trials are tracked as runs, without a model each: best.yaml trains the one to keep.
+        trial_raw = apply_overrides(raw, {MODEL_LOGGING: False}) if parent else raw
+        _loop(study, trial_raw, settings, metric, folder, total, timeout, store, parent)
+        result = _finish(study, raw, folder, metric, direction)
+        if parent is not None:
+            best = {f"best/{metric}": result.best_value} if result.best_value is not None else {}
+            parent.finish(best, {f"trials.{k}": str(v) for k, v in result.counts.items()})
+        return result
     finally:
         store.close()
 
@@ -208,6 +219,7 @@ def _loop(
     total: int,
     timeout: float | None,
     store: Storage,
+    parent: ParentRun | None = None,
 ) -> None:
     from optuna.trial import TrialState
 
@@ -229,6 +241,30 @@ def _loop(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)  # optuna's NaN warning
             study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        if parent is not None and objective.number is not None:
+            _nest(parent, study, objective.number, folder)
+
+
+def _parent_run(config: RunConfig, folder: Path) -> ParentRun | None:
+    """The study's MLflow run, when its config or the environment asks for tracking."""
+    from torchlab.tracking import settings_for
+
+    tracking = settings_for(config)
+    if tracking is None:
+        return None
+    from torchlab.tracking.study import ParentRun
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tags = {"torchlab.recipe": config.name, "torchlab.kind": "study"}
+    return ParentRun(tracking, folder, f"study {config.name}", tags)
+
+
+def _nest(parent: ParentRun, study: Any, number: int, folder: Path) -> None:
+    """Put trial ``number``'s MLflow run under the study's, with its state."""
+    (trial,) = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    state = trial.state.name.lower()  # complete, pruned, fail
+    for run_dir in trial_runs(folder, number):
+        parent.nest(run_dir, "failed" if state == "fail" else state, {"optuna.trial": str(number)})
 
 
 def trial_runs(folder: Path, number: int) -> list[Path]:
@@ -261,6 +297,7 @@ class Objective:
         self, raw: dict[str, Any], settings: TuneConfig, metric: str, folder: Path
     ) -> None:
         self.raw, self.settings, self.metric, self.folder = raw, settings, metric, folder
+        self.number: int | None = None  # the trial it ran
 
     def __call__(self, trial: Any) -> float:
         import optuna
@@ -269,6 +306,7 @@ class Objective:
         from torchlab.kinds import TrainRequest
         from torchlab.run import Run
 
+        self.number = trial.number
         values = suggest(trial, self.settings.space)
         output = self.folder / "trials" / f"{trial.number:04d}"
         trial.set_user_attr("pid", os.getpid())

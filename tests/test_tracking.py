@@ -1,0 +1,263 @@
+"""MLflow tracking against a real ``mlflow server`` (SQLite backend, local artifact store)
+started by the tests on 127.0.0.1: what a training run logs, its model, a study's nested
+trials, a killed and resumed run, and a server that dies while a run trains."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import run_cli
+
+mlflow = pytest.importorskip("mlflow")
+
+pytestmark = pytest.mark.e2e  # each test trains through the CLI and talks to a server
+
+CONFIG = {
+    "extends": "iris",
+    "name": "tracked",
+    "trainer": {"max_epochs": 3, "log_every_n_steps": 1, "progress": "plain"},
+}
+
+
+class Server:
+    """``mlflow server`` on a free port of 127.0.0.1, its store in ``folder``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        mlflow_cli = Path(sys.executable).parent / "mlflow"
+        log = (self.folder / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            [str(mlflow_cli), "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
+             "--artifacts-destination", str(self.folder / "artifacts")],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        for _ in range(600):  # until /health answers, or the server has died
+            if self.process.poll() is not None:
+                pytest.fail((self.folder / "server.log").read_text()[-3000:])
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=1) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        pytest.fail("mlflow server did not answer /health")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)  # its workers too
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = Server(tmp_path_factory.mktemp("mlflow"))
+    running.start()
+    yield running
+    running.stop()
+
+
+def write_config(folder: Path, **trainer: Any) -> Path:
+    config = json.loads(json.dumps(CONFIG))
+    config["trainer"].update(trainer)
+    path = folder / "tracked.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def only_run(root: Path) -> Path:
+    (run,) = (root / "runs" / "tracked").iterdir()
+    return run
+
+
+def mlflow_run(run_dir: Path, uri: str) -> Any:
+    state = json.loads((run_dir / "tracking.json").read_text())
+    return mlflow.MlflowClient(uri).get_run(state[uri]["run_id"])
+
+
+def history(client: Any, run_id: str, key: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def jsonl_steps(run_dir: Path, key: str) -> list[int]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return sorted({r["step"] for r in map(json.loads, lines) if key in r})  # lr: steps, epochs
+
+
+@pytest.fixture(scope="module")
+def tracked_run(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run tracked on the server with its model registered as ``iris-mlp``."""
+    folder = tmp_path_factory.mktemp("tracked")
+    mlflow_settings = {"uri": server.uri, "experiment": "tests", "register": "iris-mlp"}
+    write_config(folder, tracking={"mlflow": mlflow_settings})
+    result = run_cli("train", "tracked.yaml", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert "warning: MLflow" not in result.stderr
+    return only_run(folder)
+
+
+def test_params_metrics_tags_and_files_arrive(tracked_run: Path, server: Server) -> None:
+    run = mlflow_run(tracked_run, server.uri)
+    client = mlflow.MlflowClient(server.uri)
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "tests"
+    assert run.data.params["optim.lr"] == str(yaml.safe_load((tracked_run / "config.yaml").read_text())["optim"]["lr"])  # fmt: skip
+    assert run.data.params["trainer.max_epochs"] == "3"
+    tags = run.data.tags
+    assert tags["torchlab.recipe"] == "tracked"
+    assert (tags["torchlab.kind"], tags["torchlab.task"]) == ("supervised", "classification")
+    assert tags["torchlab.run_dir"] == str(tracked_run)
+    assert tags["torchlab.seed"] == "0"
+    assert {"torchlab.version", "torch.version"} <= set(tags)
+    for key in ("train/loss_step", "val/loss", "epoch", "lr"):  # every step, each once
+        assert history(client, run.info.run_id, key) == jsonl_steps(tracked_run, key)
+    summary = json.loads((tracked_run / "summary.json").read_text())
+    assert run.data.metrics["test/accuracy"] == pytest.approx(summary["test"]["test/accuracy"])
+    files = {f.path for f in client.list_artifacts(run.info.run_id)}
+    expected = {"config.yaml", "summary.json", "report.html", "MODEL_CARD.md"}
+    assert expected | {"learning_curves.png", "model.safetensors"} <= files
+
+
+def test_the_registered_model_predicts_as_torchlab_predict(
+    tracked_run: Path, server: Server, tmp_path: Path
+) -> None:
+    import pandas as pd
+    from sklearn.datasets import load_iris
+
+    rows = load_iris(as_frame=True).frame.drop(columns="target").sample(7, random_state=0)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    mlflow.set_tracking_uri(server.uri)
+    model = mlflow.pyfunc.load_model("models:/iris-mlp/1")
+    assert list(model.metadata.get_input_schema().input_names()) == list(rows.columns)
+    served = model.predict(rows.reset_index(drop=True))
+    cli = run_cli("predict", str(tracked_run / "exports" / "onnx"), "rows.csv", "--output", "p.csv", cwd=tmp_path)  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    expected = pd.read_csv(tmp_path / "p.csv")
+    assert served["label"].tolist() == expected["label"].tolist()
+    probabilities = [c for c in expected.columns if c.startswith("p_")]
+    assert served[probabilities].to_numpy() == pytest.approx(expected[probabilities].to_numpy())
+
+
+@pytest.mark.slow  # two trainings (or a study) beyond the module's run
+def test_a_killed_and_resumed_run_logs_each_step_once(server: Server, tmp_path: Path) -> None:
+    kill = {"name": "torchlab.testing:KillAtStep", "step": 9, "marker": str(tmp_path / "killed")}
+    write_config(
+        tmp_path,
+        checkpoint_every_n_steps=4,
+        callbacks=[kill],
+        tracking={"mlflow": {"uri": server.uri, "log_model": False}},
+    )
+    killed = run_cli("train", "tracked.yaml", cwd=tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run_dir = only_run(tmp_path)
+    first = mlflow_run(run_dir, server.uri)
+    resumed = run_cli("train", "--resume", str(run_dir), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    run = mlflow_run(run_dir, server.uri)
+    assert run.info.run_id == first.info.run_id and run.info.status == "FINISHED"
+    client = mlflow.MlflowClient(server.uri)
+    for key in ("train/loss_step", "val/loss"):
+        logged = history(client, run.info.run_id, key)
+        assert logged == sorted(set(logged)) == jsonl_steps(run_dir, key)
+
+
+STOPPER = '''
+import os, signal
+
+from torchlab.training.callbacks import Callback
+
+
+class StopServer(Callback):
+    """SIGKILL the tracking server's process group after epoch ``epoch``."""
+
+    def __init__(self, *, pid: int, epoch: int) -> None:
+        self.pid, self.epoch = pid, epoch
+
+    def on_epoch_end(self, trainer, logs):
+        if logs["epoch"] == self.epoch:
+            os.killpg(self.pid, signal.SIGKILL)
+'''
+
+
+@pytest.mark.slow  # two trainings (or a study) beyond the module's run
+def test_a_dead_server_costs_a_warning_and_track_uploads_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail fast: the server is gone
+    server = Server(tmp_path)
+    server.start()
+    try:
+        (tmp_path / "stopper.py").write_text(STOPPER)
+        assert server.process is not None
+        stop = {"name": "stopper:StopServer", "pid": server.process.pid, "epoch": 1}
+        settings = {"uri": server.uri, "log_model": False}
+        write_config(tmp_path, callbacks=[stop], tracking={"mlflow": settings})
+        result = run_cli("train", "tracked.yaml", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "warning: MLflow tracking at" in result.stderr
+        assert "torchlab track" in result.stderr
+        run_dir = only_run(tmp_path)
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+        server.process.wait()
+        server.start()  # the same store, back up
+        synced = run_cli("track", str(run_dir), "--uri", server.uri, cwd=tmp_path)
+        assert synced.returncode == 0, synced.stderr
+        run = mlflow_run(run_dir, server.uri)
+        assert run.info.status == "FINISHED"
+        client = mlflow.MlflowClient(server.uri)
+        for key in ("train/loss_step", "val/loss", "epoch"):
+            assert history(client, run.info.run_id, key) == jsonl_steps(run_dir, key)
+        assert "summary.json" in {f.path for f in client.list_artifacts(run.info.run_id)}
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow  # two trainings (or a study) beyond the module's run
+def test_a_study_is_a_parent_run_with_its_trials_nested(server: Server, tmp_path: Path) -> None:
+    # Trial 0 learns; trial 1 cannot (lr 1e-7), so the median pruner stops it after epoch 1.
+    trial = {"optim.name": "adamw", "model.dropout": 0.0}
+    study = {
+        "extends": "iris",
+        "name": "study",
+        "trainer": {"max_epochs": 2, "progress": "none", "tracking": {"mlflow": {"uri": server.uri}}},
+        "tune": {
+            "metric": "val/accuracy",
+            "pruner": {"name": "median", "startup_trials": 1, "warmup_epochs": 0},
+            "enqueue": [{**trial, "optim.lr": 0.05}, {**trial, "optim.lr": 1e-7}],
+            "space": {"optim.lr": {"type": "float", "low": 1e-7, "high": 1e-1, "log": True}},
+        },
+    }  # fmt: skip
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    result = run_cli("tune", "study.yaml", "--trials", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    client = mlflow.MlflowClient(server.uri)
+    state = json.loads((tmp_path / "studies" / "study" / "tracking.json").read_text())
+    parent = client.get_run(state[server.uri]["run_id"])
+    assert parent.info.status == "FINISHED" and "best/val/accuracy" in parent.data.metrics
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    trials = sorted((r.data.tags["optuna.trial"], r.data.tags["torchlab.state"], r.info.status) for r in children)  # fmt: skip
+    assert trials == [("0", "complete", "FINISHED"), ("1", "pruned", "KILLED")]
+    assert not any(r.outputs and r.outputs.model_outputs for r in children)  # no model each
