@@ -261,3 +261,24 @@ def test_a_study_is_a_parent_run_with_its_trials_nested(server: Server, tmp_path
     trials = sorted((r.data.tags["optuna.trial"], r.data.tags["torchlab.state"], r.info.status) for r in children)  # fmt: skip
     assert trials == [("0", "complete", "FINISHED"), ("1", "pruned", "KILLED")]
     assert not any(r.outputs and r.outputs.model_outputs for r in children)  # no model each
+
+
+@pytest.mark.slow  # two trainings beyond the module's run
+def test_a_cv_is_a_parent_run_with_its_folds_nested(server: Server, tmp_path: Path) -> None:
+    write_config(tmp_path, max_epochs=1, tracking={"mlflow": {"uri": server.uri}})
+    result = run_cli("cv", "tracked.yaml", "--folds", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (folder,) = (tmp_path / "runs" / "tracked").glob("cv-*")
+    client = mlflow.MlflowClient(server.uri)
+    state = json.loads((folder / "tracking.json").read_text())
+    parent = client.get_run(state[server.uri]["run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["torchlab.kind"] == "cv"
+    summary = json.loads((folder / "summary.json").read_text())
+    accuracy = summary["metrics"]["test/accuracy"]
+    assert parent.data.metrics["test/accuracy/mean"] == pytest.approx(accuracy["torchlab"]["mean"])
+    assert parent.data.tags["verdict.test/accuracy"] == accuracy["verdict"]
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert sorted(r.data.tags["torchlab.fold"] for r in children) == ["fold-0-0", "fold-0-1"]

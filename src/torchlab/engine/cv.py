@@ -101,7 +101,7 @@ def cv(
         )
     plan = make_plan(config, folds, repeats, group, seeds)
     if config.task.name == "forecasting":
-        return cross_validate_forecaster(recipe, overrides, plan, output_dir)
+        return cross_validate_forecaster(config, recipe, overrides, plan, output_dir)
     parent = new_parent(Path(output_dir or config.output_dir) / config.name, plan["kind"])
     write_text(parent / CONFIG, config.to_yaml())
     write_json(parent / PLAN, plan)
@@ -212,7 +212,11 @@ def train_unit(parent: str, name: str, overrides: dict[str, Any], settings: dict
 
 
 def cross_validate_forecaster(
-    recipe: str | Path, overrides: Any, plan: dict[str, Any], output_dir: str | Path | None
+    config: RunConfig,
+    recipe: str | Path,
+    overrides: Any,
+    plan: dict[str, Any],
+    output_dir: str | Path | None,
 ) -> CVResult:
     """A forecaster is cross-validated by a rolling-origin backtest (test parts in time
     order, each trained on the past alone), reported like the folds of other data."""
@@ -225,6 +229,7 @@ def cross_validate_forecaster(
         )
     result = backtest(recipe, overrides, folds=plan["folds"], output_dir=output_dir)
     plan = {**plan, "kind": "backtest"}
+    write_text(result.dir / CONFIG, config.to_yaml())
     write_json(result.dir / PLAN, plan)
     names = [f"fold-{f['fold']}" for f in result.folds]  # fold 0 tests on the latest data
     return summarise(result.dir, plan, [Path(f["run"]) for f in result.folds], names)
@@ -273,7 +278,36 @@ def summarise(
         "runs": runs,
     }
     write_json(parent / "summary.json", summary)
-    return CVResult(parent, dirs, summary, write_cv_report(parent, summary))
+    result = CVResult(parent, dirs, summary, write_cv_report(parent, summary))
+    track_cv(result)
+    return result
+
+
+def track_cv(result: CVResult) -> None:
+    """When tracking is asked for, the cv as a parent MLflow run: each fold's or seed's run
+    (pushed by its own training) nested under it, and the spread and verdict per metric."""
+    from torchlab.config import load_config
+    from torchlab.tracking import settings_for
+
+    config_path = result.dir / CONFIG
+    settings = settings_for(load_config(config_path)) if config_path.is_file() else None
+    if settings is None:
+        return
+    from torchlab.tracking.study import ParentRun
+
+    summary = result.summary
+    tags = {"torchlab.recipe": summary["recipe"], "torchlab.kind": summary["kind"]}
+    parent = ParentRun(settings, result.dir, f"{summary['kind']} {summary['recipe']}", tags)
+    for run in summary["runs"]:
+        parent.nest(Path(run["dir"]), "complete", {"torchlab.fold": run["name"]})
+    metrics, verdicts = {}, {}
+    for name, entry in summary["metrics"].items():
+        metrics[f"{name}/mean"] = entry["torchlab"]["mean"]
+        if entry["baseline"] is not None:
+            metrics[f"{name}/baseline_mean"] = entry["baseline"]["mean"]
+            metrics[f"{name}/p_value"] = entry["difference"]["p_value"]
+            verdicts[f"verdict.{name}"] = entry["verdict"]
+    parent.finish(metrics, verdicts)
 
 
 def run_record(path: Path, parent: Path, name: str) -> dict[str, Any]:
