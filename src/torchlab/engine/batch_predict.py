@@ -249,11 +249,10 @@ def table_reading(
         if id_column is not None and id_column not in file.columns:
             raise no_id_column(file.path, id_column, file.columns)
         featurizer.transform(empty_frame(file.columns), source, warn=False)
-        featurizer.warn_unused(file.columns, source)
     features = [c.name for c in featurizer.columns]
     raw = [id_column] if id_column is not None and id_column not in features else []
     chunks = table_chunks(files, chunk_rows, [*features, *raw], text_columns=raw)
-    notes = TableNotes(featurizer)
+    notes = TableNotes(featurizer, {f.name: f.columns for f in files})
 
     def score(chunk: TableChunk) -> Any:
         frame, source = chunk.frame, chunk.source
@@ -277,13 +276,13 @@ def empty_frame(columns: list[str]) -> Any:
 
 
 class TableNotes:
-    """The blanks filled and the categories unseen in each file, told once per file at the
-    end, as ``predict`` tells them for a whole file."""
+    """The columns unused, the blanks filled and the categories unseen in each file, told
+    once per file at the end, as ``predict`` tells them for a whole file."""
 
     SHOWN = 10  # unseen values listed per column
 
-    def __init__(self, featurizer: Any) -> None:
-        self.featurizer = featurizer
+    def __init__(self, featurizer: Any, columns: dict[str, list[str]]) -> None:
+        self.featurizer, self.columns = featurizer, columns
         self.sources: dict[str, Source] = {}
         self.blanks: dict[str, Counter[str]] = defaultdict(Counter)
         self.unseen: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
@@ -303,6 +302,7 @@ class TableNotes:
     def emit(self) -> None:
         fills = {c.name: c.fill for c in self.featurizer.columns}
         for name, source in self.sources.items():
+            self.featurizer.warn_unused(self.columns[name], source)
             for column in self.featurizer.columns:
                 if values := self.unseen[name].get(column.name):
                     warn_unseen(column.name, values, source)
