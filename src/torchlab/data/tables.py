@@ -120,6 +120,8 @@ def require_columns(
 
 def as_text(values: pd.Series) -> pd.Series:
     """Categories and labels as strings, blanks kept blank; 2.0 (ints with blanks) -> '2'."""
+    if isinstance(values.dtype, pd.StringDtype):  # text already: no call per value
+        return values.astype(object)
 
     def text(value: Any) -> str:
         integral = isinstance(value, (float, np.floating)) and float(value).is_integer()

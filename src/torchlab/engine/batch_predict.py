@@ -257,7 +257,7 @@ def table_reading(
     def score(chunk: TableChunk) -> Any:
         frame, source = chunk.frame, chunk.source
         inputs = featurizer.transform(frame, source, warn=False)
-        notes.add(chunk)
+        notes.add(chunk, inputs)
         if id_column is not None:
             ids = frame[id_column].astype(str).tolist()
         else:
@@ -287,17 +287,23 @@ class TableNotes:
         self.blanks: dict[str, Counter[str]] = defaultdict(Counter)
         self.unseen: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
 
-    def add(self, chunk: TableChunk) -> None:
+    def add(self, chunk: TableChunk, inputs: Any) -> None:
+        """Count what ``chunk`` told, given its model ``inputs`` (N, F)."""
         name, frame = chunk.source.name, chunk.frame
         self.sources[name] = chunk.source
         for column, imputed in self.featurizer.imputed(frame).items():
             self.blanks[name][column] += imputed["count"]
+        start = 0
         for column in self.featurizer.columns:
-            if column.kind == "categorical":
-                text, codes = column.codes(frame[column.name])
-                if (new := text[codes < 0]).size:
-                    kept = self.unseen[name][column.name] | set(new.unique())
-                    self.unseen[name][column.name] = set(sorted(kept)[: self.SHOWN])
+            width, start = len(column.features), start + len(column.features)
+            if column.kind != "categorical":
+                continue
+            # A category unseen in training is the only way to all zeros (blanks are filled).
+            unseen = (inputs[:, start - width : start] == 0).all(1).numpy()
+            if unseen.any():
+                text, _ = column.codes(frame[column.name][unseen])
+                kept = self.unseen[name][column.name] | set(text.unique())
+                self.unseen[name][column.name] = set(sorted(kept)[: self.SHOWN])
 
     def emit(self) -> None:
         fills = {c.name: c.fill for c in self.featurizer.columns}
