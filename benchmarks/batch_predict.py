@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -83,18 +82,27 @@ def train(folder: Path, train_rows: int) -> Path:
     return torchlab.train("iris", overrides, output_dir=folder / "runs").dir
 
 
-def child_peak(command: list[str]) -> tuple[float, int]:
-    """Seconds and peak resident MiB of ``command`` run alone in a fresh process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+# Prepended to a child's code: its own peak resident memory, printed as it exits.
+PEAK = (
+    "import atexit, resource, sys; atexit.register(lambda: print('PEAK_KIB', "
+    "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); "
+)
+TORCHLAB = (
+    "import runpy; sys.argv[0] = 'torchlab'; runpy.run_module('torchlab', run_name='__main__')"
+)
+
+
+def child_peak(code: str, *argv: str) -> tuple[float, int]:
+    """Seconds and peak resident MiB of ``python -c code argv...`` in a fresh process."""
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK + code, *argv], capture_output=True, text=True, check=False
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak <= before:
-        print(f"note: the peak of {command[2:4]} is at most an earlier child's", file=sys.stderr)
-    return seconds, peak // 1024
+        raise RuntimeError(f"{code} {' '.join(argv)} failed:\n{done.stderr[-2000:]}")
+    peak = next(line for line in reversed(done.stderr.splitlines()) if line.startswith("PEAK_KIB"))
+    return seconds, int(peak.split()[1]) // 1024
 
 
 def main() -> int:
@@ -102,7 +110,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=20_000_000)
     parser.add_argument("--rows-per-file", type=int, default=2_000_000)
     parser.add_argument("--train-rows", type=int, default=50_000)
-    parser.add_argument("--chunk-rows", type=int, default=65_536)
+    parser.add_argument("--chunk-rows", type=int, default=16_384)
     parser.add_argument("--pandas", action="store_true", help="also read it whole with pandas")
     parser.add_argument("--out", type=Path, help="keep the data here (default: a temp folder)")
     parser.add_argument(
@@ -120,16 +128,15 @@ def main() -> int:
         )
         run = train(folder, min(args.train_rows, args.rows))
         out = folder / "scores.parquet"
-        python = [sys.executable, "-m", "torchlab"]
-        command = [*python, "predict", str(run), str(folder / "data"), "-o", str(out)]
-        seconds, peak = child_peak([*command, "--chunk-rows", str(args.chunk_rows)])
+        command = ["predict", str(run), str(folder / "data"), "-o", str(out)]
+        seconds, peak = child_peak(TORCHLAB, *command, "--chunk-rows", str(args.chunk_rows))
         manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
         print(
             f"torchlab predict: {manifest['rows']:,} rows, {manifest['rows_per_second']:,.0f} rows/s while scoring ({seconds:.0f} s with start-up and joining), peak RSS {peak:,} MiB (target < {TARGET_MIB:,})"
         )
         if args.pandas:
             read = f"import pandas as pd; pd.read_parquet({str(folder / 'data')!r})"
-            seconds, whole = child_peak([sys.executable, "-c", read])
+            seconds, whole = child_peak(read)
             print(
                 f"pandas.read_parquet of the whole dataset: peak RSS {whole:,} MiB ({seconds:.0f} s)"
             )

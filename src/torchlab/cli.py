@@ -159,7 +159,7 @@ def predict(
         typer.Option(
             "--chunk-rows",
             min=1,
-            help="Rows (or images) per chunk of a .parquet output (default: 65536 rows, 256 "
+            help="Rows (or images) per chunk of a .parquet output (default: 16384 rows, 256 "
             "images).",
         ),
     ] = None,

@@ -46,7 +46,7 @@ from torchlab.memory import keep_freed_memory
 from torchlab.progress import RowProgress
 
 # Rows per chunk by input kind: a chunk of images is held as float pixels, so fewer.
-DEFAULT_CHUNK_ROWS = {"tabular": 65_536, "image": 256}
+DEFAULT_CHUNK_ROWS = {"tabular": 16_384, "image": 256}
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def batch_predict(
             image files and folders (image runs).
         output: The ``.parquet`` file to write; ``OUT.parts/`` holds the chunks meanwhile
             and ``OUT.manifest.json`` describes the job once it is done.
-        chunk_rows: Rows per chunk (default: 65,536 rows of a table, 256 images).
+        chunk_rows: Rows per chunk (default: 16,384 rows of a table, 256 images).
         overwrite: Replace an existing output, and start again instead of resuming.
         on_error: ``fail`` or ``skip`` an image that cannot be read (as ``predict``).
         id_column: A column of the input tables whose values become the ids.
