@@ -128,6 +128,9 @@ NOT_RUN = {
     "(tests/test_transfer.py); the config is validated above and its data checked below",
     "torchlab predict runs/my-images/": "image prediction: as the digits run's my_digits/ below",
     "torchlab export runs/my-images/": "MobileNetV2 to ONNX: tests/test_export_vision.py",
+    "torchlab predict RUN_DIR big/": "Parquet output of a large folder: tests/test_batch_predict.py "
+    "predicts folders, globs and CSVs a chunk at a time, and resumes",
+    "torchlab predict RUN_DIR 'big/*.parquet'": "as the line above",
     "torchlab predict RUN_DIR texts.csv": "tests/test_text_recipes.py predicts a texts.csv",
     "torchlab backtest sunspots": "as the co2 backtest; tests/test_forecasting.py backtests",
     "torchlab cv ": "a run per fold; tests/test_cv.py runs `torchlab cv iris --folds 3`, seeds, "

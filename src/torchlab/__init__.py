@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from torchlab.api import (
         backtest,
+        batch_predict,
         cv,
         evaluate,
         explain,
@@ -36,6 +37,7 @@ _LAZY = {
     "train": "torchlab.api",
     "evaluate": "torchlab.api",
     "predict": "torchlab.api",
+    "batch_predict": "torchlab.api",
     "profile": "torchlab.api",
     "export": "torchlab.api",
     "explain": "torchlab.api",
@@ -57,6 +59,7 @@ __all__ = [
     "TorchlabWarning",
     "__version__",
     "backtest",
+    "batch_predict",
     "cv",
     "evaluate",
     "explain",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from torchlab.engine import fit, verbs
+from torchlab.engine.batch_predict import batch_predict
 from torchlab.engine.cv import cv
 from torchlab.engine.explain import explain
 from torchlab.engine.export import export
@@ -26,6 +27,7 @@ from torchlab.run import Run
 
 __all__ = [
     "backtest",
+    "batch_predict",
     "cv",
     "evaluate",
     "explain",

@@ -141,12 +141,27 @@ def predict(
         ),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="CSV to write (default: print).")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="CSV to write (default: print); a .parquet file is written a chunk at a time, "
+            "for inputs of any size, and resumes when run again.",
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     horizon: Annotated[
         int | None,
         typer.Option(help="Forecasting runs: steps to forecast beyond the data's end.", min=1),
+    ] = None,
+    chunk_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--chunk-rows",
+            min=1,
+            help="Rows (or images) per chunk of a .parquet output (default: 16384 rows, 256 "
+            "images).",
+        ),
     ] = None,
     trust_code: TrustCode = False,
     on_error: Annotated[
@@ -171,6 +186,21 @@ def predict(
 
     if not inputs and horizon is None:
         raise typer.BadParameter("give input files, or --horizon N for a forecasting run")
+    if output is not None and output.suffix.lower() in (".parquet", ".pq") and horizon is None:
+        done = api.batch_predict(
+            run_dir,
+            inputs or [],
+            output,
+            chunk_rows=chunk_rows,
+            overwrite=overwrite,
+            on_error=on_error,
+            id_column=id_column,
+            trust_code=trust_code,
+        )
+        typer.echo(batch_line(done))
+        return
+    if chunk_rows is not None:
+        raise typer.BadParameter("--chunk-rows applies to a Parquet output (-o OUT.parquet)")
     frame = api.predict(
         run_dir,
         inputs or [],
@@ -185,6 +215,15 @@ def predict(
         typer.echo(frame.to_csv(index=False), nl=False)
     else:
         typer.echo(f"Wrote {len(frame)} predictions to {output}")
+
+
+def batch_line(done: Any) -> str:
+    """The line a Parquet predict ends with: rows, where, and rows per second."""
+    rate = f"{done.rows:,} predicted in {done.seconds:.1f} s, {done.rows_per_second:,.0f} rows/s"
+    resumed = f"; {done.resumed} of {done.chunks} chunks resumed" if done.resumed else ""
+    if done.written is None:  # a torchrun rank other than 0
+        return f"Predicted this rank's chunks of {done.output} ({rate}{resumed})"
+    return f"Wrote {done.written:,} predictions to {done.output} ({rate}{resumed})"
 
 
 @app.command()

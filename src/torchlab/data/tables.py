@@ -50,6 +50,26 @@ def read_table(
         parquet: Read as Parquet or as delimited text; None decides by the file's suffix.
         sep: Field separator of a text file; None means tab for ``.tsv``, comma otherwise.
     """
+    path, parquet, sep = checked_table_file(path, parquet, sep)
+    try:
+        frame = pd.read_parquet(path) if parquet else pd.read_csv(path, sep=sep, low_memory=False)
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame()
+    except (ValueError, OSError) as exc:  # pandas' ParserError and pyarrow's errors are ValueErrors
+        raise unreadable_table(path, parquet, sep, exc) from None
+    if len(frame) == 0:
+        raise DataError(f"Data file '{path}' has no data rows; add rows below the header line.")
+    header = frame.columns if parquet else pd.read_csv(path, sep=sep, header=None, nrows=1).iloc[0]
+    check_unique([str(c) for c in header], path)
+    frame.columns = [str(c) for c in frame.columns]
+    return frame.reset_index(drop=True), Source(path.name, None if parquet else 2)
+
+
+def checked_table_file(
+    path: str | Path, parquet: bool | None, sep: str | None
+) -> tuple[Path, bool, str]:
+    """The file, whether it is Parquet and its text separator, once it is known to exist and
+    to be a file (and, unless Parquet, text)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"Data file '{path}' does not exist; check the path (from {Path.cwd()}).")
@@ -62,21 +82,14 @@ def read_table(
         raise DataError(
             f"'{path}' is binary, not text; read Parquet files with the parquet source."
         )
-    sep = sep or ("\t" if path.suffix.lower() == ".tsv" else ",")
-    try:
-        frame = pd.read_parquet(path) if parquet else pd.read_csv(path, sep=sep, low_memory=False)
-    except pd.errors.EmptyDataError:
-        frame = pd.DataFrame()
-    except (ValueError, OSError) as exc:  # pandas' ParserError and pyarrow's errors are ValueErrors
-        what = "a Parquet file" if parquet else f"text with fields separated by {sep!r}"
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DataError(f"Cannot read '{path}' as {what} ({reason}); check its format.") from None
-    if len(frame) == 0:
-        raise DataError(f"Data file '{path}' has no data rows; add rows below the header line.")
-    header = frame.columns if parquet else pd.read_csv(path, sep=sep, header=None, nrows=1).iloc[0]
-    check_unique([str(c) for c in header], path)
-    frame.columns = [str(c) for c in frame.columns]
-    return frame.reset_index(drop=True), Source(path.name, None if parquet else 2)
+    return path, parquet, sep or ("\t" if path.suffix.lower() == ".tsv" else ",")
+
+
+def unreadable_table(path: Path, parquet: bool, sep: str, exc: Exception) -> DataError:
+    """The error for a table file its reader failed on, naming the file and the reader's reason."""
+    what = "a Parquet file" if parquet else f"text with fields separated by {sep!r}"
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return DataError(f"Cannot read '{path}' as {what} ({reason}); check its format.")
 
 
 def check_unique(names: list[str], path: Path) -> None:
@@ -107,6 +120,8 @@ def require_columns(
 
 def as_text(values: pd.Series) -> pd.Series:
     """Categories and labels as strings, blanks kept blank; 2.0 (ints with blanks) -> '2'."""
+    if isinstance(values.dtype, pd.StringDtype):  # text already: no call per value
+        return values.astype(object)
 
     def text(value: Any) -> str:
         integral = isinstance(value, (float, np.floating)) and float(value).is_integer()

@@ -85,11 +85,7 @@ class Column:
         seen = codes >= 0
         out[np.flatnonzero(seen), codes[seen]] = 1.0
         if warn and not seen.all():
-            new = ", ".join(map(repr, sorted(set(text[~seen]))[:10]))
-            notice(
-                f"Column '{self.name}' of {source.name} holds values not seen in training, "
-                f"encoded as all zeros: {new}.",
-            )
+            warn_unseen(self.name, text[~seen], source)
         return out
 
     def codes(self, values: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -172,19 +168,20 @@ class TabularFeaturizer:
         """Inputs read from CSV or Parquet files, and ``"<file name>:<row>"`` ids (rows from 0)."""
         if not paths:
             raise DataError("No input files were given; name at least one CSV or Parquet file.")
-        known = {*self.ignore, *(c.name for c in self.columns)}
         inputs, ids = [], []
         for path in paths:
             frame, source = read_table(path, sep=self.sep)
-            if extra := [name for name in frame.columns if name not in known]:
-                unused = ", ".join(extra)
-                notice(
-                    f"Ignoring columns of {source.name} unused in training: {unused}.",
-                )
+            self.warn_unused(frame.columns, source)
             inputs.append(self.transform(frame, source))
             ids += [f"{source.name}:{row}" for row in range(len(frame))]
             warn_imputed(self.imputed(frame), source)
         return torch.cat(inputs), ids
+
+    def warn_unused(self, columns: Collection[str], source: Source) -> None:
+        """Tell the user which ``columns`` of an input are not used (nor target or dropped)."""
+        known = {*self.ignore, *(c.name for c in self.columns)}
+        if extra := [name for name in columns if name not in known]:
+            notice(f"Ignoring columns of {source.name} unused in training: {', '.join(extra)}.")
 
     def to_dict(self) -> dict[str, Any]:
         columns = [{**asdict(c), "categories": list(c.categories)} for c in self.columns]
@@ -205,6 +202,15 @@ def warn_imputed(imputed: dict[str, dict[str, Any]], source: Source) -> None:
     if imputed:
         done = ", ".join(f"'{k}' {v['count']} with {fill(v['fill'])}" for k, v in imputed.items())
         notice(f"Filled blanks in {source.name}: {done}.")
+
+
+def warn_unseen(column: str, values: Collection[str], source: Source) -> None:
+    """Tell the user which categories of ``column`` were not seen in training (the first 10)."""
+    new = ", ".join(map(repr, sorted(set(values))[:10]))
+    notice(
+        f"Column '{column}' of {source.name} holds values not seen in training, "
+        f"encoded as all zeros: {new}.",
+    )
 
 
 def encode_target(

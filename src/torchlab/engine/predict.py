@@ -72,16 +72,12 @@ def predict(
 
     Returns a pandas DataFrame with an ``id`` column, the predicted label (or value) and
     one probability column per class (a regression run fitted with ``task.intervals``:
-    ``lower_<target>`` and ``upper_<target>`` beside each value); writes it as CSV to
-    ``output`` when given.
+    ``lower_<target>`` and ``upper_<target>`` beside each value); writes it to ``output``
+    when given, as Parquet for a ``.parquet`` file and CSV otherwise (inputs of any size:
+    :func:`~torchlab.engine.batch_predict.batch_predict`).
     """
-    import pandas as pd
-
     keep_freed_memory()
-    if not isinstance(run, Run) and (Path(run) / "config.yaml").is_file():  # a run, not an export
-        run = Run(run, trust_code=trust_code)
-    if isinstance(run, Run):
-        set_threads(run.config.trainer.threads)
+    run = opened(run, trust_code)
     if horizon is not None:  # forecasting: beyond the end of the run's own data
         from torchlab.engine.forecasting import forecast
 
@@ -94,7 +90,6 @@ def predict(
     if on_error not in ("fail", "skip"):
         raise ConfigError(f"on_error (--on-error) must be fail or skip; received {on_error!r}.")
     predictor = load_predictor(run, trust_code=trust_code)
-    spec = predictor.spec
     in_memory = predictor.objects_to_inputs(inputs)
     if in_memory is None:  # files
         features, ids, skipped = read_inputs(predictor.featurizer, inputs, on_error)
@@ -114,16 +109,39 @@ def predict(
     written = predictor.task.write_predictions(features, outputs, ids, folder, predictor.featurizer)
     if written is not None:
         return with_errors(written, skipped) if on_error == "skip" else written
-    frame = pd.DataFrame({"id": ids})
-    if texts:  # what each row was about
-        frame["text"] = texts
-    for name, values in predictor.predictions(outputs).items():
-        frame = frame.join(prediction_columns(name, values, spec))
+    frame = prediction_frame(predictor, outputs, ids, texts)
     if on_error == "skip":
         frame = with_errors(frame, skipped)
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(output, index=False)
+        if Path(output).suffix.lower() in (".parquet", ".pq"):
+            frame.to_parquet(output, index=False)
+        else:
+            frame.to_csv(output, index=False)
+    return frame
+
+
+def opened(run: str | Path | Run, trust_code: bool) -> Path | Run:
+    """A run folder as a :class:`Run` (its thread setting applied); an export folder as given."""
+    if not isinstance(run, Run) and (Path(run) / "config.yaml").is_file():  # a run, not an export
+        run = Run(run, trust_code=trust_code)
+    if isinstance(run, Run):
+        set_threads(run.config.trainer.threads)
+    return Path(run) if isinstance(run, str) else run
+
+
+def prediction_frame(
+    predictor: Predictor, outputs: Any, ids: list[str], texts: list[str] | None = None
+) -> Any:
+    """The predictions table: ``id``, the ``text`` predicted (texts), then the predicted
+    label or values and the class probabilities (see :func:`prediction_columns`)."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": ids})
+    if texts:  # what each row was about
+        frame["text"] = texts
+    for name, values in predictor.predictions(outputs).items():
+        frame = frame.join(prediction_columns(name, values, predictor.spec))
     return frame
 
 
@@ -142,10 +160,7 @@ def ids_from_column(ids: list[str], inputs: Any, column: str) -> list[str]:
         else:
             continue
         if column not in frame.columns:
-            raise DataError(
-                f"'{path}' has no column '{column}' (columns: "
-                f"{', '.join(map(str, frame.columns))}); name one of them with --id-column."
-            )
+            raise no_id_column(path, column, frame.columns)
         tables[path.name] = frame[column].tolist()
     if not tables:
         raise ConfigError("--id-column applies to CSV, TSV and Parquet inputs; give such files.")
@@ -154,6 +169,14 @@ def ids_from_column(ids: list[str], inputs: Any, column: str) -> list[str]:
         name, _, row = id_.rpartition(":")
         out.append(tables[name][int(row)] if name in tables and row.isdigit() else id_)
     return out
+
+
+def no_id_column(path: Path, column: str, columns: Any) -> DataError:
+    """The error for an ``--id-column`` that ``path`` lacks."""
+    return DataError(
+        f"'{path}' has no column '{column}' (columns: {', '.join(map(str, columns))}); "
+        "name one of them with --id-column."
+    )
 
 
 def read_inputs(
@@ -166,23 +189,34 @@ def read_inputs(
     """
     paths = [Path(p) for p in inputs]
     if not hasattr(featurizer, "skipped"):
-        if on_error == "skip":
-            notice(
-                f"on_error='skip' applies to images and texts; this run reads {featurizer.kind} "
-                "inputs, so it is ignored.",
-            )
+        notice_skip_ignored(featurizer, on_error)
         return (*featurizer.load_inputs(paths), {})
     features, ids = featurizer.load_inputs(paths, on_error=on_error)
-    if featurizer.skipped:
-        shown = list(featurizer.skipped.items())[:10]
-        listed = "; ".join(f"{file}: {reason}" for file, reason in shown)
-        if len(featurizer.skipped) > len(shown):
-            listed += f"; and {len(featurizer.skipped) - len(shown)} more"
-        notice(
-            f"Skipped {len(featurizer.skipped)} of {len(ids) + len(featurizer.skipped)} inputs "
-            f"({listed}); their rows hold the reason in the error column.",
-        )
+    notice_skipped(featurizer.skipped, len(ids) + len(featurizer.skipped))
     return features, ids, featurizer.skipped
+
+
+def notice_skip_ignored(featurizer: Any, on_error: str) -> None:
+    """Say that ``on_error='skip'`` does nothing for inputs read whole (tables)."""
+    if on_error == "skip":
+        notice(
+            f"on_error='skip' applies to images and texts; this run reads {featurizer.kind} "
+            "inputs, so it is ignored.",
+        )
+
+
+def notice_skipped(skipped: dict[str, str], inputs: int) -> None:
+    """Tell the user which of ``inputs`` inputs were skipped, and why (the first 10)."""
+    if not skipped:
+        return
+    shown = list(skipped.items())[:10]
+    listed = "; ".join(f"{file}: {reason}" for file, reason in shown)
+    if len(skipped) > len(shown):
+        listed += f"; and {len(skipped) - len(shown)} more"
+    notice(
+        f"Skipped {len(skipped)} of {inputs} inputs ({listed}); their rows hold the reason "
+        "in the error column.",
+    )
 
 
 def with_errors(frame: Any, skipped: dict[str, str]) -> Any:
