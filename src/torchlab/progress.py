@@ -1,11 +1,14 @@
 """Progress of a pass over rows whose count may be unknown: a rich bar on a terminal with
 rows per second and, when the total is known, an ETA; nothing elsewhere (logs stay clean).
-The pass's rate is kept either way for the line a command prints at its end."""
+The pass's rate is kept either way for the line a command prints at its end
+(:func:`row_progress` prints it)."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -17,10 +20,13 @@ class RowProgress:
         description: What the pass does, shown before the bar.
         total: The rows the pass will see, or None when unknown (no bar length, no ETA).
         show: Draw the bar; None draws it when stderr is a terminal.
+        unit: What is counted ("rows", "images").
     """
 
-    def __init__(self, description: str, total: int | None, show: bool | None = None) -> None:
-        self.description, self.total = description, total
+    def __init__(
+        self, description: str, total: int | None, show: bool | None = None, unit: str = "rows"
+    ) -> None:
+        self.description, self.total, self.unit = description, total, unit
         self.show = sys.stderr.isatty() if show is None else show
         self.rows, self.started, self.ended = 0, 0.0, 0.0
         self._bar: Any = None
@@ -35,7 +41,7 @@ class RowProgress:
             self._bar = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
-                TextColumn("{task.completed:,.0f}/{task.fields[shown_total]} rows"),
+                TextColumn(f"{{task.completed:,.0f}}/{{task.fields[shown_total]}} {self.unit}"),
                 TextColumn("{task.fields[rate]}"),
                 TimeRemainingColumn(),
                 console=Console(stderr=True),
@@ -51,7 +57,7 @@ class RowProgress:
         """Count ``rows`` more rows done."""
         self.rows += rows
         if self._bar is not None:
-            rate = f"{self.rows_per_second:,.0f} rows/s"
+            rate = f"{self.rows_per_second:,.0f} {self.unit}/s"
             self._bar.update(self._task, advance=rows, rate=rate)
 
     @property
@@ -72,3 +78,19 @@ class RowProgress:
         self.ended = time.perf_counter()
         if self._bar is not None:
             self._bar.stop()
+
+
+@contextmanager
+def row_progress(
+    description: str, total: int | None, *, show: bool = True, unit: str = "rows"
+) -> Iterator[RowProgress]:
+    """A :class:`RowProgress` (its bar on a terminal) that ends with a line such as
+    ``statistics: 1,000,000 rows in 3.1 s (322,581 rows/s)`` when ``show``."""
+    with RowProgress(description, total, show=None if show else False, unit=unit) as progress:
+        yield progress
+    if show:
+        line = (
+            f"{description}: {progress.rows:,} {unit} in {progress.seconds:.1f} s "
+            f"({progress.rows_per_second:,.0f} {unit}/s)"
+        )
+        print(line, file=sys.stderr, flush=True)

@@ -28,11 +28,11 @@ from torchlab.data.base import Batch, DataBundle, DataSpec, SourceContext
 from torchlab.data.splits import refuse_folds
 from torchlab.data.stream.layout import Segment
 from torchlab.data.stream.parquet import SPLITS, first_line, split_codes
-from torchlab.data.stream.progress import row_progress
 from torchlab.data.stream.split import Shared, StreamedSplit, StreamPosition
 from torchlab.data.vision.dataset import BadImage, ImageCollate, Item, SkipLog, SkippedImages
 from torchlab.data.vision.files import IMAGE_SUFFIXES, ImageReadError, load_image
 from torchlab.errors import DataError
+from torchlab.progress import row_progress
 from torchlab.registry import DATASETS
 
 INDEX = "dataset.json"

@@ -23,12 +23,12 @@ from torchlab.data.base import Batch, DataBundle, DataSpec, SourceContext
 from torchlab.data.splits import refuse_folds
 from torchlab.data.stream.layout import Segment
 from torchlab.data.stream.parquet import SPLITS, ParquetScan, parquet_files, split_codes
-from torchlab.data.stream.progress import row_progress
 from torchlab.data.stream.split import Shared, StreamedSplit, StreamPosition
 from torchlab.data.stream.stats import CategoryStats, NumericStats, medians
 from torchlab.data.tables import Source, as_text, require_columns, shown
 from torchlab.data.tabular import TabularFeaturizer, warn_imputed
 from torchlab.errors import DataError
+from torchlab.progress import row_progress
 
 
 @dataclass(frozen=True)
