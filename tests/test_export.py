@@ -428,3 +428,15 @@ def test_decoding_models_are_refused_with_the_serving_alternative(tmp_path) -> N
     with pytest.raises(ExportError, match=r"'language-model' run cannot be exported.*generates"):
         export(gpt, "torchscript", output=tmp_path / "gpt")
     assert not (tmp_path / "dates").exists() and not (tmp_path / "gpt").exists()
+
+
+def test_text_verification_ids_stay_inside_a_small_vocabulary() -> None:
+    """A word tokenizer fitted on a few reviews has 14 ids; export verification feeds it
+    only ids its embedding has (it once drew up to 99 and crashed the export)."""
+    from dataclasses import replace
+
+    from torchlab.exporters.inputs import input_kind
+
+    kind = replace(input_kind("text"), vocab_size=14)
+    for inputs in kind.verification_inputs((16,)):
+        assert int(inputs.max()) < 14 and int(inputs.min()) >= 0

@@ -96,6 +96,11 @@ def mlflow_run(run_dir: Path, uri: str) -> Any:
     return mlflow.MlflowClient(uri).get_run(state[uri]["run_id"])
 
 
+def tracked_model(run_dir: Path, uri: str) -> str:
+    """The model URI of a run's MLflow model, as its ``tracking.json`` keeps it."""
+    return json.loads((run_dir / "tracking.json").read_text())[uri]["model"]["uri"]
+
+
 def history(client: Any, run_id: str, key: str) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
@@ -282,3 +287,59 @@ def test_a_cv_is_a_parent_run_with_its_folds_nested(server: Server, tmp_path: Pa
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
     assert sorted(r.data.tags["torchlab.fold"] for r in children) == ["fold-0-0", "fold-0-1"]
+
+
+@pytest.mark.slow  # two trainings, exports and models
+def test_text_and_image_models_predict_as_torchlab_predict(tmp_path: Path) -> None:
+    """Texts in a ``text`` column, images as paths or bytes in an ``image`` column, through
+    a local store (no server): the loaded MLflow model answers as ``torchlab predict``."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    import torchlab
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    quick = {"trainer.max_epochs": 1, "trainer.progress": "none", "baseline": None}
+
+    texts = ["good phone, love it", "bad phone, broke"] * 12
+    pd.DataFrame({"text": texts, "label": ["good", "bad"] * 12}).to_csv(tmp_path / "t.csv")
+    source = {"name": "text-csv", "path": str(tmp_path / "t.csv"), "max_length": 16,
+              "tokenizer": {"kind": "word", "vocab_size": 50, "min_frequency": 1}}  # fmt: skip
+    reviews = torchlab.train(
+        "bbc-lstm", {**quick, "data.source": source, "data.split": {"val": 0.25, "test": 0.25}},
+        output_dir=tmp_path / "runs",
+    )  # fmt: skip
+    torchlab.track(reviews.dir, uri=uri, experiment="own")
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(tracked_model(reviews.dir, uri))
+    new = ["I love this phone", "it broke"]
+    pd.testing.assert_frame_equal(
+        model.predict(pd.DataFrame({"text": new})), torchlab.predict(reviews, new)
+    )
+
+    rng = np.random.default_rng(0)
+    for name, shade in (("dark", 40), ("light", 210)):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(8):
+            pixels = np.clip(rng.normal(shade, 20, (16, 16, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "photos" / name / f"{i}.png")
+    photos = torchlab.train(
+        "digits",
+        {**quick, "data.source": {"name": "image-folder", "root": str(tmp_path / "photos"),
+                                  "size": 16},
+         "model": {"name": "cnn", "channels": [4]}, "data.split": {"val": 0.25, "test": 0.25}},
+        output_dir=tmp_path / "runs",
+    )  # fmt: skip
+    torchlab.track(photos.dir, uri=uri, experiment="own")
+    model = mlflow.pyfunc.load_model(tracked_model(photos.dir, uri))
+    paths = [
+        str(tmp_path / "photos" / "dark" / "0.png"),
+        str(tmp_path / "photos" / "light" / "1.png"),
+    ]
+    expected = torchlab.predict(photos, paths)
+    by_path = model.predict(pd.DataFrame({"image": paths}))
+    pd.testing.assert_frame_equal(by_path, expected, atol=1e-5)
+    by_bytes = model.predict(pd.DataFrame({"image": [Path(p).read_bytes() for p in paths]}))
+    columns = [c for c in expected.columns if c != "id"]
+    pd.testing.assert_frame_equal(by_bytes[columns], expected[columns], atol=1e-5)

@@ -95,11 +95,14 @@ def pixels() -> InputKind:
 class TextKind(InputKind):
     """Token ids whose rows end in padding (id 0) at different places, as a padded batch of
     texts of different lengths does; lengths stay within the trained ``max_length``, which
-    the featurizer truncates to."""
+    the featurizer truncates to; ids stay below ``vocab_size`` (a small vocabulary's
+    embedding has no row 99)."""
+
+    vocab_size: int = 100
 
     def example(self, input_shape: tuple[int, ...], batch: int = 2, seed: int = 0) -> torch.Tensor:
         generator = torch.Generator().manual_seed(seed)
-        ids = torch.randint(1, 100, (batch, *input_shape), generator=generator)
+        ids = torch.randint(1, max(2, self.vocab_size), (batch, *input_shape), generator=generator)
         length = input_shape[0]
         ends = torch.randint(1, length + 1, (batch,), generator=generator)
         ends[0] = length  # the longest row fills the batch, as padding to the longest does

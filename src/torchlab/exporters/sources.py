@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from torchlab.errors import ExportError
-from torchlab.exporters.inputs import InputKind, input_kind
+from torchlab.exporters.inputs import InputKind, TextKind, input_kind
 from torchlab.run import Run
 
 
@@ -76,6 +76,8 @@ def graph_exportable(run: Run, model: nn.Module) -> Exportable:
     from torchlab.tasks import build_task
 
     spec, kind = run.spec, input_kind(run.featurizer.kind)
+    if isinstance(kind, TextKind) and spec.vocab_size:
+        kind = replace(kind, vocab_size=min(kind.vocab_size, spec.vocab_size))
     num_outputs = build_task(run.config.task, spec).num_outputs
     description: dict[str, Any] = {
         "model": run.config.model.model_dump(mode="json"),
