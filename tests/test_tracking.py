@@ -343,3 +343,24 @@ def test_text_and_image_models_predict_as_torchlab_predict(tmp_path: Path) -> No
     by_bytes = model.predict(pd.DataFrame({"image": [Path(p).read_bytes() for p in paths]}))
     columns = [c for c in expected.columns if c != "id"]
     pd.testing.assert_frame_equal(by_bytes[columns], expected[columns], atol=1e-5)
+
+
+@pytest.mark.slow  # an RL training
+def test_an_rl_run_logs_its_evaluation_returns(tmp_path: Path) -> None:
+    import torchlab
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ppo = {
+        "env.num_envs": 2, "agent.n_steps": 16, "agent.batch_size": 32, "agent.n_epochs": 1,
+        "agent.hidden": [16], "trainer.total_steps": 96, "trainer.eval_every": 32,
+        "trainer.eval_episodes": 1, "trainer.record_gif": False, "trainer.progress": "none",
+        "trainer.tracking": {"mlflow": {"uri": uri, "experiment": "rl"}},
+    }  # fmt: skip
+    run = torchlab.train("cartpole-ppo", ppo, output_dir=tmp_path / "runs")
+    tracked = mlflow_run(run.dir, uri)
+    client = mlflow.MlflowClient(uri)
+    assert history(client, tracked.info.run_id, "eval/return") == jsonl_steps(
+        run.dir, "eval/return"
+    )
+    assert tracked.data.tags["torchlab.kind"] == "rl"
+    assert tracked.info.status == "FINISHED"
