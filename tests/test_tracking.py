@@ -364,3 +364,24 @@ def test_an_rl_run_logs_its_evaluation_returns(tmp_path: Path) -> None:
     )
     assert tracked.data.tags["torchlab.kind"] == "rl"
     assert tracked.info.status == "FINISHED"
+
+
+@pytest.mark.slow  # a training and a model upload
+def test_a_forecaster_model_forecasts_from_a_history_as_torchlab_predict(tmp_path: Path) -> None:
+    import pandas as pd
+
+    import torchlab
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    overrides = {"trainer.max_epochs": 2, "trainer.progress": "none", "baseline": None,
+                 "task.intervals": {"coverage": 0.8}}  # fmt: skip
+    run = torchlab.train("co2", overrides, output_dir=tmp_path / "runs")
+    torchlab.track(run.dir, uri=uri, experiment="series")
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(tracked_model(run.dir, uri))
+    tail = run.featurizer.tails[0]  # the end of the run's own data
+    history = pd.DataFrame(
+        {"timestamp": pd.DatetimeIndex(tail.index), "co2": [r[0] for r in tail.target]}
+    )
+    expected = torchlab.predict(run, [], horizon=run.featurizer.horizon)
+    pd.testing.assert_frame_equal(model.predict(history), expected, check_dtype=False, rtol=1e-5)

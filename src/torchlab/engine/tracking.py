@@ -25,11 +25,20 @@ def tracked(run: Run, config: Any, main: bool) -> Iterator[list[Any]]:
         yield callbacks
 
 
+# What a forecaster's MLflow model holds of its run: an export takes windows, while the
+# model forecasts from a history as the server does, which needs the run's own files.
+FORECASTER_FILES = ("run.json", "config.yaml", "spec.json", "featurizer.json",
+                    "model.safetensors", "calibration.json")  # fmt: skip
+
+
 def export_for_tracking(run_dir: Path) -> Path:
     """The run's export folder for its MLflow model: one already made, else a new one in
-    the first of :data:`MODEL_FORMATS` that holds the model."""
+    the first of :data:`MODEL_FORMATS` that holds the model; a forecaster's run files."""
     from torchlab.engine.export import default_output, export
     from torchlab.exporters.runtime import is_export_dir
+
+    if Run(run_dir).featurizer.kind == "series":
+        return forecaster_files(run_dir)
 
     problems = []
     for format in MODEL_FORMATS:
@@ -41,6 +50,18 @@ def export_for_tracking(run_dir: Path) -> Path:
         except ExportError as exc:
             problems.append(str(exc))
     raise ExportError(" ".join(problems))
+
+
+def forecaster_files(run_dir: Path) -> Path:
+    """A copy of what a forecasting run predicts from, in ``exports/mlflow-forecaster``."""
+    import shutil
+
+    folder = Path(run_dir) / "exports" / "mlflow-forecaster"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in FORECASTER_FILES:
+        if (Path(run_dir) / name).is_file():
+            shutil.copy2(Path(run_dir) / name, folder / name)
+    return folder
 
 
 def track(

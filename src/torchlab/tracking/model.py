@@ -28,7 +28,7 @@ def log_model(settings: Settings, run_id: str, export_dir: Path) -> dict[str, An
 
     from torchlab import __version__
 
-    sidecar = json.loads((export_dir / "export.json").read_text())
+    sidecar = read_sidecar(export_dir)
     code = resources.files("torchlab") / "pyfunc.py"
     requirements = [f"torchlab=={__version__}", "torch", "pandas", "mlflow"]
     requirements += RUNTIMES.get(sidecar["format"], [])
@@ -48,6 +48,14 @@ def log_model(settings: Settings, run_id: str, export_dir: Path) -> dict[str, An
     if settings.register:
         logged["registered"] = {"name": settings.register, "version": info.registered_model_version}
     return logged
+
+
+def read_sidecar(export_dir: Path) -> dict[str, Any]:
+    """The export's ``export.json``; a forecaster's run files stand for themselves."""
+    path = export_dir / "export.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {"format": "run", "preprocessing": {"kind": "series"}}
 
 
 def input_example(sidecar: dict[str, Any]) -> Any:
