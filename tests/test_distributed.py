@@ -52,7 +52,9 @@ def write_config(folder: Path, batch_size: int, callbacks: list[dict] | None = N
     return path
 
 
-def torchrun(folder: Path, *args: str, restarts: int = 0) -> subprocess.CompletedProcess[str]:
+def torchrun(
+    folder: Path, *args: str, restarts: int = 0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [
         sys.executable,
         "-m",
@@ -66,7 +68,7 @@ def torchrun(folder: Path, *args: str, restarts: int = 0) -> subprocess.Complete
         "torchlab",
         *args,
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", **(env or {})}
     return subprocess.run(command, cwd=folder, capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -86,9 +88,11 @@ def epoch_logs(root: Path) -> list[dict[str, float]]:
 def test_two_gloo_ranks_match_one_process_on_the_combined_batch(tmp_path: Path) -> None:
     write_data(tmp_path)
     per_rank = [{"name": "torchlab.testing:SaveWeightsPerRank", "folder": str(tmp_path / "ranks")}]
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"  # MLflow hears from rank 0 alone
     ddp = torchrun(
-        tmp_path, "train", str(write_config(tmp_path, 8, per_rank)), "--output-dir", "two"
-    )
+        tmp_path, "train", str(write_config(tmp_path, 8, per_rank)), "--output-dir", "two",
+        env={"MLFLOW_TRACKING_URI": tracking},
+    )  # fmt: skip
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     (run,) = [p for p in (tmp_path / "two" / "ddp").iterdir() if p.is_dir()]
     environment = json.loads((run / "environment.json").read_text())
@@ -103,6 +107,13 @@ def test_two_gloo_ranks_match_one_process_on_the_combined_batch(tmp_path: Path) 
         torch.testing.assert_close(two[name], one[name], atol=1e-5, rtol=1e-4)
     epochs_two, epochs_one = epoch_logs(tmp_path / "two"), epoch_logs(tmp_path / "one")
     assert len(epochs_two) == 3  # rank 0 alone logged: one line per epoch
+    import mlflow
+
+    (tracked,) = mlflow.MlflowClient(tracking).search_runs(
+        [e.experiment_id for e in mlflow.MlflowClient(tracking).search_experiments()]
+    )
+    history = mlflow.MlflowClient(tracking).get_metric_history(tracked.info.run_id, "val/loss")
+    assert len(history) == 3 and tracked.info.status == "FINISHED"
     for a, b in zip(epochs_two, epochs_one, strict=True):
         assert a["val/loss"] == pytest.approx(b["val/loss"], rel=1e-4)
         assert a["val/accuracy"] == pytest.approx(b["val/accuracy"])
