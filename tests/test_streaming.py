@@ -366,3 +366,96 @@ def test_a_truncated_shard_and_a_bad_image_under_on_error_fail_are_named(
     last.write_bytes(last.read_bytes()[:1500])
     with pytest.raises(DataError, match=rf"Shard '.*{last.name}' .*truncated"):
         image_bundle(copy)
+
+
+# --- segmentation shards -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mask_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 flat 8x8 images, image i of grey level 8*i, each with a mask whose left half is
+    class i % 3, and one mask holding a class that does not exist, as shards of a few
+    kilobytes."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("masks")
+    folder = root / "folder"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    (folder / "classes.txt").write_text("background\nround\nsquare\n")
+    for i in range(25):
+        Image.fromarray(np.full((8, 8, 3), 8 * i, np.uint8)).save(folder / "images" / f"{i}.png")
+        labels = np.zeros((8, 8), np.uint8)
+        labels[:, :4] = i % 3 if i < 24 else 7  # image 24's class 7 does not exist
+        Image.fromarray(labels, "L").save(folder / "masks" / f"{i}.png")
+    assert write_shards(folder, root / "shards", "1KB")["task"] == "segmentation"
+    return root / "shards"
+
+
+def mask_bundle(path: Path, **settings) -> DataBundle:
+    source = {"name": "image-shards", "path": str(path), **settings}
+    context = SourceContext(0.2, 0.2, False, 0, "categorical")
+    return DATASETS.build(Component.model_validate(source), "data.source", context)
+
+
+def test_segmentation_shards_serve_each_image_and_mask_once_and_count_the_bad_one(
+    mask_shards: Path,
+) -> None:
+    listing = json.loads((mask_shards / "dataset.json").read_text())
+    assert listing["task"] == "segmentation" and len(listing["shards"]) > 3
+    bundle = mask_bundle(mask_shards, augment="none")
+    assert bundle.spec.input_shape == (3, 8, 8)
+    assert bundle.spec.class_names == ("background", "round", "square")
+    seen, skipped = Counter(), []
+    for split in ("train", "val", "test"):
+        for rank in range(2):
+            loader = build_loader(
+                bundle.split(split), batch_size=4, shuffle=split == "train", seed=0,
+                device=CPU, num_workers=2, world=World(rank, rank, 2),
+            )  # fmt: skip
+            for batch in loader.epoch(0):
+                ids = np.rint(batch.inputs[:, 0, 0, 0].numpy() * 255 / 8).astype(int).tolist()
+                assert batch.target.shape == (len(ids), 8, 8)
+                for i, mask in zip(ids, batch.target, strict=True):
+                    assert (mask[:, :4] == i % 3).all() and (mask[:, 4:] == 0).all()
+                seen.update(ids)
+                skipped += [(bad.path, bad.reason) for bad in batch.skipped]
+    # Training pads its ranks to equal steps: at most one image is seen twice.
+    assert sorted(seen) == list(range(24)) and sum(seen.values()) - 24 <= 1
+    ((where, reason),) = skipped
+    assert where.endswith(":images/24") and "class index 7 but there are 3 classes" in reason
+
+
+def test_a_segmentation_epoch_resumed_mid_way_repeats_its_augmented_batches(
+    mask_shards: Path,
+) -> None:
+    bundle = mask_bundle(mask_shards, size=6, buffer=4)
+    loader = build_loader(bundle.train, batch_size=2, shuffle=True, seed=0, device=CPU,
+                          num_workers=2)  # fmt: skip
+    whole = list(loader.epoch(1))
+    again = list(loader.epoch(1, start=3))
+    assert len(again) == len(whole) - 3 and whole[0].inputs.shape[-2:] == (6, 6)
+    for a, b in zip(again, whole[3:], strict=True):
+        assert a.inputs.equal(b.inputs) and a.target.equal(b.target)
+    with pytest.raises(DataError, match=r"segmentation samples, which take no data.source.mixup"):
+        mask_bundle(mask_shards, mixup=0.2)
+
+
+@pytest.mark.slow  # a training process
+def test_a_unet_trains_an_epoch_on_segmentation_shards(mask_shards: Path) -> None:
+    config = {
+        "name": "seg-shards",
+        "data": {"source": {"name": "image-shards", "path": str(mask_shards), "augment": "light"},
+                 "batch_size": 4, "num_workers": 2},
+        "task": "segmentation",
+        "model": {"name": "unet", "depth": 2, "channels": 4},
+        "optim": {"name": "adamw", "lr": 0.01},
+        "trainer": {"max_epochs": 1, "progress": "plain"},
+    }  # fmt: skip
+    (mask_shards.parent / "seg.yaml").write_text(yaml.safe_dump(config))
+    done = run_cli("train", "seg.yaml", "--output-dir", "runs", cwd=mask_shards.parent)
+    assert done.returncode == 0, done.stderr
+    (run,) = (mask_shards.parent / "runs" / "seg-shards").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert "test/mean_iou" in summary["test"]
+    assert [s["file"].rsplit(":", 1)[1] for s in summary["skipped_files"]] == ["images/24"]
