@@ -459,3 +459,51 @@ def test_a_unet_trains_an_epoch_on_segmentation_shards(mask_shards: Path) -> Non
     summary = json.loads((run / "summary.json").read_text())
     assert "test/mean_iou" in summary["test"]
     assert [s["file"].rsplit(":", 1)[1] for s in summary["skipped_files"]] == ["images/24"]
+
+
+# --- a folder of CSV files ---------------------------------------------------------------
+
+
+def write_csvs(frame: pd.DataFrame, folder: Path, files: int) -> Path:
+    """``frame`` as CSV files as users have them: one saved by Excel (a BOM), one with blank
+    lines, blanks and pandas' NA markers."""
+    folder.mkdir(parents=True)
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), files)):
+        frame.iloc[part].to_csv(folder / f"day-{i}.csv", index=False, encoding="utf-8-sig" if i == 0 else "utf-8")  # fmt: skip
+    text = (folder / "day-1.csv").read_text().replace(",oslo,", ",NA,", 5)
+    (folder / "day-1.csv").write_text(text.replace("\n", "\n\n", 4))
+    return folder
+
+
+def test_a_folder_of_csv_files_is_converted_once_and_read_as_pandas_reads_it(
+    tmp_path: Path,
+) -> None:
+    folder = write_csvs(table(900), tmp_path / "csvs", files=3)
+    with pytest.warns(UserWarning, match=r"Converted the 3 CSV files in .* to Parquet once"):
+        bundle = streamed(folder, drop=["customer", "amount"])
+    frame = pd.concat([pd.read_csv(f) for f in sorted(folder.glob("*.csv"))], ignore_index=True)
+    codes = split_codes(pa.Table.from_pandas(frame), 0, key=None, seed=0, val=0.2, test=0.2)
+    train = frame[codes == 0].drop(columns=["customer", "amount", "label"])
+    assert_same_columns(bundle.featurizer, TabularFeaturizer.fit(train, categorical=["city"]))
+    assert bundle.summary["imputed"]["city"]["count"] == frame["city"].isna().sum()  # all splits
+    (copy,) = (folder / ".torchlab-parquet").iterdir()
+
+    with pytest.warns(UserWarning, match="Reading the Parquet copy of the 3 CSV files"):
+        streamed(folder, drop=["customer", "amount"])
+    assert list((folder / ".torchlab-parquet").iterdir()) == [copy]
+    changed = table(300, seed=5).astype({"count": str})
+    changed.loc[7, "count"] = "many"
+    changed.to_csv(folder / "day-2.csv", index=False)  # a later file of another type
+    with pytest.raises(
+        DataError,
+        match=r"day-2\.csv' holds 'many' in column 'count', which the values of 'day-0\.csv' make int64",
+    ):
+        streamed(folder)
+    assert list((folder / ".torchlab-parquet").iterdir()) == [copy]  # left as it was
+    table(300, seed=5).to_csv(folder / "day-2.csv", index=False)
+    with pytest.warns(UserWarning, match="Converted the 3 CSV files"):
+        streamed(folder, drop=["customer", "amount"])
+    (new,) = (folder / ".torchlab-parquet").iterdir()
+    assert new != copy and sorted(p.name for p in folder.iterdir())[1:] == [
+        "day-0.csv", "day-1.csv", "day-2.csv",
+    ]  # fmt: skip
