@@ -165,6 +165,34 @@ def test_an_image_folder_with_a_bad_file(image_run, tmp_path) -> None:
     assert single.chunks == 10 and len(pd.read_parquet(tmp_path / "1.parquet")) == 10
 
 
+def test_shards_are_predicted_as_their_image_folder(image_run, tmp_path) -> None:
+    from torchlab.data.stream.shards import write_shards
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    write_digits(folder / "one", 7)
+    write_digits(folder / "two", 6)
+    (folder / "two" / "bad.png").write_text("not an image")
+    whole = torchlab.predict(image_run, [folder], on_error="skip")
+    whole["id"] = [Path(i).relative_to(folder).with_suffix("").as_posix() for i in whole["id"]]
+    shards = tmp_path / "shards"
+    listing = write_shards(folder, shards, "2KB")
+
+    with pytest.raises(DataError, match=r"Image 'two/bad' .*--on-error skip"):
+        torchlab.batch_predict(image_run, [shards], tmp_path / "failed.parquet", chunk_rows=3)
+    out = tmp_path / "out.parquet"
+    done = torchlab.batch_predict(image_run, [shards], out, chunk_rows=3, on_error="skip")
+    streamed = pd.read_parquet(out).set_index("id").loc[whole["id"]].reset_index()
+    same = whole.columns.drop("error")  # the reasons name a file, or bytes
+    pd.testing.assert_frame_equal(streamed[same], whole[same], check_dtype=False)
+    assert streamed.set_index("id").loc["two/bad", "error"].startswith("cannot be read (no image")
+    assert (
+        done.chunks
+        == sum(-(-s["samples"] // 3) for s in listing["shards"])
+        > len(listing["shards"])
+    )
+
+
 def cli(*args: str) -> int:
     """The command line's entry point in this process."""
     from torchlab.cli import main

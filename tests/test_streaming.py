@@ -366,3 +366,144 @@ def test_a_truncated_shard_and_a_bad_image_under_on_error_fail_are_named(
     last.write_bytes(last.read_bytes()[:1500])
     with pytest.raises(DataError, match=rf"Shard '.*{last.name}' .*truncated"):
         image_bundle(copy)
+
+
+# --- segmentation shards -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mask_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 flat 8x8 images, image i of grey level 8*i, each with a mask whose left half is
+    class i % 3, and one mask holding a class that does not exist, as shards of a few
+    kilobytes."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("masks")
+    folder = root / "folder"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    (folder / "classes.txt").write_text("background\nround\nsquare\n")
+    for i in range(25):
+        Image.fromarray(np.full((8, 8, 3), 8 * i, np.uint8)).save(folder / "images" / f"{i}.png")
+        labels = np.zeros((8, 8), np.uint8)
+        labels[:, :4] = i % 3 if i < 24 else 7  # image 24's class 7 does not exist
+        Image.fromarray(labels, "L").save(folder / "masks" / f"{i}.png")
+    assert write_shards(folder, root / "shards", "1KB")["task"] == "segmentation"
+    return root / "shards"
+
+
+def mask_bundle(path: Path, **settings) -> DataBundle:
+    source = {"name": "image-shards", "path": str(path), **settings}
+    context = SourceContext(0.2, 0.2, False, 0, "categorical")
+    return DATASETS.build(Component.model_validate(source), "data.source", context)
+
+
+def test_segmentation_shards_serve_each_image_and_mask_once_and_count_the_bad_one(
+    mask_shards: Path,
+) -> None:
+    listing = json.loads((mask_shards / "dataset.json").read_text())
+    assert listing["task"] == "segmentation" and len(listing["shards"]) > 3
+    bundle = mask_bundle(mask_shards, augment="none")
+    assert bundle.spec.input_shape == (3, 8, 8)
+    assert bundle.spec.class_names == ("background", "round", "square")
+    seen, skipped = Counter(), []
+    for split in ("train", "val", "test"):
+        for rank in range(2):
+            loader = build_loader(
+                bundle.split(split), batch_size=4, shuffle=split == "train", seed=0,
+                device=CPU, num_workers=2, world=World(rank, rank, 2),
+            )  # fmt: skip
+            for batch in loader.epoch(0):
+                ids = np.rint(batch.inputs[:, 0, 0, 0].numpy() * 255 / 8).astype(int).tolist()
+                assert batch.target.shape == (len(ids), 8, 8)
+                for i, mask in zip(ids, batch.target, strict=True):
+                    assert (mask[:, :4] == i % 3).all() and (mask[:, 4:] == 0).all()
+                seen.update(ids)
+                skipped += [(bad.path, bad.reason) for bad in batch.skipped]
+    # Training pads its ranks to equal steps: at most one image is seen twice.
+    assert sorted(seen) == list(range(24)) and sum(seen.values()) - 24 <= 1
+    ((where, reason),) = skipped
+    assert where.endswith(":images/24") and "class index 7 but there are 3 classes" in reason
+
+
+def test_a_segmentation_epoch_resumed_mid_way_repeats_its_augmented_batches(
+    mask_shards: Path,
+) -> None:
+    bundle = mask_bundle(mask_shards, size=6, buffer=4)
+    loader = build_loader(bundle.train, batch_size=2, shuffle=True, seed=0, device=CPU,
+                          num_workers=2)  # fmt: skip
+    whole = list(loader.epoch(1))
+    again = list(loader.epoch(1, start=3))
+    assert len(again) == len(whole) - 3 and whole[0].inputs.shape[-2:] == (6, 6)
+    for a, b in zip(again, whole[3:], strict=True):
+        assert a.inputs.equal(b.inputs) and a.target.equal(b.target)
+    with pytest.raises(DataError, match=r"segmentation samples, which take no data.source.mixup"):
+        mask_bundle(mask_shards, mixup=0.2)
+
+
+@pytest.mark.slow  # a training process
+def test_a_unet_trains_an_epoch_on_segmentation_shards(mask_shards: Path) -> None:
+    config = {
+        "name": "seg-shards",
+        "data": {"source": {"name": "image-shards", "path": str(mask_shards), "augment": "light"},
+                 "batch_size": 4, "num_workers": 2},
+        "task": "segmentation",
+        "model": {"name": "unet", "depth": 2, "channels": 4},
+        "optim": {"name": "adamw", "lr": 0.01},
+        "trainer": {"max_epochs": 1, "progress": "plain"},
+    }  # fmt: skip
+    (mask_shards.parent / "seg.yaml").write_text(yaml.safe_dump(config))
+    done = run_cli("train", "seg.yaml", "--output-dir", "runs", cwd=mask_shards.parent)
+    assert done.returncode == 0, done.stderr
+    (run,) = (mask_shards.parent / "runs" / "seg-shards").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert "test/mean_iou" in summary["test"]
+    assert [s["file"].rsplit(":", 1)[1] for s in summary["skipped_files"]] == ["images/24"]
+
+
+# --- a folder of CSV files ---------------------------------------------------------------
+
+
+def write_csvs(frame: pd.DataFrame, folder: Path, files: int) -> Path:
+    """``frame`` as CSV files as users have them: one saved by Excel (a BOM), one with blank
+    lines, blanks and pandas' NA markers."""
+    folder.mkdir(parents=True)
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), files)):
+        frame.iloc[part].to_csv(folder / f"day-{i}.csv", index=False, encoding="utf-8-sig" if i == 0 else "utf-8")  # fmt: skip
+    text = (folder / "day-1.csv").read_text().replace(",oslo,", ",NA,", 5)
+    (folder / "day-1.csv").write_text(text.replace("\n", "\n\n", 4))
+    return folder
+
+
+def test_a_folder_of_csv_files_is_converted_once_and_read_as_pandas_reads_it(
+    tmp_path: Path,
+) -> None:
+    folder = write_csvs(table(900), tmp_path / "csvs", files=3)
+    with pytest.warns(UserWarning, match=r"Converted the 3 CSV files in .* to Parquet once"):
+        bundle = streamed(folder, drop=["customer", "amount"])
+    frame = pd.concat([pd.read_csv(f) for f in sorted(folder.glob("*.csv"))], ignore_index=True)
+    codes = split_codes(pa.Table.from_pandas(frame), 0, key=None, seed=0, val=0.2, test=0.2)
+    train = frame[codes == 0].drop(columns=["customer", "amount", "label"])
+    assert_same_columns(bundle.featurizer, TabularFeaturizer.fit(train, categorical=["city"]))
+    assert bundle.summary["imputed"]["city"]["count"] == frame["city"].isna().sum()  # all splits
+    (copy,) = (folder / ".torchlab-parquet").iterdir()
+
+    with pytest.warns(UserWarning, match="Reading the Parquet copy of the 3 CSV files"):
+        streamed(folder, drop=["customer", "amount"])
+    assert list((folder / ".torchlab-parquet").iterdir()) == [copy]
+    changed = table(300, seed=5).astype({"count": str})
+    changed.loc[7, "count"] = "many"
+    changed.to_csv(folder / "day-2.csv", index=False)  # a later file of another type
+    with pytest.raises(
+        DataError,
+        match=r"day-2\.csv' holds 'many' in column 'count', which the values of 'day-0\.csv' make int64",
+    ):
+        streamed(folder)
+    assert list((folder / ".torchlab-parquet").iterdir()) == [copy]  # left as it was
+    table(300, seed=5).to_csv(folder / "day-2.csv", index=False)
+    with pytest.warns(UserWarning, match="Converted the 3 CSV files"):
+        streamed(folder, drop=["customer", "amount"])
+    (new,) = (folder / ".torchlab-parquet").iterdir()
+    assert new != copy and sorted(p.name for p in folder.iterdir())[1:] == [
+        "day-0.csv", "day-1.csv", "day-2.csv",
+    ]  # fmt: skip

@@ -6,11 +6,13 @@ files; the numbering depends only on the inputs and the chunk size, so a resumed
 sharded job finds each chunk again. Parquet files are planned from their footers (rows
 and columns; no data is read until a chunk is wanted); CSV files are parsed in order, each
 chunk as ``pandas.read_csv`` parses the whole file, chunks not wanted included; image
-files are listed, then read a chunk at a time by the caller.
+files are listed, then read a chunk at a time by the caller; image shards are planned from
+their ``dataset.json`` and read a chunk of images' bytes at a time.
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from torchlab.data.tables import Source, check_unique, checked_table_file, unreadable_table
-from torchlab.data.vision.files import image_files
+from torchlab.data.vision.files import EncodedImage, image_files
 from torchlab.errors import DataError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -187,14 +189,69 @@ def csv_frames(
 
 
 def image_chunks(paths: Sequence[str | Path], chunk_rows: int) -> tuple[list[Path], list[Chunk]]:
-    """The image files named (folders expanded as ``torchlab predict`` does), and chunks of
-    ``chunk_rows`` of them; reading a chunk gives its files."""
+    """The files of the images named (folders expanded as ``torchlab predict`` does, and
+    folders of shards written by ``torchlab shard``), and chunks of ``chunk_rows`` images;
+    reading a chunk gives its files, or its images' bytes for shards."""
+    shards = [Path(p).expanduser() for p in paths if is_shards(p)]
+    if shards and len(shards) < len(paths):
+        raise DataError(
+            f"'{shards[0]}' holds shards and the other inputs are images; predict shards and "
+            "image files in two runs."
+        )
+    if shards:
+        return shard_chunks(shards, chunk_rows)
     files = image_files(paths)
     starts = range(0, len(files), chunk_rows)
-    return files, [
-        Chunk(i, min(chunk_rows, len(files) - s), lambda s=s: files[s : s + chunk_rows])
-        for i, s in enumerate(starts)
-    ]
+    return (
+        files,
+        [  # type: ignore[return-value]
+            Chunk(i, min(chunk_rows, len(files) - s), lambda s=s: files[s : s + chunk_rows])
+            for i, s in enumerate(starts)
+        ],
+    )
+
+
+def is_shards(path: str | Path) -> bool:
+    """Whether ``path`` is a folder of shards (it holds their ``dataset.json``)."""
+    from torchlab.data.stream.shards import INDEX
+
+    return (Path(path).expanduser() / INDEX).is_file()
+
+
+def shard_chunks(folders: list[Path], chunk_rows: int) -> tuple[list[Path], list[Chunk]]:
+    """Chunks of the samples of each shard in turn (none spans two shards), planned from
+    ``dataset.json``; reading one indexes its shard's tar headers (once for its chunks) and
+    gives its images' bytes, named by their keys (``FOLDER/KEY`` when several folders)."""
+    from torchlab.data.stream.shards import INDEX, Shards, image_member, read_listing, read_member
+
+    files: list[Path] = []
+    chunks: list[Chunk] = []
+    for folder in folders:
+        listing = read_listing(folder)
+        shards = Shards(folder, tuple(s["file"] for s in listing["shards"]),
+                        tuple(int(s["samples"]) for s in listing["shards"]), 0, 0.0, 0.0)  # fmt: skip
+        prefix = f"{folder.name}/" if len(folders) > 1 else ""
+        indexed = functools.lru_cache(maxsize=1)(shards.index)  # consecutive chunks share it
+
+        def read(shard: int, start: int, stop: int, index: Any = indexed, prefix: str = prefix,
+                 shards: Shards = shards) -> list[EncodedImage]:  # fmt: skip
+            found = []
+            with (shards.folder / shards.files[shard]).open("rb") as file:
+                for key, members in index(shard)[start:stop]:
+                    image = image_member(members)
+                    found.append(
+                        EncodedImage(prefix + key, read_member(file, image) if image else b"")
+                    )
+            return found
+
+        files += [folder / INDEX, *(folder / name for name in shards.files)]
+        for shard, samples in enumerate(shards.samples):
+            for start in range(0, samples, chunk_rows):
+                stop = min(start + chunk_rows, samples)
+                chunks.append(
+                    Chunk(len(chunks), stop - start, functools.partial(read, shard, start, stop))
+                )
+    return files, chunks
 
 
 def files_fingerprint(files: Sequence[Path]) -> str:

@@ -27,7 +27,8 @@ def parquet_file(
     of any size (a file, a folder or a glob) read in record batches.
 
     Args:
-        path: The file; when streaming, a folder of Parquet files or a glob pattern too.
+        path: The file; when streaming, a folder of Parquet files or a glob pattern too, or
+            CSV files, converted once to a Parquet copy beside them.
         target: The target column, or several (multi-output regression, multi-label).
         categorical: Columns to one-hot even though they hold numbers (codes, ids of groups).
         drop: Columns to ignore, such as row ids.

@@ -1,8 +1,8 @@
 """Predictions over inputs of any size: ``torchlab predict RUN INPUTS -o OUT.parquet``.
 
 The inputs are read a chunk of rows at a time (:mod:`torchlab.data.chunks`: CSV and
-Parquet files, folders and globs of Parquet files for a table run; image files and folders
-for an image run). Each chunk goes through the run's own featurizer and model exactly as
+Parquet files, folders and globs of Parquet files for a table run; image files and folders,
+or folders of shards, for an image run). Each chunk goes through the run's own featurizer and model exactly as
 :func:`~torchlab.engine.predict.predict` takes a whole input in memory, and is written as
 its own Parquet part, so memory holds one chunk whatever the input's size. The parts are
 resumable and shared among ``torchrun`` ranks (:mod:`torchlab.engine.parts`).
@@ -28,7 +28,7 @@ from torchlab.data.chunks import (
 )
 from torchlab.data.tables import Source
 from torchlab.data.tabular import warn_imputed, warn_unseen
-from torchlab.data.vision.files import ImageReadError, read_image
+from torchlab.data.vision.files import EncodedImage, ImageReadError, image_name, read_image
 from torchlab.distributed import world_from_env
 from torchlab.engine.parts import Job, Parts
 from torchlab.engine.predict import (
@@ -104,7 +104,8 @@ def batch_predict(
     Args:
         run: A run or export directory, or a :class:`~torchlab.run.Run`.
         inputs: CSV/TSV/Parquet files, folders or globs of Parquet files (table runs), or
-            image files and folders (image runs).
+            image files and folders, or folders of shards written by ``torchlab shard``
+            (image runs; the ids are the samples' keys).
         output: The ``.parquet`` file to write; ``OUT.parts/`` holds the chunks meanwhile
             and ``OUT.manifest.json`` describes the job once it is done.
         chunk_rows: Rows per chunk (default: 16,384 rows of a table, 256 images).
@@ -322,14 +323,16 @@ class TableNotes:
 def image_reading(
     predictor: Predictor, inputs: Sequence[str | Path], chunk_rows: int, on_error: str
 ) -> Reading:
-    """Chunks of image files, read and predicted as ``predict`` reads and predicts them."""
+    """Chunks of image files or shards, read and predicted as ``predict`` reads and predicts
+    image files."""
     import pandas as pd
 
     files, chunks = image_chunks(inputs, chunk_rows)
+    total = sum(c.rows or 0 for c in chunks)
     skipped: dict[str, str] = {}
 
-    def score(paths: list[Path]) -> Any:
-        features, ids, bad = read_image_chunk(predictor.featurizer, paths, on_error)
+    def score(images: list[Path | EncodedImage]) -> Any:
+        features, ids, bad = read_image_chunk(predictor.featurizer, images, on_error)
         frame = (
             prediction_frame(predictor, predictor(features), ids)
             if ids
@@ -339,26 +342,27 @@ def image_reading(
         return with_errors(frame, bad) if on_error == "skip" else frame
 
     def finish() -> None:
-        notice_skipped(skipped, len(files))
+        notice_skipped(skipped, total)
 
-    return Reading(files, chunks, len(files), score, finish)
+    return Reading(files, chunks, total, score, finish)
 
 
 def read_image_chunk(
-    featurizer: Any, paths: list[Path], on_error: str
+    featurizer: Any, images: list[Path | EncodedImage], on_error: str
 ) -> tuple[Any, list[str], dict[str, str]]:
     """Model inputs and ids of a chunk's readable images, and the others with why."""
     try:
-        features, ids = featurizer.load_inputs(paths, on_error=on_error)
+        features, ids = featurizer.load_inputs(images, on_error=on_error)
     except DataError:
         if on_error != "skip":
             raise
         # Not one image of this chunk can be read (the featurizer wants one at least).
-        return None, [], {str(path): why_unreadable(path, featurizer.channels) for path in paths}
+        channels = featurizer.channels
+        return None, [], {image_name(i): why_unreadable(i, channels) for i in images}
     return features, ids, dict(featurizer.skipped)
 
 
-def why_unreadable(path: Path, channels: int) -> str:
+def why_unreadable(path: Path | EncodedImage, channels: int) -> str:
     try:
         read_image(path, channels)
     except ImageReadError as exc:

@@ -21,26 +21,40 @@ import pyarrow.parquet as pq
 from torchlab.errors import DataError
 
 SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv", ".tsv")
 SPLITS = ("train", "val", "test")
 
 
 def parquet_files(path: str) -> list[Path]:
-    """The Parquet files a ``data.source.path`` names: a file, a folder (searched
-    recursively) or a glob pattern; sorted, so row numbers never depend on the file system."""
+    """The Parquet files a ``data.source.path`` names (see :func:`find_parquet`); none raises."""
+    if files := find_parquet(path):
+        return files
+    what = "folder" if Path(path).expanduser().is_dir() else "pattern"
+    raise DataError(
+        f"No Parquet or CSV files found for data.source.path '{path}' (a {what}, from "
+        f"{Path.cwd()}); name a Parquet file, a folder of them or of CSV files, or a glob "
+        "such as 'data/*.parquet'."
+    )
+
+
+def find_parquet(path: str) -> list[Path]:
+    """The Parquet files ``path`` names: a file (not a CSV file), a folder (searched
+    recursively, names starting with ``.`` or ``_`` left out) or a glob pattern; sorted, so
+    row numbers never depend on the file system."""
     where = Path(path).expanduser()
     if where.is_file():
-        return [where]
+        return [] if where.suffix.lower() in CSV_SUFFIXES else [where]
     if where.is_dir():
-        files = [f for f in where.rglob("*") if f.suffix.lower() in SUFFIXES and f.is_file()]
+        found = [f for f in where.rglob("*") if not hidden(f.relative_to(where))]
     else:
-        files = [Path(f) for f in glob.glob(str(where), recursive=True) if Path(f).is_file()]
-    if not files:
-        what = "folder" if where.is_dir() else "pattern"
-        raise DataError(
-            f"No Parquet files found for data.source.path '{path}' (a {what}, from {Path.cwd()}); "
-            "name a Parquet file, a folder of them or a glob such as 'data/*.parquet'."
-        )
-    return sorted(files)
+        found = [Path(f) for f in glob.glob(str(where), recursive=True)]
+    return sorted(f for f in found if f.suffix.lower() in SUFFIXES and f.is_file())
+
+
+def hidden(relative: Path) -> bool:
+    """Whether a path below a dataset's folder is left out: a name starting with ``.`` or
+    ``_`` (Spark's ``_SUCCESS``, a ``.torchlab-parquet`` copy of CSV files)."""
+    return any(part.startswith((".", "_")) for part in relative.parts)
 
 
 @dataclass(frozen=True)

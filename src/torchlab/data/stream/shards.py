@@ -13,10 +13,10 @@ for tables. A sample is in a split by a seeded hash of its key.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,13 +24,25 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from torchlab.data.base import Batch, DataBundle, DataSpec, SourceContext
+from torchlab.data.base import Batch, DataBundle, SourceContext
 from torchlab.data.splits import refuse_folds
 from torchlab.data.stream.layout import Segment
 from torchlab.data.stream.parquet import SPLITS, first_line, split_codes
+from torchlab.data.stream.samples import (
+    Decoder,
+    classification_setup,
+    segmentation_setup,
+)
 from torchlab.data.stream.split import Shared, StreamedSplit, StreamPosition
-from torchlab.data.vision.dataset import BadImage, ImageCollate, Item, SkipLog, SkippedImages
-from torchlab.data.vision.files import IMAGE_SUFFIXES, ImageReadError, load_image
+from torchlab.data.vision.dataset import (
+    BadImage,
+    ImageCollate,
+    ImageOptions,
+    Item,
+    SkipLog,
+    SkippedImages,
+)
+from torchlab.data.vision.files import IMAGE_SUFFIXES, ImageReadError
 from torchlab.errors import DataError
 from torchlab.progress import row_progress
 from torchlab.registry import DATASETS
@@ -200,15 +212,15 @@ class Shards:
 
 
 class StreamedImages(StreamedSplit):
-    """One split of image shards as batches of decoded, transformed images; an unreadable
-    image is skipped and listed (``on_error: skip``) or stops the run naming it."""
+    """One split of image shards as batches of decoded, transformed samples; an unreadable
+    sample is skipped and listed (``on_error: skip``) or stops the run naming it."""
 
     def __init__(self, shards: Shards, split: int, sizes: tuple[int, ...], shared: Shared,
-                 buffer: int, *, transform: Any, channels: int, on_error: str,
+                 buffer: int, *, decode: Decoder, on_error: str,
                  collate: ImageCollate) -> None:  # fmt: skip
         super().__init__(sizes, shared, buffer)
-        self.shards, self.split, self.transform = shards, split, transform
-        self.channels, self.on_error, self.collate = channels, on_error, collate
+        self.shards, self.split, self.decode = shards, split, decode
+        self.on_error, self.collate = on_error, collate
 
     def read_window(self, window: list[Segment]) -> np.ndarray:
         """``(shard, key, members)`` of the window's samples of this split."""
@@ -233,25 +245,31 @@ class StreamedImages(StreamedSplit):
     def item(self, shard: int, key: str, members: tuple[Member, ...]) -> Item | BadImage:
         path = self.shards.folder / self.shards.files[shard]
         where = f"{path}:{key}"
-        parts = {m.name: m for m in members}
-        image = next((m for m in members if "." + m.name in IMAGE_SUFFIXES), None)
         try:
-            if image is None or "cls" not in parts:
-                raise ImageReadError(where, "has no image or no cls entry")
-            with path.open("rb") as file:
-                data = {m.name: read_member(file, m) for m in (image, parts["cls"])}
-            label = int(data["cls"])
-            pixels = load_image(io.BytesIO(data[image.name]), self.channels)
-        except (ImageReadError, ValueError) as exc:
-            reason = exc.reason if isinstance(exc, ImageReadError) else f"has a bad cls ({exc})"
+            return self.decode(*read_sample(path, members, self.decode.entry, where), where)
+        except ImageReadError as exc:
             if self.on_error == "fail":
                 raise ImageReadError(
                     where,
-                    reason,
+                    exc.reason,
                     "write the shards again without it, or set data.source.on_error=skip",
                 ) from None
-            return BadImage(where, reason)
-        return Item(self.transform(pixels), label, self.split == 0)
+            return BadImage(where, exc.reason)
+
+
+def image_member(members: tuple[Member, ...]) -> Member | None:
+    return next((m for m in members if "." + m.name in IMAGE_SUFFIXES), None)
+
+
+def read_sample(
+    path: Path, members: tuple[Member, ...], entry: str, where: str
+) -> tuple[bytes, bytes]:
+    """The bytes of a sample's image and of its ``entry`` member."""
+    image, target = image_member(members), next((m for m in members if m.name == entry), None)
+    if image is None or target is None:
+        raise ImageReadError(where, f"has no image or no {entry} entry")
+    with path.open("rb") as file:
+        return read_member(file, image), read_member(file, target)
 
 
 def read_member(file: Any, member: Member) -> bytes:
@@ -265,7 +283,7 @@ def image_shards(
     /,
     *,
     path: str,
-    size: int = 224,
+    size: int | None = None,
     channels: int = 3,
     augment: Literal["none", "light", "standard", "strong"] = "standard",
     hflip: bool = True,
@@ -275,47 +293,46 @@ def image_shards(
     on_error: Literal["skip", "fail"] = "skip",
     buffer: int = 2_048,
 ) -> DataBundle:
-    """Labelled images in WebDataset shards written by ``torchlab shard``, streamed.
+    """Labelled images, or images and masks, in WebDataset shards written by ``torchlab
+    shard``, streamed.
 
     Args:
         path: The folder of the shards and their ``dataset.json``.
-        size, channels, augment, hflip, normalize, mixup, cutmix, on_error: As for the
-            ``image-folder`` source.
+        size: Height and width images (and masks) are resized to; by default 224 for
+            classification and the first training image's size for segmentation.
+        channels, augment, hflip, normalize, mixup, cutmix, on_error: As for the
+            ``image-folder`` source (segmentation takes ``size``, ``augment`` as for
+            ``mask-folder`` and ``on_error``).
         buffer: The fewest images shuffled together (read by their place in the shards,
             so only their positions are held in memory).
     """
-    from torchlab.data.vision import transforms as T
-    from torchlab.data.vision.images import ImageFeaturizer
-
     refuse_folds(context.fold, "image-shards", "samples are split by a hash of their key")
     folder = Path(path).expanduser()
     listing = read_listing(folder)
-    if listing.get("task") != "classification" or context.target_kind != "categorical":
+    task = listing.get("task")
+    if task not in ("classification", "segmentation") or context.target_kind != "categorical":
         raise DataError(
-            f"Shards in '{folder}' hold {listing.get('task')} samples; the image-shards source "
-            "trains classification with them (segmentation shards are not read yet)."
+            f"Shards in '{folder}' hold {task} samples; the image-shards source trains "
+            "classification or segmentation with them."
         )
     shards = Shards(folder, tuple(s["file"] for s in listing["shards"]),
                     tuple(int(s["samples"]) for s in listing["shards"]),
                     context.seed, context.val, context.test)  # fmt: skip
-    sizes = np.zeros((len(shards.files), 3), np.int64)
-    with row_progress("index", sum(shards.samples), unit="images") as progress:
-        for number in range(len(shards.files)):
-            keys = [key for key, _ in shards.index(number)]
-            sizes[number] = np.bincount(shards.codes(keys), minlength=3)
-            progress.advance(len(keys))
+    sizes = split_sizes(shards)
     names = list(listing["classes"])
-    fixed = T.fixed_statistics(normalize, context.needs, channels)
-    mean, std = fixed or sample_statistics(splits_of_train(shards, sizes), channels)
+    images = training_images(shards, sizes)
+    if task == "segmentation":
+        refuse_settings(folder, mixup=mixup, cutmix=cutmix, channels=channels - 3)
+        setup = segmentation_setup(names, size, images, augment)
+    else:
+        options = ImageOptions(size or 224, channels, augment, hflip, normalize, mixup, cutmix)
+        setup = classification_setup(names, options, images, context)
     log, shared = SkipLog(), Shared()
-    mixer = T.batch_mixer(mixup, cutmix, len(names))
-    transforms = {"train": T.train_transform(augment, size, mean, std, hflip)}
-    transforms["val"] = transforms["test"] = T.eval_transform(size, mean, std)
     splits = {
         name: StreamedImages(
             shards, code, tuple(sizes[:, code].tolist()), shared, buffer,
-            transform=transforms[name], channels=channels, on_error=on_error,
-            collate=ImageCollate(mixer if name == "train" else None, log),
+            decode=setup.decoders[name], on_error=on_error,
+            collate=ImageCollate(setup.mixer if name == "train" else None, log),
         )
         for code, name in enumerate(SPLITS)
     }  # fmt: skip
@@ -323,13 +340,12 @@ def image_shards(
         "source": f"image shards '{folder}'",
         "streamed": {"shards": len(shards.files), "samples": int(sizes.sum())},
         "sizes": {name: int(sizes[:, code].sum()) for code, name in enumerate(SPLITS)},
-        "normalization": {"mean": list(mean), "std": list(std)},
-        "augment": augment,
+        **setup.summary,
     }
     return DataBundle(
         **splits,
-        spec=DataSpec((channels, size, size), "categorical", tuple(names)),
-        featurizer=ImageFeaturizer(size=(size, size), channels=channels, mean=mean, std=std),
+        spec=setup.spec,
+        featurizer=setup.featurizer,
         summary=summary,
         callbacks=[
             SkippedImages(log, {}, {}),
@@ -340,38 +356,36 @@ def image_shards(
     )
 
 
-def splits_of_train(shards: Shards, sizes: np.ndarray, count: int = 256) -> list[Any]:
-    """Where the first ``count`` training samples are, in storage order."""
-    found: list[Any] = []
+def split_sizes(shards: Shards) -> np.ndarray:
+    """Samples of each split in each shard, shaped (shards, 3), from the tar headers."""
+    sizes = np.zeros((len(shards.files), 3), np.int64)
+    with row_progress("index", sum(shards.samples), unit="images") as progress:
+        for number in range(len(shards.files)):
+            keys = [key for key, _ in shards.index(number)]
+            sizes[number] = np.bincount(shards.codes(keys), minlength=3)
+            progress.advance(len(keys))
+    return sizes
+
+
+def refuse_settings(folder: Path, **settings: float) -> None:
+    """Segmentation shards train on RGB images without MixUp or CutMix."""
+    if given := [name for name, value in settings.items() if value]:
+        raise DataError(
+            f"Shards in '{folder}' hold segmentation samples, which take no "
+            f"data.source.{given[0]} (RGB images, no MixUp or CutMix); remove it."
+        )
+
+
+def training_images(shards: Shards, sizes: np.ndarray) -> Iterator[bytes]:
+    """The encoded images of the training samples, in storage order."""
     for number in np.flatnonzero(sizes[:, 0]).tolist():
         samples = shards.index(number)
-        train = np.flatnonzero(shards.codes([k for k, _ in samples]) == 0)
-        found += [(shards.folder / shards.files[number], samples[i]) for i in train]
-        if len(found) >= count:
-            break
-    return found[:count]
-
-
-def sample_statistics(samples: list[Any], channels: int) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of the pixels of a few training images (0-1 scale)."""
-    total, squares, pixels = np.zeros(channels), np.zeros(channels), 0
-    for path, (_, members) in samples:
-        image = next((m for m in members if "." + m.name in IMAGE_SUFFIXES), None)
-        if image is None:
-            continue
+        path = shards.folder / shards.files[number]
         with path.open("rb") as file:
-            try:
-                values = load_image(io.BytesIO(read_member(file, image)), channels)
-            except ImageReadError:
-                continue  # counted when training meets it
-        values = values.reshape(channels, -1).double().numpy() / 255.0
-        total, squares = total + values.sum(1), squares + (values**2).sum(1)
-        pixels += values.shape[1]
-    if not pixels:
-        raise DataError("No training image of the shards can be read; check the shards.")
-    mean = total / pixels
-    std = np.sqrt(np.maximum(squares / pixels - mean**2, 1e-12))
-    return mean.tolist(), std.tolist()
+            for i in np.flatnonzero(shards.codes([k for k, _ in samples]) == 0).tolist():
+                image = image_member(samples[i][1])
+                if image is not None:
+                    yield read_member(file, image)
 
 
 def read_listing(folder: Path) -> dict[str, Any]:

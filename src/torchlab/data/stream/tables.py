@@ -21,8 +21,9 @@ import torch
 
 from torchlab.data.base import Batch, DataBundle, DataSpec, SourceContext
 from torchlab.data.splits import refuse_folds
+from torchlab.data.stream.csv_parquet import CACHE, dataset_files
 from torchlab.data.stream.layout import Segment
-from torchlab.data.stream.parquet import SPLITS, ParquetScan, parquet_files, split_codes
+from torchlab.data.stream.parquet import SPLITS, ParquetScan, split_codes
 from torchlab.data.stream.split import Shared, StreamedSplit, StreamPosition
 from torchlab.data.stream.stats import CategoryStats, NumericStats, medians
 from torchlab.data.tables import Source, as_text, require_columns, shown
@@ -198,8 +199,9 @@ def streamed_bundle(
             "data.split.val + data.split.test must be below 1 so something is left to train on; "
             f"received val={context.val}, test={context.test}."
         )
-    scan = ParquetScan.of(parquet_files(path))
-    names, source = scan.schema.names, Source(f"the Parquet dataset '{path}'")
+    scan = ParquetScan.of(dataset_files(path))
+    what = "CSV files" if CACHE in scan.files[0].parts else "Parquet dataset"
+    names, source = scan.schema.names, Source(f"the {what} '{path}'")
     targets, drop = [target] if isinstance(target, str) else list(target), list(drop or ())
     for setting, wanted in (("target", targets), ("drop", drop), ("categorical", categorical or ()),
                             ("key", [key] if key else [])):  # fmt: skip

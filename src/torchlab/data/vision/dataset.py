@@ -43,10 +43,11 @@ class BadImage:
 
 
 class Item(NamedTuple):
-    """One decoded, transformed sample; ``mix`` marks training items MixUp/CutMix may blend."""
+    """One decoded, transformed sample: its class index, or its mask (H, W) of class indices
+    for segmentation; ``mix`` marks training items MixUp/CutMix may blend."""
 
     image: torch.Tensor
-    label: int
+    label: int | torch.Tensor
     mix: bool
 
 
@@ -171,7 +172,10 @@ class ImageCollate:
             )
         # default_collate stacks into shared memory inside a worker: no copy on the way back.
         inputs = default_collate([s.image for s in good])  # (B, C, H, W)
-        target = torch.tensor([s.label for s in good], dtype=torch.long)  # (B,)
+        labels = [s.label for s in good]
+        target = (  # (B,) class indices, or (B, H, W) masks
+            torch.stack(labels) if isinstance(labels[0], torch.Tensor) else torch.tensor(labels)
+        )
         if self.mixer is not None and good[0].mix:
             inputs, target = self.mixer(inputs, target)  # target: (B, num_classes) soft labels
         return ImageBatch(inputs, target, skipped=bad, log=self.log)
@@ -222,7 +226,7 @@ class SkippedImages:
         }
         return {
             "skipped_files": [{"file": f, "reason": r} for f, r in skipped.items()],
-            "sizes": sizes,
+            **({"sizes": sizes} if sizes else {}),  # streamed sources keep the data's own
         }
 
     def state_dict(self) -> dict[str, Any]:

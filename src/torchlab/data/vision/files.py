@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -27,16 +27,32 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchlab.errors import DataError
 
 ORIENTATION = 0x0112  # the EXIF tag saying how to rotate the stored pixels for display
+IN_MEMORY = "<in-memory image>"  # the name of an image read from bytes
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-def image_files(paths: Iterable[str | Path]) -> list[Path]:
+class EncodedImage(NamedTuple):
+    """An image file's bytes read from elsewhere (a tar shard), and the name its row carries."""
+
+    name: str
+    data: bytes
+
+
+def image_name(file: Path | EncodedImage) -> str:
+    return file.name if isinstance(file, EncodedImage) else str(file)
+
+
+def image_files(paths: Iterable[str | Path | EncodedImage]) -> list[Path | EncodedImage]:
     """The image files named, with folders expanded to the images anywhere below them
     (sorted; hidden files and folders left out), so an ImageFolder root, whose images sit in
-    one sub-folder per class, can be predicted as it is."""
+    one sub-folder per class, can be predicted as it is; encoded images pass as they are."""
     paths = list(paths)
-    files: list[Path] = []
-    for path in map(Path, paths):
+    files: list[Path | EncodedImage] = []
+    for given in paths:
+        if isinstance(given, EncodedImage):
+            files.append(given)
+            continue
+        path = Path(given)
         if path.is_dir():
             files += sorted(
                 p
@@ -88,8 +104,9 @@ def reading(name: str) -> Iterator[None]:
         raise ImageReadError(name, "does not exist", "check the path") from None
     except UnidentifiedImageError as exc:
         empty = Path(name).is_file() and Path(name).stat().st_size == 0
+        why = "no image format Pillow knows" if name == IN_MEMORY else exc  # not a BytesIO repr
         raise ImageReadError(
-            name, "is empty (0 bytes)" if empty else f"cannot be read ({exc})"
+            name, "is empty (0 bytes)" if empty else f"cannot be read ({why})"
         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(name, f"cannot be read ({exc})") from None
@@ -112,7 +129,7 @@ def load_image(
     """
     if channels not in (1, 3):
         raise DataError(f"Images can be read with 1 or 3 channels, not {channels}.")
-    name = str(path) if isinstance(path, (str, Path)) else "<in-memory image>"
+    name = str(path) if isinstance(path, (str, Path)) else IN_MEMORY
     with reading(name), Image.open(path) as image:
         if draft is not None:
             image.draft(image.mode, (draft, draft))  # formats other than JPEG ignore it
@@ -151,13 +168,14 @@ def tail(path: Path, length: int = 64) -> bytes:
         return handle.read()
 
 
-def read_image(path: str | Path | io.BytesIO, channels: int) -> torch.Tensor:
+def read_image(path: str | Path | io.BytesIO | EncodedImage, channels: int) -> torch.Tensor:
     """One image as ``(channels, H, W)`` floats in [0, 1] (see :func:`load_image`)."""
-    return load_image(path, channels).float().div_(255.0)
+    source = io.BytesIO(path.data) if isinstance(path, EncodedImage) else path
+    return load_image(source, channels).float().div_(255.0)
 
 
 def read_images(
-    files: list[Path], channels: int, on_error: str = "fail"
+    files: list[Path | EncodedImage], channels: int, on_error: str = "fail"
 ) -> tuple[list[torch.Tensor], list[str], dict[str, str]]:
     """Every readable file as :func:`read_image` gives it, its path, and the others with why.
 
@@ -174,9 +192,9 @@ def read_images(
         try:
             images.append(read_image(file, channels))
         except ImageReadError as exc:
-            skipped[str(file)] = exc.reason
+            skipped[image_name(file)] = exc.reason
             continue
-        ids.append(str(file))
+        ids.append(image_name(file))
     if skipped and (on_error == "fail" or not images):
         file, reason = next(iter(skipped.items()))
         if not images:

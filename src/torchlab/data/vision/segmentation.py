@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import torch
@@ -33,21 +33,52 @@ IGNORE_INDEX = 255
 Augment = Literal["none", "light", "standard"]
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """A mask file as (H, W) uint8 class indices (palette indices for palette PNGs)."""
+class MaskError(DataError):
+    """A mask that cannot be used: the mask, why and the fix (one line); ``reason`` lets a
+    reader that skips bad samples list it, and it pickles across loader workers."""
+
+    def __init__(self, name: str, reason: str, fix: str) -> None:
+        super().__init__(f"Mask '{name}' {reason}; {fix}.")
+        self.name, self.reason, self.fix = name, reason, fix
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.reason, self.fix))
+
+
+def read_mask(path: Path | BinaryIO, name: str | None = None) -> np.ndarray:
+    """A mask file (or its bytes, called ``name``) as (H, W) uint8 class indices (palette
+    indices for palette PNGs)."""
+    name = name or str(path)
     try:
         with Image.open(path) as mask:
             if mask.mode not in ("P", "L", "I;16", "I"):
-                raise DataError(
-                    f"Mask '{path}' is a {mask.mode} image; save masks as palette or grayscale "
-                    "PNGs whose pixel values are class indices."
-                )
+                raise MaskError(
+                    name, f"is a {mask.mode} image", "save masks as palette or grayscale PNGs "
+                    "whose pixel values are class indices"
+                )  # fmt: skip
             array = np.asarray(mask)
     except (OSError, Image.DecompressionBombError) as exc:
-        raise DataError(f"Mask '{path}' cannot be read ({exc}); replace or remove it.") from None
+        raise MaskError(name, f"cannot be read ({exc})", "replace or remove it") from None
     if array.max(initial=0) > 255:
-        raise DataError(f"Mask '{path}' holds values above 255; class indices must be 0-254.")
+        raise MaskError(name, "holds values above 255", "class indices must be 0-254")
     return array.astype(np.uint8)
+
+
+def check_mask(labels: np.ndarray, name: str, image_size: tuple[int, int], classes: int) -> None:
+    """Raise :class:`MaskError` unless ``labels`` has its image's ``(width, height)`` and
+    holds class indices below ``classes`` (or the ignore index)."""
+    width, height = image_size
+    if labels.shape != (height, width):
+        raise MaskError(
+            name, f"is {labels.shape[1]}x{labels.shape[0]} but its image is {width}x{height}",
+            "masks must have their image's size",
+        )  # fmt: skip
+    bad = labels[(labels >= classes) & (labels != IGNORE_INDEX)]
+    if bad.size:
+        raise MaskError(
+            name, f"holds class index {int(bad.max())} but there are {classes} classes "
+            f"(0-{classes - 1}, {IGNORE_INDEX} = ignore)", "fix the mask or the class list",
+        )  # fmt: skip
 
 
 def class_names(root: Path, classes: list[str] | str | None) -> tuple[str, ...]:
@@ -93,21 +124,10 @@ def scan(
         labels = read_mask(mask)
         try:
             with Image.open(image) as opened:
-                width, height = opened.size
+                size = opened.size
         except OSError as exc:
             raise DataError(f"Image '{image}' cannot be read ({exc}); replace it.") from None
-        if labels.shape != (height, width):
-            raise DataError(
-                f"Mask '{mask}' is {labels.shape[1]}x{labels.shape[0]} but its image is "
-                f"{width}x{height}; masks must have their image's size."
-            )
-        bad = labels[(labels >= num_classes) & (labels != IGNORE_INDEX)]
-        if bad.size:
-            raise DataError(
-                f"Mask '{mask}' holds class index {int(bad.max())} but there are {num_classes} "
-                f"classes (0-{num_classes - 1}, {IGNORE_INDEX} = ignore); fix the mask or the "
-                "class list."
-            )
+        check_mask(labels, str(mask), size, num_classes)
         pairs.append((image, mask))
         counts.append(np.bincount(labels[labels != IGNORE_INDEX], minlength=num_classes))
     return pairs, np.stack(counts)
