@@ -26,6 +26,7 @@ from torchlab.training.callbacks import Callback
 # environment settings win.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 FINAL_WAIT_S = 600.0  # the longest the end of training waits for the last push
+CONNECT_WAIT_S = 15.0  # the longest training waits at its start for the MLflow run
 PUSH_INTERVAL_S = 2.0  # while training, pushes come at most this often
 
 
@@ -63,6 +64,7 @@ class Session:
         self.dir, self.settings = Path(run_dir), settings
         self.store = Store(run_dir, settings, exporter)
         self.wake = threading.Event()
+        self.connected = threading.Event()
         self.ending = threading.Event()
         self.final = False
         self.warned = False
@@ -71,7 +73,11 @@ class Session:
         self.callback = TrackingCallback(self)
 
     def start(self) -> None:
+        """Start pushing. The MLflow run is found or created before training starts (the
+        store's first use is its costliest: a new SQLite store builds its tables), waiting at
+        most :data:`CONNECT_WAIT_S`, so epochs pay only for their own metrics."""
         self.thread.start()
+        self.connected.wait(CONNECT_WAIT_S)
 
     def nudge(self) -> None:
         """Push what is new; pushes asked for while one runs merge into one."""
@@ -90,6 +96,12 @@ class Session:
             )
 
     def work(self) -> None:
+        try:
+            self.store.connect(live=True)
+        except Exception as exc:  # tried again by the first push
+            self.warn(exc)
+        finally:
+            self.connected.set()
         while True:
             self.wake.wait()
             self.wake.clear()
