@@ -4,8 +4,8 @@ and without ``trainer.tracking.mlflow``, measured side by side in one process.
 Runs alternate (untracked, tracked) ``--rounds`` times so a busy machine weighs on both
 alike; s/epoch is the run's own training time (``summary.json``'s ``train_seconds``, the
 loop and its callbacks, the background pushes included) over its epochs, median of the
-rounds. The tracked run's end (files, export and model upload) comes after training and is
-reported on its own. The store is a local SQLite file unless ``--uri`` names a server.
+rounds. What a tracked run does outside its epochs (finding its MLflow run before training;
+files, export and model upload after it) is reported on its own, from the runs' wall times. The store is a local SQLite file unless ``--uri`` names a server.
 
     .venv/bin/python benchmarks/tracking_overhead.py [--epochs 5] [--rounds 3] [--per-class N] [--uri URI]
 """
@@ -62,11 +62,11 @@ def main() -> None:
             tracked.append(per_epoch)
             tracked_wall.append(wall)
     without, with_ = statistics.median(plain), statistics.median(tracked)
-    end = statistics.median(tracked_wall) - statistics.median(plain_wall)
+    outside = statistics.median(tracked_wall) - statistics.median(plain_wall)
     print(f"digits, {args.epochs} epochs, {args.rounds} rounds, store {args.uri or 'local SQLite'}")
     print(f"  without tracking  {without:.3f} s/epoch")
     print(f"  with tracking     {with_:.3f} s/epoch  ({(with_ / without - 1) * 100:+.1f}%)")
-    print(f"  end of a tracked run (files, export, model): +{end:.1f} s once")
+    print(f"  outside the epochs (connecting; files, export, model): +{outside:.1f} s once")
 
 
 if __name__ == "__main__":
