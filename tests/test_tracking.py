@@ -385,3 +385,4 @@ def test_a_forecaster_model_forecasts_from_a_history_as_torchlab_predict(tmp_pat
     )
     expected = torchlab.predict(run, [], horizon=run.featurizer.horizon)
     pd.testing.assert_frame_equal(model.predict(history), expected, check_dtype=False, rtol=1e-5)
+    assert model.metadata.get_input_schema().input_names() == ["timestamp", "co2"]

@@ -55,12 +55,17 @@ def read_sidecar(export_dir: Path) -> dict[str, Any]:
     path = export_dir / "export.json"
     if path.is_file():
         return json.loads(path.read_text())
-    return {"format": "run", "preprocessing": {"kind": "series"}}
+    return {
+        "format": "run",
+        "preprocessing": json.loads((export_dir / "featurizer.json").read_text()),
+    }
 
 
 def input_example(sidecar: dict[str, Any]) -> Any:
     """A row the model takes, for its signature: a typical row of a table (each column's
-    fill value), a sentence for text; None where a frame cannot hold one."""
+    fill value), a sentence for text, the end of the first series of a forecaster (its
+    training history, several series named; no known-future covariates); None where a
+    frame cannot hold one."""
     import pandas as pd
 
     preprocessing = sidecar.get("preprocessing") or {}
@@ -69,4 +74,13 @@ def input_example(sidecar: dict[str, Any]) -> Any:
         return pd.DataFrame([{c["name"]: c["fill"] for c in preprocessing["columns"]}])
     if kind == "text":
         return pd.DataFrame({"text": ["An example sentence to classify."]})
+    if kind == "series" and not preprocessing.get("future_names"):
+        tail = preprocessing["tails"][0]
+        example = pd.DataFrame({"timestamp": pd.to_datetime(tail["index"])})
+        if len(preprocessing["tails"]) > 1:
+            example.insert(0, "series", str(tail["id"]))
+        for values, names in ((tail["target"], "target_names"), (tail["past"], "past_names")):
+            for i, name in enumerate(preprocessing[names]):
+                example[name] = [float(row[i]) for row in values]
+        return example
     return None
