@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,15 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
 def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
     """Run the CLI in a fresh temporary folder."""
     return lambda *args: run_cli(*args, cwd=tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def mlflow_settings_stay_in_their_test() -> Iterator[None]:
+    """``mlflow.set_tracking_uri`` writes ``MLFLOW_TRACKING_URI`` into the environment, and a
+    tracked run sets MLflow's HTTP retry settings there: left behind, every later run in the
+    worker would be tracked, to a server its test has stopped."""
+    saved = {key: value for key, value in os.environ.items() if key.startswith("MLFLOW_")}
+    yield
+    for key in [key for key in os.environ if key.startswith("MLFLOW_")]:
+        del os.environ[key]
+    os.environ.update(saved)
