@@ -145,6 +145,7 @@ REVIEWS = [
 ]
 
 
+@pytest.mark.slow  # about 50 s; text CSVs with blanks are read in tests/test_text_data.py
 def test_a_users_text_csv_with_empty_and_non_ascii_texts(tmp_path: Path) -> None:
     project, elsewhere = folders(tmp_path)
     rows = REVIEWS * 6

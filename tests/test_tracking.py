@@ -122,6 +122,23 @@ def tracked_run(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return only_run(folder)
 
 
+def test_a_local_store_gets_params_metrics_and_tags(tmp_path: Path) -> None:
+    """The quick check of every test run: a local SQLite store, no server, no model."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    write_config(tmp_path, max_epochs=2, tracking={"mlflow": {"uri": uri, "log_model": False}})
+    result = run_cli("train", "tracked.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = only_run(tmp_path)
+    tracked = mlflow_run(run_dir, uri)
+    assert tracked.info.status == "FINISHED"
+    assert tracked.data.params["trainer.max_epochs"] == "2"
+    assert tracked.data.tags["torchlab.recipe"] == "tracked"
+    client = mlflow.MlflowClient(uri)
+    assert history(client, tracked.info.run_id, "val/loss") == jsonl_steps(run_dir, "val/loss")
+    assert "test/accuracy" in tracked.data.metrics
+
+
+@pytest.mark.slow  # a server, a training, its export and model
 def test_params_metrics_tags_and_files_arrive(tracked_run: Path, server: Server) -> None:
     run = mlflow_run(tracked_run, server.uri)
     client = mlflow.MlflowClient(server.uri)
@@ -144,6 +161,7 @@ def test_params_metrics_tags_and_files_arrive(tracked_run: Path, server: Server)
     assert expected | {"learning_curves.png", "model.safetensors"} <= files
 
 
+@pytest.mark.slow  # a server, a training, its export and model
 def test_the_registered_model_predicts_as_torchlab_predict(
     tracked_run: Path, server: Server, tmp_path: Path
 ) -> None:
