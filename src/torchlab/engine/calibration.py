@@ -25,7 +25,7 @@ from torch import nn
 
 from torchlab.distributed import gather_objects
 from torchlab.errors import ConfigError, RunError
-from torchlab.models.calibrated import Calibrated, ConformalBands
+from torchlab.models.calibrated import Calibrated, ConformalBands, uncalibrated
 from torchlab.notices import notice
 from torchlab.tasks.calibration import (
     calibration_nll,
@@ -238,36 +238,22 @@ def interval_metrics(fitted: Fitted, experiment: Experiment, loader: Any) -> dic
     }
 
 
-@torch.no_grad()
 def forecast_interval_metrics(
     model: nn.Module, experiment: Experiment, loader: Any
 ) -> dict[str, float]:
     """Share of test actuals inside the conformal bands, their mean width in the data's
     units, and for a quantile forecaster the share inside its quantiles as trained."""
-    from torchlab.models.calibrated import uncalibrated
-
-    task, device = experiment.task, experiment.device
+    task = experiment.task
     models = {"interval": model}
     if task.quantiles:
         models["quantile"] = uncalibrated(model)
-    shares: dict[str, list[torch.Tensor]] = {name: [] for name in models}
-    widths = []
-    for batch in loader.epoch(0):
-        batch = batch.to(device)
-        inputs = batch.inputs
-        actual = batch.target * inputs["scale"][:, None] + inputs["loc"][:, None]
-        for name, each in models.items():
-            values = task.original(task.evaluation_step(each.eval(), batch).outputs, inputs)
-            inside = (actual >= values["lower"]) & (actual <= values["upper"])
-            shares[name].append(inside.double().flatten().cpu())
-            if name == "interval":
-                widths.append((values["upper"] - values["lower"]).double().flatten().cpu())
-    gathered = gather_objects(({k: torch.cat(v) for k, v in shares.items()}, torch.cat(widths)))
+    outcomes = task.interval_outcomes(models, loader, experiment.device)
+    shares = gather_objects(outcomes)  # every rank's share of the test windows
     metrics = {
-        f"test/{name}_coverage": float(torch.cat([g[0][name] for g in gathered]).mean())
+        f"test/{name}_coverage": float(torch.cat([s[name][0] for s in shares]).double().mean())
         for name in models
     }
-    metrics["test/interval_width"] = float(torch.cat([g[1] for g in gathered]).mean())
+    metrics["test/interval_width"] = float(torch.cat([s["interval"][1] for s in shares]).mean())
     return metrics
 
 

@@ -142,37 +142,28 @@ def coverage_view(scored: Predictions, intervals: dict[str, Any]) -> Calibration
     return CalibrationView(rows, {}, text)
 
 
-@torch.no_grad()
 def band_coverage_view(experiment: Any, loader: Any, bands: dict[str, Any]) -> CalibrationView:
     """Test coverage of a forecaster's conformal bands per horizon step against the nominal
     coverage, beside the coverage of its quantile heads as trained when it has them."""
-    task, model, device = experiment.task, experiment.model, experiment.device
+    task, model = experiment.task, experiment.model
     models = {"conformal bands": model}
     if task.quantiles:
         models["quantile heads as trained"] = uncalibrated(model)
-    inside: dict[str, list[torch.Tensor]] = {name: [] for name in models}
-    widths: dict[str, list[torch.Tensor]] = {name: [] for name in models}
-    for batch in loader.epoch(0):
-        batch = batch.to(device)
-        inputs = batch.inputs
-        actual = batch.target * inputs["scale"][:, None] + inputs["loc"][:, None]
-        for name, each in models.items():
-            values = task.original(task.evaluation_step(each.eval(), batch).outputs, inputs)
-            inside[name].append(((actual >= values["lower"]) & (actual <= values["upper"])).cpu())
-            widths[name].append((values["upper"] - values["lower"]).double().cpu())
-    per_step = {name: torch.cat(v).double().mean(dim=(0, 2)).numpy() for name, v in inside.items()}
+    outcomes = task.interval_outcomes(models, loader, experiment.device)
+    inside = {name: got[0].double() for name, got in outcomes.items()}
+    per_step = {name: shares.mean(dim=(0, 2)).numpy() for name, shares in inside.items()}
     nominal = bands["coverage"]
     rows = [
         {
             "interval": name,
             "nominal coverage": nominal if name == "conformal bands" else "-",
-            "test coverage": float(torch.cat(inside[name]).double().mean()),
-            "mean width": float(torch.cat(widths[name]).mean()),
+            "test coverage": float(inside[name].mean()),
+            "mean width": float(outcomes[name][1].mean()),
         }
         for name in models
     ]
     origins = bands.get("fitted_on", {}).get("origins", "?")
-    windows = len(torch.cat(inside["conformal bands"]))
+    windows = len(inside["conformal bands"])
     text = (
         f"Conformal bands ({bands.get('method', 'conformal')}) fitted on the forecasts of "
         f"{origins} validation origins, one width per horizon step: each step's interval "

@@ -251,6 +251,28 @@ class Forecasting(Task):
         scored = self.point(outputs) if outputs.ndim == 4 and not self.quantiles else outputs
         return StepOutput(self.loss_fn(scored, batch.target), outputs)
 
+    @torch.no_grad()
+    def interval_outcomes(
+        self, models: dict[str, nn.Module], loader: Any, device: torch.device
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per model, over every batch of ``loader``: whether each actual lies inside the
+        model's interval, and the interval's width in the data's units, each (N, H, T) on
+        the CPU."""
+        parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in models}
+        for batch in loader.epoch(0):
+            batch = batch.to(device)
+            inputs = batch.inputs
+            actual = batch.target * inputs["scale"][:, None] + inputs["loc"][:, None]
+            for name, model in models.items():
+                values = self.original(self.evaluation_step(model.eval(), batch).outputs, inputs)
+                lower, upper = values["lower"], values["upper"]
+                inside = (actual >= lower) & (actual <= upper)
+                parts[name].append((inside.cpu(), (upper - lower).double().cpu()))
+        return {
+            name: (torch.cat([i for i, _ in got]), torch.cat([w for _, w in got]))
+            for name, got in parts.items()
+        }
+
     def update_metrics(self, metrics: MetricCollection, outputs: Any, batch: Batch) -> None:
         inputs = batch.inputs
         values = self.original(outputs, inputs)
