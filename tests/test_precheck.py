@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from torchlab.config import Component, load_config
-from torchlab.errors import DataError, TorchlabError
-from torchlab.precheck import DATA_FILES, check_data_file, check_early
+from torchlab.config import Component, check_early, load_config
+from torchlab.errors import ConfigError, DataError, TorchlabError, TrustError
+from torchlab.precheck import DATA_FILES, check_data_file
 from torchlab.registry import DATASETS
 from torchlab.registry_index import parse_type, type_text
 from torchlab.testing import CONFIG_MISTAKES, MISTAKE_FILES
+from torchlab.trust import users_config
 
 MISTAKES = {
     **CONFIG_MISTAKES,
@@ -81,11 +82,41 @@ def test_a_mistake_is_reported_before_torch_in_the_full_checks_words(
     assert stderr == full_error(MISTAKES[mistake], monkeypatch)
 
 
+def test_a_users_own_code_is_imported_and_checked_early(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mine.py").write_text(
+        "from torch import nn\n\n\nclass Net(nn.Module):\n"
+        "    def __init__(self, in_features: int, num_classes: int, hidden: int = 8):\n"
+        "        super().__init__()\n"
+    )
+    (tmp_path / "theirs.py").write_text("open('imported', 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    # A run folder's config (no users_config) names code: refused before anything is imported.
+    with pytest.raises(TrustError, match="--trust-code"):
+        check_early(
+            {"name": "x", "data": {"source": "iris"}, "model": "theirs:Net", "task": "regression"}
+        )
+    assert not (tmp_path / "imported").exists()
+    own_code = {
+        "name": "x", "data": {"source": "iris"}, "model": {"name": "mine:Net"}, "task": "regression"
+    }  # fmt: skip
+    with users_config():
+        assert check_early(own_code) is True
+        with pytest.raises(ConfigError, match=r"Did you mean 'model\.hidden'"):
+            check_early({**own_code, "model": {"name": "mine:Net", "hiden": 3}})
+        with pytest.raises(ConfigError, match=r"optim\.lrr"):  # and what comes after it
+            check_early({**own_code, "optim": {"lrr": 1}})
+
+
 def test_what_only_the_builder_can_tell_is_left_to_the_full_check(tmp_path: Path) -> None:
-    own_code = {"name": "x", "data": {"source": "iris"}, "model": "mine:Net", "task": "regression"}
-    assert check_early({**own_code, "optim": {"lrr": 1}}) is False  # optim comes after model
     series_window = {"name": "co2", "window": {"lookbak": 3}}  # a typed section of its own
-    raw = {**own_code, "data": {"source": series_window}, "model": "mlp-forecaster"}
+    raw = {
+        "name": "x",
+        "data": {"source": series_window},
+        "model": "mlp-forecaster",
+        "task": "regression",
+    }
     with pytest.raises(TorchlabError, match=r"data\.source\.window\.lookbak") as full:
         load_config("co2", ["data.source.window.lookbak=3"])  # the full check catches it
     try:  # the early check may leave a nested section to it, or say the very same

@@ -120,6 +120,7 @@ def evaluate(
     trust_code: TrustCode = False,
 ) -> None:
     """Evaluate a run's best weights on one split (RL runs: over --episodes episodes)."""
+    check_run_before_import(run_dir, trust_code)
     from torchlab import api
 
     metrics = api.evaluate(run_dir, split, episodes=episodes, trust_code=trust_code)
@@ -182,6 +183,7 @@ def predict(
     ] = None,
 ) -> None:
     """Predict with a trained run or an exported model (forecasting runs: --horizon N)."""
+    check_run_before_import(run_dir, trust_code)
     from torchlab import api
 
     if not inputs and horizon is None:
@@ -244,6 +246,7 @@ def explain(
     trust_code: TrustCode = False,
 ) -> None:
     """Attribute a run's predictions to the inputs' columns, tokens or pixels (Captum)."""
+    check_run_before_import(run_dir, trust_code)
     from torchlab import api
 
     result = api.explain(run_dir, inputs, method=method, output=output, trust_code=trust_code)
@@ -275,6 +278,7 @@ def export(
     """Export a run's model, verified against the eager model, with a sidecar export.json."""
     import json
 
+    check_run_before_import(run_dir, trust_code)
     from torchlab import api
 
     path = api.export(
@@ -328,6 +332,7 @@ def serve(
     trust_code: TrustCode = False,
 ) -> None:
     """Serve predictions over HTTP with dynamic batching (POST /predict, /docs for the API)."""
+    check_run_before_import(path, trust_code)
     from torchlab.serve import ServeSettings
     from torchlab.serve import serve as run_server
 
@@ -452,6 +457,7 @@ def report(
     trust_code: TrustCode = False,
 ) -> None:
     """Rebuild a run's report.html and MODEL_CARD.md from its directory."""
+    check_run_before_import(run_dir, trust_code)
     from torchlab import api
 
     typer.echo(f"Report: {api.report(run_dir, trust_code)}")
@@ -640,6 +646,15 @@ def check_before_import(recipe: str, overrides: list[str], data: bool = False) -
     from torchlab.precheck import check_before_run
 
     check_before_run(recipe, overrides, data=data)
+
+
+def check_run_before_import(path: Path, trust_code: bool) -> None:
+    """Check a run folder's config, and the code it names, before the verb imports torch and
+    the leaves; an export folder (no config.yaml) is left to its loader."""
+    if (path / "config.yaml").is_file():
+        from torchlab.run import Run
+
+        Run(path, trust_code=trust_code).check_early()
 
 
 def print_metrics(metrics: dict[str, Any], title: str) -> None:

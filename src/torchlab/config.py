@@ -479,9 +479,14 @@ def validate(raw: dict[str, Any]) -> KindConfig:
     A mistake the registry index can tell is raised first, before any builder's module is
     imported (:func:`check_with_index`); the kind's full check still decides.
     """
-    kind = kind_of(raw)
-    check_with_index(raw, kind.schema)
-    return kind.validate(raw)
+    check_early(raw)
+    return kind_of(raw).validate(raw)
+
+
+def check_early(raw: Any) -> bool:
+    """Raise the error :func:`validate` would raise for ``raw``, if the registry index can
+    tell it (:func:`check_with_index`); return whether every component could be checked."""
+    return check_with_index(raw, kind_of(raw).schema)
 
 
 def validate_supervised(raw: dict[str, Any]) -> RunConfig:

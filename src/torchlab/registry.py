@@ -213,15 +213,16 @@ class Registry:
         """Check a component as ``get(name).validate(params, ...)`` would, from the index,
         without importing the module that registers ``name``.
 
-        Raises the error the full check raises. Returns False, having checked nothing, where
-        only the builder can tell: code named as ``module:attr``, a family without an index,
-        or a setting given whose type the index does not write out.
+        Code named as ``module:attr`` is imported, under the trust rules, and checked in
+        full: it costs its own imports, not the leaves'. Raises the error the full check
+        raises. Returns False, having checked nothing, where only the builder can tell: a
+        family without an index, or a setting given whose type the index does not write out.
         """
-        if name in self._entries:  # imported already (or the user's own): the full check
-            self._entries[name].validate(params, where, declared)
+        if name in self._entries or ":" in name:  # imported already, or the user's own code
+            self.get(name, f"{where}.name").validate(params, where, declared)
             return True
         indexed = self._indexed()
-        if indexed is None or ":" in name:
+        if indexed is None:
             return False
         if name not in indexed:
             raise self._unknown(name, f"{where}.name")

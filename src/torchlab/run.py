@@ -34,7 +34,7 @@ from typing import IO, Any
 
 import yaml
 
-from torchlab.config import validate
+from torchlab.config import check_early, validate
 from torchlab.errors import ConfigError, DataError, RunError, StorageError
 from torchlab.files import fsync_dir, storage_errors, temporary_dir, write_json, write_text
 from torchlab.kinds import KindConfig
@@ -222,6 +222,25 @@ class Run:
     def config(self) -> KindConfig:
         """The run's config; the code it names is imported only if the run recorded it and
         the files are unchanged (see :mod:`torchlab.trust`), or under ``--trust-code``."""
+        with self._code_allowed():
+            return validate(self._raw_config())
+
+    def check_early(self) -> None:
+        """Raise what reading :attr:`config` would raise where the registry index can tell
+        without importing the leaves: a damaged file, code the run may not import, a name
+        or setting that no longer exists (see :mod:`torchlab.precheck`)."""
+        with self._code_allowed():
+            check_early(self._raw_config())
+
+    @contextlib.contextmanager
+    def _code_allowed(self) -> Iterator[None]:
+        with trusting(self.trust_code):
+            code = self.dir / CODE_FILE
+            if code.is_file():
+                allow_recorded(read_json(code), self.dir)
+            yield
+
+    def _raw_config(self) -> dict[str, Any]:
         path = self.dir / "config.yaml"
         try:
             raw = yaml.safe_load(path.read_text())
@@ -235,11 +254,7 @@ class Run:
             raise RunError(
                 f"'{path}' does not hold a config mapping; the run directory is damaged."
             )
-        with trusting(self.trust_code):
-            code = self.dir / CODE_FILE
-            if code.is_file():
-                allow_recorded(read_json(code), self.dir)
-            return validate(raw)
+        return raw
 
     @property
     def status(self) -> str:
