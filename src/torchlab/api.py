@@ -12,18 +12,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torchlab.engine import fit, verbs
-from torchlab.engine.batch_predict import batch_predict
-from torchlab.engine.cv import cv
-from torchlab.engine.explain import explain
-from torchlab.engine.export import export
-from torchlab.engine.forecasting import backtest, forecast
-from torchlab.engine.predict import generate_text, predict
-from torchlab.engine.tracking import track
 from torchlab.kinds import TrainRequest
 from torchlab.run import Run
+
+if TYPE_CHECKING:  # loaded on first use by __getattr__ below
+    from torchlab.engine.batch_predict import batch_predict
+    from torchlab.engine.cv import cv
+    from torchlab.engine.explain import explain
+    from torchlab.engine.export import export
+    from torchlab.engine.forecasting import backtest, forecast
+    from torchlab.engine.predict import generate_text, predict
+    from torchlab.engine.tracking import track
+
+# Verbs the assembly layer defines, imported on first use: a verb loads only what it needs
+# (an RL run never imports supervised training, a config error answers before torch loads).
+_ENGINE = {
+    "backtest": "torchlab.engine.forecasting",
+    "batch_predict": "torchlab.engine.batch_predict",
+    "cv": "torchlab.engine.cv",
+    "explain": "torchlab.engine.explain",
+    "export": "torchlab.engine.export",
+    "forecast": "torchlab.engine.forecasting",
+    "generate_text": "torchlab.engine.predict",
+    "predict": "torchlab.engine.predict",
+    "track": "torchlab.engine.tracking",
+}
 
 __all__ = [
     "backtest",
@@ -64,6 +79,8 @@ def train(
             tuner's pruning hook), called after the config's own callbacks.
         trust_code: Let the resumed run import code it did not record (``--trust-code``).
     """
+    from torchlab.engine import verbs
+
     return verbs.train(TrainRequest(recipe, overrides, resume, output_dir, callbacks, trust_code))
 
 
@@ -79,6 +96,8 @@ def evaluate(
     For an RL run: mean and std of return over ``episodes`` deterministic episodes.
     ``trust_code`` lets the run import code it did not record (``--trust-code``).
     """
+    from torchlab.engine import verbs
+
     return verbs.evaluate(run, split, episodes=episodes, trust_code=trust_code)
 
 
@@ -88,6 +107,8 @@ def report(run: str | Path | Run, trust_code: bool = False) -> Path:
     A supervised run's test split is predicted again by its best weights; an RL run's report
     comes from its files. ``trust_code`` lets the run import code it did not record.
     """
+    from torchlab.engine import verbs
+
     return verbs.report(run, trust_code)
 
 
@@ -103,4 +124,14 @@ def profile(
     Returns a :class:`~torchlab.training.profiler.ProfileReport` (``.summary()`` for the
     phase table, ``.top_ops`` for the costliest operators, ``.trace`` for the Chrome trace).
     """
+    from torchlab.engine import fit
+
     return fit.profile(recipe, overrides, steps=steps, output_dir=output_dir)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ENGINE:
+        import importlib
+
+        return getattr(importlib.import_module(_ENGINE[name]), name)
+    raise AttributeError(f"module 'torchlab.api' has no attribute '{name}'")
