@@ -108,6 +108,7 @@ NOT_RUN = {
     "sends these requests to a detection server",
     "curl -s localhost:8000/predict -H 'Content-Type": "the detection server above",
     "curl -s localhost:8000/predict/upload": "the detection server above",
+    "curl -s localhost:8000/predict/image": "the detection server above",
     "torchlab export RUN_DIR --format torchscript|onnx": "a synopsis of the options",
     "torchlab predict EXPORT_DIR inputs...": "a synopsis of the arguments",
     "torchlab serve RUN_DIR|EXPORT_DIR": "a synopsis of the options",

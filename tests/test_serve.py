@@ -94,6 +94,24 @@ def test_images_get_the_predictions_of_torchlab_predict(digits, digits_server) -
     )
     assert upload.status_code == 200, upload.text
     check_answers(upload.json()["predictions"], digits["expected"], slice(5, 7))
+    raw = digits_server.post(
+        "/predict/image", content=digits["images"][7], headers={"Content-Type": "image/png"}
+    )
+    assert raw.status_code == 200, raw.text
+    check_answers(raw.json()["predictions"], digits["expected"], slice(7, 8))
+
+
+def test_a_raw_image_body_that_is_wrong_is_one_line(digits, digits_server) -> None:  # type: ignore[no-untyped-def]
+    png = {"Content-Type": "image/png"}
+    for content, headers, status, words in [
+        (b'{"images": []}', {"Content-Type": "application/json"}, 415, "send JSON to /predict"),
+        (b"", png, 400, "body is empty"),
+        (b"just some notes", png, 422, "Body: "),
+        (digits["images"][0][:40], png, 422, "Body: "),  # a truncated PNG
+    ]:
+        answer = digits_server.post("/predict/image", content=content, headers=headers)
+        assert answer.status_code == status, answer.text
+        assert words in answer.json()["error"] and "\n" not in answer.json()["error"]
 
 
 def test_rows_get_the_predictions_of_torchlab_predict(iris, iris_server) -> None:  # type: ignore[no-untyped-def]
@@ -201,9 +219,15 @@ def test_metadata_metrics_and_openapi(digits_server) -> None:  # type: ignore[no
     ):
         assert name in text
     paths = digits_server.get("/openapi.json").json()["paths"]
-    assert {"/predict", "/predict/upload", "/health", "/ready", "/metadata", "/metrics"} <= set(
-        paths
-    )
+    assert {
+        "/predict",
+        "/predict/upload",
+        "/predict/image",
+        "/health",
+        "/ready",
+        "/metadata",
+        "/metrics",
+    } <= set(paths)
 
 
 def answer_schema(client: httpx.Client) -> dict:  # type: ignore[type-arg]

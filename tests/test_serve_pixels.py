@@ -112,6 +112,13 @@ def test_masks_and_fractions_are_those_of_torchlab_predict(seg, seg_client) -> N
     upload = seg_client.post("/predict/upload", files=files)
     assert upload.status_code == 200, upload.text
     check_masks(upload.json()["predictions"], seg, [2, 3])
+    raw = seg_client.post(
+        "/predict/image",
+        content=seg["images"][1].read_bytes(),
+        headers={"Content-Type": "image/png"},
+    )
+    assert raw.status_code == 200, raw.text
+    check_masks(raw.json()["predictions"], seg, [1])
 
 
 @pytest.mark.slow
@@ -127,6 +134,13 @@ def test_boxes_are_those_of_torchlab_predict_in_the_images_own_pixels(det, det_c
     )
     assert upload.status_code == 200, upload.text
     check_boxes(upload.json()["predictions"], det, [3])
+    raw = det_client.post(
+        "/predict/image",
+        content=det["images"][3].read_bytes(),
+        headers={"Content-Type": "image/png"},
+    )
+    assert raw.status_code == 200, raw.text
+    check_boxes(raw.json()["predictions"], det, [3])  # boxes in the pixels of the image sent
     schemas = det_client.get("/openapi.json").json()["components"]["schemas"]
     assert schemas["Boxes"]["required"] == ["detections"]  # the detection task's own answer
     assert set(schemas["Box"]["properties"]) == {"box", "label", "score"}

@@ -239,6 +239,7 @@ class Predictor:
         images: list[bytes],
         max_pixels: int | None = None,
         reserve: Callable[[int], AbstractContextManager[Any]] | None = None,
+        counts: list[int] | None = None,
     ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         """Encoded images -> model inputs ``(B, C, H, W)`` and each image's own ``(h, w)``.
 
@@ -251,10 +252,11 @@ class Predictor:
             max_pixels: Most pixels in one image.
             reserve: Called with the images' total pixel count before decoding; the context
                 manager it returns is held while they are decoded (a server's budget).
+            counts: What :meth:`image_sizes` gave for these images, when already read.
         """
         if not images:
             raise DataError("No images were given; send at least one.")
-        total = sum(self.image_sizes(images, max_pixels))
+        total = sum(counts if counts is not None else self.image_sizes(images, max_pixels))
         inputs, sizes, pending, held = [], [], [], 0
         with reserve(total) if reserve is not None else nullcontext():
             for i, data in enumerate(images):

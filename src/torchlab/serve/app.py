@@ -2,9 +2,9 @@
 and Prometheus metrics. Built around a :class:`~torchlab.exporters.runtime.Predictor` that is
 loaded once at start-up; no endpoint loads a model at runtime.
 
-Request bodies are decoded into model inputs in worker threads (``run_in_threadpool``), so
-decoding a large image never holds up the event loop: ``/health`` and other requests are
-answered meanwhile.
+Request bodies larger than a few rows or a small image are decoded into model inputs in
+worker threads (``run_in_threadpool``), so decoding a large image never holds up the event
+loop: ``/health`` and other requests are answered meanwhile.
 """
 
 import asyncio
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, File, UploadFile
+from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -23,13 +23,20 @@ from torchlab.serve.batcher import DynamicBatcher, ModelFailed, QueueFull
 from torchlab.serve.guard import Guard
 from torchlab.serve.limits import RETRY_AFTER_S, Busy, OverBudget, PixelBudget
 from torchlab.serve.metrics import CONTENT_TYPE, Metrics
-from torchlab.serve.requests import BadRequest, Decoded, request_kind
+from torchlab.serve.requests import BadRequest, Decoded, Later, request_kind
 from torchlab.serve.responses import error, install_error_handlers
 from torchlab.serve.settings import ServeSettings
 
 RETRY = {"Retry-After": str(RETRY_AFTER_S)}
 ANSWERS: dict[int | str, dict[str, Any]] = {
     code: {} for code in (400, 401, 408, 413, 422, 503, 504)
+}
+IMAGE_BODY = {
+    "required": True,
+    "content": {
+        media: {"schema": {"type": "string", "format": "binary"}}
+        for media in ("image/png", "image/jpeg", "image/*", "application/octet-stream")
+    },
 }
 
 
@@ -82,9 +89,12 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
     install_error_handlers(app, metrics)
 
     async def decode(convert: Any, given: Any, field: str = "") -> Decoded | JSONResponse:
-        """``convert(given)`` in a worker thread, as :class:`Decoded` inputs or a 4xx/503."""
+        """``convert(given)`` as :class:`Decoded` inputs or a 4xx/503; what it leaves for
+        :class:`Later` runs in a worker thread."""
         try:
-            decoded = await run_in_threadpool(convert, given)
+            decoded = convert(given)
+            if isinstance(decoded, Later):
+                decoded = await run_in_threadpool(decoded.work)
         except OverBudget as exc:
             metrics.error("too_large")
             return error(413, str(exc))
@@ -152,6 +162,32 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
                 return error(422, f"Field 'files': at most {settings.max_rows} images per request.")
             images = [await f.read() for f in files]
             decoded = await decode(kind.files, images, "Field 'files': ")
+            return decoded if isinstance(decoded, JSONResponse) else await answer(decoded)
+
+        @app.post(
+            "/predict/image",
+            response_model=response,
+            response_model_exclude_none=True,
+            responses={**ANSWERS, 415: {}},
+            openapi_extra={"requestBody": IMAGE_BODY},
+        )
+        async def predict_image(request: Request) -> Any:
+            """Predict for one image sent as the raw body (``Content-Type: image/png``,
+            ``image/jpeg``, ...): no base64, JSON or multipart to parse, the cheapest path."""
+            media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+            if not (media.startswith("image/") or media == "application/octet-stream"):
+                metrics.error("bad_request")
+                return error(
+                    415,
+                    f"POST /predict/image takes the image file itself as the body, with "
+                    f"Content-Type image/png, image/jpeg, ... (received {media or 'none'}); "
+                    "send JSON to /predict.",
+                )
+            body = await request.body()
+            if not body:
+                metrics.error("bad_request")
+                return error(400, "The request body is empty; send the image file as the body.")
+            decoded = await decode(kind.files, [body], "Body: ")
             return decoded if isinstance(decoded, JSONResponse) else await answer(decoded)
 
     @app.get("/health")

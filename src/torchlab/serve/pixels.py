@@ -19,8 +19,14 @@ from typing import Any
 import torch
 
 from torchlab.errors import DataError
-from torchlab.serve.limits import OverBudget
-from torchlab.serve.requests import REQUEST_KINDS, Decoded, Limits, RequestKind, b64, image
+from torchlab.serve.requests import (
+    REQUEST_KINDS,
+    Decoded,
+    Limits,
+    RequestKind,
+    image,
+    image_decoding,
+)
 
 
 @REQUEST_KINDS.register("pixels")
@@ -28,19 +34,7 @@ def pixels(predictor: Any, limits: Limits) -> RequestKind:
     """``{"images": [...]}`` like an image model; answered with boxes or a mask per image."""
     body = image(predictor, limits).model
 
-    def files(images: list[bytes]) -> Decoded:
-        # inputs (B, 3, H, W) and each image's own (h, w), for the answers
-        inputs, sizes = predictor.decode_images(images, limits.max_pixels, limits.pixels.hold)
-        return Decoded(inputs, sizes)
-
-    def decode(request: Any) -> Decoded:
-        try:
-            return files([b64(i, text) for i, text in enumerate(request.images)])
-        except OverBudget:  # 413, about all the images
-            raise
-        except DataError as exc:
-            raise DataError(f"Field 'images': {exc}") from None
-
+    decode, files = image_decoding(predictor, limits, Decoded)  # each image's (h, w) kept
     answers = predictor.task.deployment.resolve("answers")  # boxes, masks, ...
     if answers is None:
         raise DataError(

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 from torchlab.data.base import DataBundle, DataSpec, SourceContext, TensorSplit
 from torchlab.data.featurizers import FEATURIZERS
@@ -54,14 +54,17 @@ class ImageFeaturizer:
     ) -> None:
         self.size, self.channels = tuple(size), channels
         self.mean, self.std = _per_channel(mean, channels), _per_channel(std, channels)
-        self.transform = v2.Compose(
-            [v2.Resize(list(self.size), antialias=True), v2.Normalize(self.mean, self.std)]
-        )
         self.skipped = {}
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Pixels in [0, 1] shaped (N, C, h, w) -> model inputs shaped (N, C, H, W)."""
-        return self.transform(pixels)
+        """Pixels in [0, 1] shaped (N, C, h, w) -> model inputs shaped (N, C, H, W).
+
+        The functional kernels, as ``v2.Resize`` and ``v2.Normalize`` call them, without the
+        transforms' per-call dispatch (a server calls this once per request).
+        """
+        if tuple(pixels.shape[-2:]) != self.size:  # Resize to the same size is the identity
+            pixels = F.resize(pixels, list(self.size), antialias=True)
+        return F.normalize(pixels, self.mean, self.std)
 
     def load_inputs(
         self, paths: list[Path], on_error: str = "fail"
@@ -144,7 +147,7 @@ def digits(
     if fixed is not None:
         mean, std = fixed
     else:
-        resized = v2.Resize([size, size], antialias=True)(pixels[train])
+        resized = F.resize(pixels[train], [size, size], antialias=True)
         mean, std = resized.mean().item(), resized.std().item()
     featurizer = ImageFeaturizer(size=(size, size), channels=channels, mean=mean, std=std)
     splits = {
