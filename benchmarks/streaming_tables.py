@@ -58,7 +58,7 @@ def peak_kib() -> int:
     raise RuntimeError("this benchmark needs Linux (/proc/self/status)")
 
 
-def measure(case: str, data: str, workers: int) -> dict[str, float]:
+def measure(case: str, data: str, workers: int | str) -> dict[str, float]:
     """One case in this process (run as a child): seconds, rows and peak memory."""
     if case == "pandas":
         import pandas as pd
@@ -87,7 +87,7 @@ def measure(case: str, data: str, workers: int) -> dict[str, float]:
     return {"seconds": seconds, "rows": rows, "peak_mib": peak_kib() / 1024}
 
 
-def child(case: str, data: Path, workers: int) -> dict[str, float]:
+def child(case: str, data: Path, workers: int | str) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", case, "--data", str(data),
                "--workers", str(workers)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -100,7 +100,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000_000)
     parser.add_argument("--slice", type=int, default=1_000_000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--workers", type=lambda v: v if v == "auto" else int(v), default="auto",
+        help="data.num_workers (auto: none for a streamed table below 4 cores)",
+    )  # fmt: skip
     parser.add_argument("--folder", type=Path, default=None, help="keep the data here")
     parser.add_argument("--child", default=None)
     parser.add_argument("--data", default=None)

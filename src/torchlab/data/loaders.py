@@ -261,13 +261,14 @@ def build_loader(
     rank runs the same number of steps.
     """
     world = world or World()
-    workers = default_workers() if num_workers == "auto" else int(num_workers)
     pin = device.type == "cuda" if pin_memory == "auto" else bool(pin_memory)
     if hasattr(split, "make_loader"):  # a split that streams (e.g. a Parquet dataset)
+        workers = split.auto_workers() if num_workers == "auto" else int(num_workers)
         return split.make_loader(
             batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
             num_workers=workers, pin_memory=pin, world=world, pad=shuffle,
         )  # fmt: skip
+    workers = default_workers() if num_workers == "auto" else int(num_workers)
     if isinstance(split, TensorSplit):
         return TensorLoader(split, batch_size, shuffle, seed, device, drop_last, world, pad=shuffle)
     if shuffle and getattr(split, "bucket_lengths", None) is not None:  # e.g. texts

@@ -73,20 +73,27 @@ class Column:
     def features(self) -> list[str]:
         return [f"{self.name}={c}" for c in self.categories] if self.categories else [self.name]
 
-    def encode(self, values: pd.Series, source: Source, warn: bool = True) -> np.ndarray:
-        """The column's features, ``(N, 1)`` or ``(N, len(categories))``; ``warn`` names
+    @property
+    def width(self) -> int:
+        """How many features the column is encoded as."""
+        return 1 if self.kind == "numeric" else len(self.categories)
+
+    def encode_into(
+        self, out: np.ndarray, values: pd.Series, source: Source, warn: bool = True
+    ) -> None:
+        """Write the column's features into ``out`` ``(N, width)``, zeros on entry: the
+        standardised number (computed in float64), or the one-hot category; ``warn`` names
         the categories not seen in training (encoded as all zeros)."""
         if self.kind == "numeric":
             numbers = as_numbers(values, source)
             filled = np.where(np.isnan(numbers), self.fill, numbers)
-            return ((filled - self.mean) / self.std)[:, None]
+            out[:, 0] = (filled - self.mean) / self.std
+            return
         text, codes = self.codes(values)
-        out = np.zeros((len(text), len(self.categories)))
         seen = codes >= 0
         out[np.flatnonzero(seen), codes[seen]] = 1.0
         if warn and not seen.all():
             warn_unseen(self.name, text[~seen], source)
-        return out
 
     def codes(self, values: pd.Series) -> tuple[pd.Series, np.ndarray]:
         """A categorical column's values as text (blanks filled) and their index in
@@ -146,8 +153,13 @@ class TabularFeaturizer:
                 f"{source.name} lacks the column(s) {', '.join(map(repr, missing))} the model "
                 "was trained with; add them (blank values are imputed)."
             )
-        parts = [column.encode(frame[column.name], source, warn) for column in self.columns]
-        return torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
+        out = np.zeros((len(frame), sum(column.width for column in self.columns)), np.float32)
+        start = 0
+        for column in self.columns:  # written in place: no float64 copy of the whole table
+            end = start + column.width
+            column.encode_into(out[:, start:end], frame[column.name], source, warn)
+            start = end
+        return torch.from_numpy(out)
 
     def unseen(self, frame: pd.DataFrame) -> list[tuple[int, str, str]]:
         """``(row position, column, value)`` of each category in ``frame`` not seen in

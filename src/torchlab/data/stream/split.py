@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from torchlab.data.base import Batch
-from torchlab.data.loaders import Loader, WorkerError
+from torchlab.data.loaders import Loader, WorkerError, default_workers
 from torchlab.data.stream.layout import Layout, Segment
 from torchlab.distributed import World
 from torchlab.errors import DataError, TorchlabError
@@ -63,6 +63,10 @@ class StreamedSplit(IterableDataset):
     def finish(self, rows: Any) -> Batch:
         """One batch's rows as the batch the model takes."""
         return rows
+
+    def auto_workers(self) -> int:
+        """Loader workers for ``data.num_workers: auto``."""
+        return default_workers()
 
     # --- the stream -----------------------------------------------------------------------
 
