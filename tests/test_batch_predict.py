@@ -119,6 +119,26 @@ def test_a_folder_or_glob_of_parquet_files(table_run, tmp_path) -> None:
     assert len(pd.read_parquet(tmp_path / "glob.parquet")) == 12
 
 
+def test_a_file_read_to_its_end_holds_no_row_group(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from torchlab.data.chunks import table_chunks, table_files
+
+    rows = new_rows(30).drop(columns="listing")
+    for name in ("a", "b"):
+        pq.write_table(pa.Table.from_pandas(rows), tmp_path / f"{name}.parquet", row_group_size=10)
+    files = table_files([tmp_path])
+    read = []
+    for chunk in table_chunks(files, 7, list(rows.columns)):
+        read.append(chunk.read().frame)
+        # A row group is kept only while the next chunk of its file needs it.
+        assert sum(len(f._groups) for f in files) <= 1
+    pd.testing.assert_frame_equal(
+        pd.concat(read, ignore_index=True),
+        pd.concat([rows, rows], ignore_index=True),
+        check_dtype=False,
+    )
+    assert all(not f._groups for f in files)  # a long job over many files holds none at the end
+
+
 def test_a_corrupt_or_different_parquet_file_is_named(table_run, tmp_path) -> None:
     folder = tmp_path / "dataset"
     folder.mkdir()

@@ -84,6 +84,9 @@ class TableFile:
             table = self._groups[group]
             low, high = max(start - offset, 0), min(stop - offset, table.num_rows)
             pieces.append(table.slice(low, high - low).to_pandas())
+        # Keep only a group the next chunk reads too: a file done holds nothing (a job over
+        # many files otherwise kept each one's last row group to the end).
+        self._groups = {g: t for g, t in self._groups.items() if wanted[g] + t.num_rows > stop}
         frame = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
         frame.index = pd.RangeIndex(start, stop)
         return frame
