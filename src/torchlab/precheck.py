@@ -58,7 +58,6 @@ def check_before_run(
             check_data_file(raw)
 
 
-
 def check_data_file(raw: dict[str, Any]) -> None:
     """Raise the built-in data source's own error when the file it reads does not exist."""
     source = raw.get("data", {}).get("source")

@@ -66,7 +66,7 @@ def forecast_frame(folder: Path, frame: Any) -> Any:
     ``series`` (several only), ``timestamp`` and ``forecast_<target>`` (with ``lower_`` /
     ``upper_`` bounds when the model has them), as ``torchlab predict RUN --horizon``."""
     from torchlab.engine.predict import load_predictor
-    from torchlab.serve.requests import Limits
+    from torchlab.serve.requests import Limits, done
     from torchlab.serve.series import series
 
     predictor = load_predictor(folder)
@@ -83,7 +83,7 @@ def forecast_frame(folder: Path, frame: Any) -> Any:
     ]
     kind = series(predictor, Limits(max_rows=len(items), max_pixels=0, pixels=None))  # type: ignore[arg-type]
     request = kind.model.model_validate({"series": items})
-    inputs = kind.decode(request)
+    inputs = done(kind.decode(request))
     answers = kind.records(predictor(inputs), inputs, request)  # type: ignore[misc]
     rows = []
     for item, answer in zip(items, answers, strict=True):

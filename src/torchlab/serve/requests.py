@@ -44,12 +44,13 @@ class RequestKind:
 
     Attributes:
         model: The pydantic model of the JSON body (shown in the OpenAPI schema).
-        decode: Validated body -> model inputs ``(B, ...)`` (a tensor or a dict of them).
+        decode: Validated body -> model inputs ``(B, ...)`` (a tensor or a dict of them),
+            or :class:`Later` for work too large for the event loop.
         records: ``(outputs, inputs, body)`` -> one JSON-ready answer per row; by default
             the predictor's label and probabilities (or values, or generated text).
         example: Rows -> a model input to warm up with; by default the input kind's.
-        files: Uploaded files (bytes each) -> model inputs; when set, the server also
-            answers multipart uploads on ``/predict/upload``.
+        files: Uploaded files (bytes each) -> model inputs (or :class:`Later`); when set,
+            the server also answers ``/predict/upload`` and ``/predict/image``.
     """
 
     model: type[pydantic.BaseModel]
@@ -79,6 +80,11 @@ MAX_INLINE_CHARS = 4096
 def now_or_later(small: bool, work: Callable[[], Any]) -> Any:
     """``work()`` when the request is small, else :class:`Later` for a worker thread."""
     return work() if small else Later(work)
+
+
+def done(decoded: Any) -> Any:
+    """What ``decode`` gave, with the work it left for later done here (outside a server)."""
+    return decoded.work() if isinstance(decoded, Later) else decoded
 
 
 @dataclass(frozen=True)
@@ -258,11 +264,14 @@ def generation(predictor: Any, body: type[pydantic.BaseModel]) -> RequestKind:
     featurizer = predictor.featurizer
     vocabulary = max(1, len(predictor.spec.class_names))
 
-    def decode(request: Any) -> torch.Tensor:
+    def decode(request: Any) -> Any:
         if any(not text.strip() for text in request.texts):
             at = next(i for i, text in enumerate(request.texts) if not text.strip())
             raise DataError(f"Field 'texts.{at}' is empty; send some text to generate from.")
-        ids = featurizer.encode(request.texts)  # (B, T), -1 after each text's end
+        return now_or_later(small_texts(request.texts), lambda: ids(request.texts))
+
+    def ids(texts: list[str]) -> torch.Tensor:
+        ids = featurizer.encode(texts)  # (B, T), -1 after each text's end
         if ids.shape[1] > MAX_TOKENS:  # bounded work per request; positional tables end too
             at = int((ids >= 0).sum(1).argmax())
             raise DataError(

@@ -23,7 +23,7 @@ from pydantic import ConfigDict, Field
 
 from torchlab.data.series.windows import future_index
 from torchlab.errors import DataError
-from torchlab.serve.requests import REQUEST_KINDS, Finite, Limits, RequestKind, concat
+from torchlab.serve.requests import REQUEST_KINDS, Finite, Later, Limits, RequestKind, concat
 
 
 def columns_model(name: str, columns: list[str]) -> type[pydantic.BaseModel]:
@@ -58,8 +58,11 @@ def series(predictor: Any, limits: Limits) -> RequestKind:
         series=(list[item], Field(..., min_length=1, max_length=limits.max_rows)),  # type: ignore[valid-type]
     )
 
-    def decode(request: Any) -> dict[str, torch.Tensor]:
+    def inputs(request: Any) -> dict[str, torch.Tensor]:
         return concat([item_inputs(featurizer, i, part) for i, part in enumerate(request.series)])
+
+    def decode(request: Any) -> Later:
+        return Later(lambda: inputs(request))  # histories go through pandas: a thread
 
     def records(outputs: torch.Tensor, inputs: Any, request: Any) -> list[dict[str, Any]]:
         values = predictor.task.original(outputs, inputs)  # each (B, H, T)
