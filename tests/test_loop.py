@@ -1,5 +1,7 @@
 """The training loop: gradient accumulation equals one large batch; trainer.threads."""
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -179,6 +181,31 @@ def test_trainer_threads_sets_torch_threads_for_training_and_predict(tmp_path: P
         assert torch.get_num_threads() == wanted  # predict applies the run's setting too
     finally:
         torch.set_num_threads(default)
+
+
+class StepRows(Callback):
+    """Records the samples each optimizer step reports."""
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+
+    def on_train_step_end(self, trainer: object, step: object) -> None:
+        self.rows.append(step.rows)  # type: ignore[attr-defined]
+
+
+def test_epochs_report_their_samples_per_second(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    steps = StepRows()
+    overrides = {
+        "trainer.max_epochs": 2, "trainer.progress": "plain", "data.batch_size": 32,
+        "trainer.accumulate_grad_batches": 2, "baseline": None,
+    }  # fmt: skip
+    run = torchlab.train("diabetes", overrides, output_dir=tmp_path, callbacks=[steps])
+    train_rows = json.loads((run.dir / "data.json").read_text())["sizes"]["train"]
+    assert sum(steps.rows) == 2 * train_rows  # every sample once an epoch, two batches a step
+    assert max(steps.rows) == 64
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2
+    assert all(re.search(r"\(\d+\.\d s, trained at [\d,]+ samples/s\)$", line) for line in lines)
 
 
 def test_trainer_threads_must_be_positive() -> None:

@@ -27,6 +27,7 @@ class StepLog:
 
     loss: torch.Tensor
     grad_norm: torch.Tensor | None
+    rows: int = 0  # samples in the batches of this step (several under gradient accumulation)
 
 
 class Callback:

@@ -118,13 +118,24 @@ class TensorBoardLogger(Callback):
 
 
 class ProgressBar(Callback):
-    """A rich progress bar with live loss and ETA on a terminal, plain lines elsewhere."""
+    """A rich progress bar with live loss, samples per second and ETA on a terminal, plain
+    lines elsewhere; each epoch ends with a line of its metrics, time and samples per second."""
 
     def __init__(self, mode: str = "auto") -> None:
         self.rich = mode == "rich" or (mode == "auto" and sys.stdout.isatty())
         self.progress: Any = None
         self.task_id: Any = None
         self.started = 0.0
+        self.rows = 0  # samples trained on this epoch (since a resume, in a resumed one)
+        self.trained = 0.0  # when this epoch's training ended (validation not counted)
+
+    def rate(self) -> str:
+        """Training samples per second this epoch."""
+        seconds = (self.trained or time.perf_counter()) - self.started
+        return f"{self.rows / seconds:,.0f} samples/s" if seconds > 0 and self.rows else "-"
+
+    def on_train_epoch_end(self, trainer: Trainer) -> None:
+        self.trained = time.perf_counter()
 
     def on_fit_start(self, trainer: Trainer) -> None:
         if self.rich:
@@ -142,6 +153,7 @@ class ProgressBar(Callback):
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]}"),
+                TextColumn("{task.fields[rate]}"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 transient=False,
@@ -149,22 +161,28 @@ class ProgressBar(Callback):
             self.progress.start()
 
     def on_epoch_start(self, trainer: Trainer) -> None:
-        self.started = time.perf_counter()
+        self.started, self.rows, self.trained = time.perf_counter(), 0, 0.0
         if self.progress is not None:
             epoch = f"{trainer.state.epoch + 1}/{trainer.config.max_epochs}"
             total = len(trainer.train_loader)
-            self.task_id = self.progress.add_task("train", total=total, epoch=epoch, loss="-")
+            self.task_id = self.progress.add_task(
+                "train", total=total, epoch=epoch, loss="-", rate="-"
+            )
             self.progress.update(self.task_id, completed=trainer.state.batch_in_epoch)
 
     def on_train_step_end(self, trainer: Trainer, step: StepLog) -> None:
+        self.rows += step.rows
         if self.progress is None:
             return
-        fields = {"loss": f"{step.loss.item():.4f}"} if _log_step(trainer) else {}
+        fields = (
+            {"loss": f"{step.loss.item():.4f}", "rate": self.rate()} if _log_step(trainer) else {}
+        )
         self.progress.update(self.task_id, completed=trainer.state.batch_in_epoch, **fields)
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in scalars(logs).items() if "/" in k)
-        line = f"epoch {trainer.state.epoch}/{trainer.config.max_epochs}  {shown}  ({time.perf_counter() - self.started:.1f} s)"
+        took = f"{time.perf_counter() - self.started:.1f} s, trained at {self.rate()}"
+        line = f"epoch {trainer.state.epoch}/{trainer.config.max_epochs}  {shown}  ({took})"
         if self.progress is not None:
             self.progress.update(
                 self.task_id, completed=len(trainer.train_loader), loss=f"{logs['train/loss']:.4f}"

@@ -135,7 +135,9 @@ class Trainer:
         self.model.train()
         accumulate = self.config.accumulate_grad_batches
         last = len(self.train_loader)
+        rows = 0
         for batch in self.train_loader.epoch(self.state.epoch, start=self.state.batch_in_epoch):
+            rows += len(batch)
             batch = batch.to(self.device, non_blocking=True, memory_format=self.memory_format)
             loss = self.training_step(batch)
             # Average over the batches of this accumulation group (the last one of an epoch
@@ -148,7 +150,8 @@ class Trainer:
             if self.state.batch_in_epoch % accumulate == 0 or self.state.batch_in_epoch == last:
                 grad_norm = self.optimizer_step()
                 self.state.global_step += 1
-                self.callbacks.on_train_step_end(self, StepLog(loss.detach(), grad_norm))
+                self.callbacks.on_train_step_end(self, StepLog(loss.detach(), grad_norm, rows))
+                rows = 0
         totals = torch.stack([self._loss_sum, self._loss_sum.new_tensor(float(self._loss_count))])
         loss_sum, count = all_reduce_sum(totals).tolist()  # one sync per epoch, all ranks
         mean_loss = loss_sum / max(1.0, count)
