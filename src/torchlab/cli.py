@@ -649,12 +649,16 @@ def check_before_import(recipe: str, overrides: list[str], data: bool = False) -
 
 
 def check_run_before_import(path: Path, trust_code: bool) -> None:
-    """Check a run folder's config, and the code it names, before the verb imports torch and
-    the leaves; an export folder (no config.yaml) is left to its loader."""
+    """Check a run folder's config and the code it names, or an export folder's files, before
+    the verb imports torch and the leaves: a hostile or damaged folder is answered at once."""
     if (path / "config.yaml").is_file():
         from torchlab.run import Run
 
         Run(path, trust_code=trust_code).check_early()
+    elif (path / "export.json").is_file():
+        from torchlab.exporters.sidecar import check_export_early
+
+        check_export_early(path, trust_code)
 
 
 def print_metrics(metrics: dict[str, Any], title: str) -> None:

@@ -91,3 +91,22 @@ def read_sidecar(directory: Path) -> dict[str, Any]:
             f"{SCHEMA_VERSION}; export the run again with this version."
         )
     return data
+
+
+def check_export_early(directory: Path, trust_code: bool = False) -> None:
+    """Raise what loading the export folder would raise about its files, before torch is
+    imported: a damaged or foreign ``export.json``, an artefact named outside the folder or
+    missing, and (unless trusted) an ``exported-program`` archive that would unpickle or
+    run code. A policy's or forecaster's folder is left to the full load, which says what
+    to run instead."""
+    from torchlab.exporters.pt2_check import check_archive
+    from torchlab.trust import inside
+
+    sidecar = read_sidecar(directory)
+    if "forecasting" in sidecar or "spec" not in sidecar or "file" not in sidecar:
+        return
+    artefact = inside(directory, sidecar["file"], f"'{directory / SIDECAR}'")
+    if not artefact.is_file():
+        raise ExportError(f"'{artefact}' named in {SIDECAR} is missing; export the run again.")
+    if sidecar.get("format") == "exported-program" and not trust_code:
+        check_archive(artefact)
