@@ -56,6 +56,15 @@ def test_a_table_with_two_columns_of_one_name(capsys, tmp_path) -> None:  # type
     assert f"'{table}' has two columns named 'age' (columns 1 and 3)" in err
 
 
+def test_a_folder_that_is_neither_a_run_nor_an_export(capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "model").mkdir()  # e.g. an export folder whose export.json was lost
+    (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
+    for verb in (["predict", str(tmp_path / "model"), str(tmp_path / "rows.csv")],
+                 ["serve", str(tmp_path / "model")]):  # fmt: skip
+        err = fails(capsys, *verb)
+        assert "is neither a run directory (no config.yaml) nor an export directory" in err
+
+
 @pytest.fixture(scope="module")
 def iris_run(tmp_path_factory: pytest.TempPathFactory) -> torchlab.Run:
     overrides = {"trainer.max_epochs": 1, "trainer.progress": "none"}

@@ -120,7 +120,7 @@ def evaluate(
     trust_code: TrustCode = False,
 ) -> None:
     """Evaluate a run's best weights on one split (RL runs: over --episodes episodes)."""
-    check_run_before_import(run_dir, trust_code)
+    check_folder_before_import(run_dir, trust_code)
     from torchlab import api
 
     metrics = api.evaluate(run_dir, split, episodes=episodes, trust_code=trust_code)
@@ -183,7 +183,7 @@ def predict(
     ] = None,
 ) -> None:
     """Predict with a trained run or an exported model (forecasting runs: --horizon N)."""
-    check_run_before_import(run_dir, trust_code)
+    check_folder_before_import(run_dir, trust_code)
     from torchlab import api
 
     if not inputs and horizon is None:
@@ -246,7 +246,7 @@ def explain(
     trust_code: TrustCode = False,
 ) -> None:
     """Attribute a run's predictions to the inputs' columns, tokens or pixels (Captum)."""
-    check_run_before_import(run_dir, trust_code)
+    check_folder_before_import(run_dir, trust_code)
     from torchlab import api
 
     result = api.explain(run_dir, inputs, method=method, output=output, trust_code=trust_code)
@@ -278,7 +278,7 @@ def export(
     """Export a run's model, verified against the eager model, with a sidecar export.json."""
     import json
 
-    check_run_before_import(run_dir, trust_code)
+    check_folder_before_import(run_dir, trust_code)
     from torchlab import api
 
     path = api.export(
@@ -332,7 +332,7 @@ def serve(
     trust_code: TrustCode = False,
 ) -> None:
     """Serve predictions over HTTP with dynamic batching (POST /predict, /docs for the API)."""
-    check_run_before_import(path, trust_code)
+    check_folder_before_import(path, trust_code)
     from torchlab.serve import ServeSettings
     from torchlab.serve import serve as run_server
 
@@ -457,7 +457,7 @@ def report(
     trust_code: TrustCode = False,
 ) -> None:
     """Rebuild a run's report.html and MODEL_CARD.md from its directory."""
-    check_run_before_import(run_dir, trust_code)
+    check_folder_before_import(run_dir, trust_code)
     from torchlab import api
 
     typer.echo(f"Report: {api.report(run_dir, trust_code)}")
@@ -648,7 +648,7 @@ def check_before_import(recipe: str, overrides: list[str], data: bool = False) -
     check_before_run(recipe, overrides, data=data)
 
 
-def check_run_before_import(path: Path, trust_code: bool) -> None:
+def check_folder_before_import(path: Path, trust_code: bool) -> None:
     """Check a run folder's config and the code it names, or an export folder's files, before
     the verb imports torch and the leaves: a hostile or damaged folder is answered at once."""
     if (path / "config.yaml").is_file():

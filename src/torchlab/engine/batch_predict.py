@@ -296,7 +296,7 @@ class TableNotes:
             self.blanks[name][column] += imputed["count"]
         start = 0
         for column in self.featurizer.columns:
-            width, start = len(column.features), start + len(column.features)
+            width, start = column.width, start + column.width
             if column.kind != "categorical":
                 continue
             # A category unseen in training is the only way to all zeros (blanks are filled).

@@ -266,6 +266,11 @@ def load_predictor(path: Any, trust_code: bool = False) -> Predictor:
         return load_run(path)
     if is_export_dir(path):
         return load_export(path, trust_code)
+    if not (Path(path) / "config.yaml").is_file():
+        raise RunError(
+            f"'{path}' is neither a run directory (no config.yaml) nor an export directory "
+            "(no export.json); give a folder under runs/ or one that torchlab export wrote."
+        )
     return load_run(path, trust_code)
 
 

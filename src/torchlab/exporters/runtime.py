@@ -20,9 +20,8 @@ import torch
 from torchlab.errors import DataError, ExportError, TorchlabError, load_problem
 from torchlab.exporters.base import Runner, exporter
 from torchlab.exporters.inputs import InputKind, input_kind
-from torchlab.exporters.sidecar import SIDECAR, read_sidecar
-from torchlab.exporters.sources import require_supervised
-from torchlab.trust import inside, trusting
+from torchlab.exporters.sidecar import SIDECAR, export_files
+from torchlab.trust import trusting
 
 
 @dataclass
@@ -377,11 +376,7 @@ def load_export(directory: str | Path, trust_code: bool = False) -> Predictor:
     from torchlab.tasks import build_task
 
     directory = Path(directory)
-    sidecar = read_sidecar(directory)
-    require_supervised(sidecar, directory)
-    artefact = inside(directory, sidecar["file"], f"'{directory / SIDECAR}'")
-    if not artefact.is_file():
-        raise ExportError(f"'{artefact}' named in {SIDECAR} is missing; export the run again.")
+    sidecar, artefact = export_files(directory)
     spec = DataSpec(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in sidecar["spec"].items()}
     )

@@ -93,20 +93,40 @@ def read_sidecar(directory: Path) -> dict[str, Any]:
     return data
 
 
-def check_export_early(directory: Path, trust_code: bool = False) -> None:
-    """Raise what loading the export folder would raise about its files, before torch is
-    imported: a damaged or foreign ``export.json``, an artefact named outside the folder or
-    missing, and (unless trusted) an ``exported-program`` archive that would unpickle or
-    run code. A policy's or forecaster's folder is left to the full load, which says what
-    to run instead."""
-    from torchlab.exporters.pt2_check import check_archive
+def require_supervised(sidecar: dict[str, Any], directory: Any) -> None:
+    """Predict and serve run supervised exports only; say so for a policy or forecaster."""
+    if "forecasting" in sidecar:
+        raise ExportError(
+            f"'{directory}' holds a forecaster, which forecasts from the end of its run's data: "
+            "run 'torchlab predict RUN_DIR --horizon N' on the run directory, or feed the "
+            "artefact scaled windows as its export.json describes."
+        )
+    if "spec" not in sidecar:
+        raise ExportError(
+            f"'{directory}' holds an RL policy (observations -> actions), which predict and "
+            "serve do not run; load its artefact directly (torch.jit.load or onnxruntime)."
+        )
+
+
+def export_files(directory: Path) -> tuple[dict[str, Any], Path]:
+    """An export folder's sidecar and the artefact it names, checked as predict and serve
+    need them: a supervised export, whose artefact lies inside the folder and exists."""
     from torchlab.trust import inside
 
     sidecar = read_sidecar(directory)
-    if "forecasting" in sidecar or "spec" not in sidecar or "file" not in sidecar:
-        return
+    require_supervised(sidecar, directory)
     artefact = inside(directory, sidecar["file"], f"'{directory / SIDECAR}'")
     if not artefact.is_file():
         raise ExportError(f"'{artefact}' named in {SIDECAR} is missing; export the run again.")
+    return sidecar, artefact
+
+
+def check_export_early(directory: Path, trust_code: bool = False) -> None:
+    """Raise what loading the export folder would raise about its files, before torch is
+    imported: :func:`export_files`' checks and (unless trusted) an ``exported-program``
+    archive that would unpickle or run code."""
+    from torchlab.exporters.pt2_check import check_archive
+
+    sidecar, artefact = export_files(directory)
     if sidecar.get("format") == "exported-program" and not trust_code:
         check_archive(artefact)

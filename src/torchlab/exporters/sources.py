@@ -117,18 +117,3 @@ def text_adapter(model: nn.Module, spec: Any) -> nn.Module | None:
     from torchlab.exporters.adapters import MaskedRNNText
 
     return MaskedRNNText(model, spec.input_shape[0]).eval()
-
-
-def require_supervised(sidecar: dict[str, Any], directory: Any) -> None:
-    """Predict and serve run supervised exports only; say so for a policy or forecaster."""
-    if "forecasting" in sidecar:
-        raise ExportError(
-            f"'{directory}' holds a forecaster, which forecasts from the end of its run's data: "
-            "run 'torchlab predict RUN_DIR --horizon N' on the run directory, or feed the "
-            "artefact scaled windows as its export.json describes."
-        )
-    if "spec" not in sidecar:
-        raise ExportError(
-            f"'{directory}' holds an RL policy (observations -> actions), which predict and "
-            "serve do not run; load its artefact directly (torch.jit.load or onnxruntime)."
-        )

@@ -99,7 +99,7 @@ def table_rows(featurizer: Any, inputs: Any) -> pd.DataFrame:
     x = np.asarray(inputs, dtype=np.float64)
     columns, start = {}, 0
     for column in featurizer.columns:
-        block = x[:, start : start + len(column.features)]
+        block = x[:, start : start + column.width]
         start += block.shape[1]
         if column.kind == "numeric":
             columns[column.name] = block[:, 0] * column.std + column.mean
