@@ -114,6 +114,48 @@ def test_a_raw_image_body_that_is_wrong_is_one_line(digits, digits_server) -> No
         assert words in answer.json()["error"] and "\n" not in answer.json()["error"]
 
 
+def test_a_failure_on_the_raw_image_path_is_a_500(digits, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """/predict/image is answered in front of FastAPI; an unexpected error there gets the
+    documented 500 body and is counted, as on FastAPI's routes."""
+    predictor = load_predictor(digits["run"].dir)
+    with LiveServer(create_app(predictor)) as client:
+        monkeypatch.setattr(predictor, "records", lambda outputs: 1 / 0)
+        image = {"content": digits["images"][0], "headers": {"Content-Type": "image/png"}}
+        answer = client.post("/predict/image", **image)
+        assert answer.status_code == 500
+        assert "ZeroDivisionError" in answer.json()["error"]
+        assert metric(client, "torchlab_errors_total", kind="internal") == 1
+        monkeypatch.undo()
+        assert client.post("/predict/image", **image).status_code == 200
+
+
+def test_writes_in_one_turn_of_the_loop_leave_together() -> None:
+    """An answer's head and body (two writes) reach the client in one send."""
+    import socket
+
+    from torchlab.serve.server import Coalescing
+
+    async def check() -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+        coalescing = Coalescing(transport, loop)
+        coalescing.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        coalescing.write(b"{}")
+        with pytest.raises(BlockingIOError):  # nothing sent yet, within this turn
+            theirs.recv(100)
+        await asyncio.sleep(0)
+        assert theirs.recv(100) == b"HTTP/1.1 200 OK\r\n\r\n{}"
+        coalescing.write(b"bye")
+        coalescing.close()  # sends what is pending first
+        await asyncio.sleep(0)
+        assert theirs.recv(100) == b"bye"
+        theirs.close()
+
+    asyncio.run(check())
+
+
 def test_rows_get_the_predictions_of_torchlab_predict(iris, iris_server) -> None:  # type: ignore[no-untyped-def]
     answer = iris_server.post("/predict", json={"rows": iris["rows"]})
     assert answer.status_code == 200, answer.text

@@ -81,6 +81,29 @@ def test_every_pillow_mode_comes_out_in_the_wanted_channels(tmp_path: Path) -> N
     assert gray.dtype == torch.float32 and torch.allclose(gray, torch.full_like(gray, 90 / 255))
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_decoded_images_become_the_inputs_the_float_path_gives(channels: int) -> None:
+    """The uint8 lookup (images at the model's size) and the resize path both equal reading
+    the pixels as floats in [0, 1] and normalising them, to the bit."""
+    from torchlab.data.vision.images import ImageFeaturizer
+    from torchlab.data.vision.pixels import PixelFeaturizer
+
+    rng = np.random.default_rng(0)
+    shape = (6, 5) if channels == 1 else (6, 5, 3)
+    same = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(3)]
+    other = [rng.integers(0, 256, (9, 4, 3)[: len(shape)], dtype=np.uint8)]
+    featurizers = [
+        ImageFeaturizer(size=(6, 5), channels=channels, mean=[0.3, 0.5, 0.4][:channels], std=0.27),
+        PixelFeaturizer(size=(6, 5), channels=channels),
+    ]
+    for featurizer in featurizers:
+        for images in (same, other, same + other):
+            floats = [torch.from_numpy(i).view(*i.shape[:2], -1).permute(2, 0, 1) for i in images]
+            expected = [featurizer.normalize(f.float().div_(255.0)[None])[0] for f in floats]
+            got = featurizer.uint8_to_inputs(images)
+            assert got.dtype == torch.float32 and torch.equal(got, torch.stack(expected))
+
+
 def test_exif_rotation_is_applied(tmp_path: Path) -> None:
     image = Image.fromarray(np.zeros((4, 10, 3), np.uint8))  # 10 wide, 4 high
     exif = Image.Exif()

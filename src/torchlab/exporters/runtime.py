@@ -195,8 +195,9 @@ class Predictor:
         """Encoded images (PNG, JPEG, ...) -> model inputs, through the run's featurizer."""
         return self.decode_images(images, max_pixels)[0]
 
-    def image_sizes(self, images: list[bytes], max_pixels: int | None = None) -> list[int]:
-        """Each encoded image's pixel count, read from its header without decoding it.
+    def open_images(self, images: list[bytes], max_pixels: int | None = None) -> list[Any]:
+        """Each encoded image opened as a PIL image, its header read but its pixels not yet
+        decoded, for :meth:`decode_images`.
 
         Raises:
             DataError: An image cannot be read, or has more pixels than ``max_pixels`` or
@@ -208,11 +209,10 @@ class Predictor:
             raise DataError(f"This model takes {self.kind.name} inputs, not images.")
         limits = [n for n in (max_pixels, Image.MAX_IMAGE_PIXELS) if n is not None]
         limit = min(limits) if limits else None
-        counts = []
+        opened = []
         for i, data in enumerate(images):
             try:
-                with Image.open(io.BytesIO(data)) as image:
-                    width, height = image.size
+                image = Image.open(io.BytesIO(data))  # over MAX_IMAGE_PIXELS: a warning
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
                 # Pillow raises over twice MAX_IMAGE_PIXELS, and warns over it (an error
                 # where a warnings filter says so).
@@ -225,24 +225,25 @@ class Predictor:
                 ) from None
             except Exception:  # any failure to parse a client's bytes is theirs
                 raise DataError(_undecodable(i)) from None
+            width, height = image.size
             if limit is not None and width * height > limit:
                 raise DataError(
                     f"Image {i} (from 0) has {width}x{height} pixels, over the limit of {limit}; "
                     "send a smaller image."
                 )
-            counts.append(width * height)
-        return counts
+            opened.append(image)
+        return opened
 
     def decode_images(
         self,
         images: list[bytes],
         max_pixels: int | None = None,
         reserve: Callable[[int], AbstractContextManager[Any]] | None = None,
-        counts: list[int] | None = None,
+        opened: list[Any] | None = None,
     ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         """Encoded images -> model inputs ``(B, C, H, W)`` and each image's own ``(h, w)``.
 
-        Every header is checked (:meth:`image_sizes`) before any image is decoded, and
+        Every header is checked (:meth:`open_images`) before any image is decoded, and
         decoded images are resized to the model's size as they come, so only about
         ``FLUSH_PIXELS`` pixels (or one larger image) are held at full size at a time.
 
@@ -251,28 +252,30 @@ class Predictor:
             max_pixels: Most pixels in one image.
             reserve: Called with the images' total pixel count before decoding; the context
                 manager it returns is held while they are decoded (a server's budget).
-            counts: What :meth:`image_sizes` gave for these images, when already read.
+            opened: What :meth:`open_images` gave for these images, when already opened.
         """
         if not images:
             raise DataError("No images were given; send at least one.")
-        total = sum(counts if counts is not None else self.image_sizes(images, max_pixels))
+        opened = opened if opened is not None else self.open_images(images, max_pixels)
+        total = sum(image.width * image.height for image in opened)
         inputs, sizes, pending, held = [], [], [], 0
         with reserve(total) if reserve is not None else nullcontext():
-            for i, data in enumerate(images):
-                pixels = self._decode(i, data)  # (C, h, w) in [0, 1]
-                sizes.append((pixels.shape[1], pixels.shape[2]))
+            for i, image in enumerate(opened):
+                pixels = self._decode(i, image)  # uint8 (h, w[, C])
+                sizes.append(pixels.shape[:2])
                 pending.append(pixels)
-                held += pixels.shape[1] * pixels.shape[2]
-                if held >= FLUSH_PIXELS or i == len(images) - 1:
-                    inputs.append(self.pixels_to_inputs(pending))  # (b, C, H, W)
+                held += pixels.shape[0] * pixels.shape[1]
+                if held >= FLUSH_PIXELS or i == len(opened) - 1:
+                    inputs.append(self.featurizer.uint8_to_inputs(pending))  # (b, C, H, W)
                     pending, held = [], 0
-        return torch.cat(inputs), sizes
+        return inputs[0] if len(inputs) == 1 else torch.cat(inputs), sizes
 
-    def _decode(self, index: int, data: bytes) -> torch.Tensor:
-        from torchlab.data.vision.images import read_image
+    def _decode(self, index: int, image: Any) -> Any:
+        from torchlab.data.vision.files import image_array
 
         try:
-            return read_image(io.BytesIO(data), self.featurizer.channels)
+            with image:
+                return image_array(image, self.featurizer.channels)
         except Exception:  # Pillow raises many types on a client's malformed bytes
             raise DataError(_undecodable(index)) from None
 

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, File, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from torchlab.errors import DataError
@@ -24,7 +24,7 @@ from torchlab.serve.guard import Guard
 from torchlab.serve.limits import RETRY_AFTER_S, Busy, OverBudget, PixelBudget
 from torchlab.serve.metrics import CONTENT_TYPE, Metrics
 from torchlab.serve.requests import BadRequest, Decoded, Later, request_kind
-from torchlab.serve.responses import error, install_error_handlers
+from torchlab.serve.responses import Answer, error, install_error_handlers
 from torchlab.serve.settings import ServeSettings
 
 RETRY = {"Retry-After": str(RETRY_AFTER_S)}
@@ -88,7 +88,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
     app.state.settings, app.state.metrics = settings, metrics
     install_error_handlers(app, metrics)
 
-    async def decode(convert: Any, given: Any, field: str = "") -> Decoded | JSONResponse:
+    async def decode(convert: Any, given: Any, field: str = "") -> Decoded | Answer:
         """``convert(given)`` as :class:`Decoded` inputs or a 4xx/503; what it leaves for
         :class:`Later` runs in a worker thread."""
         try:
@@ -109,7 +109,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
             return error(422, f"{field}{exc}")
         return decoded if isinstance(decoded, Decoded) else Decoded(decoded, given)
 
-    async def answer(decoded: Decoded) -> JSONResponse:
+    async def answer(decoded: Decoded) -> Answer:
         try:
             outputs = await state["batcher"].submit(decoded.inputs, settings.timeout_s)
         except QueueFull:
@@ -134,7 +134,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         for cell in decoded.unseen:
             predictions[cell.row].setdefault("warnings", []).append(cell.warning)
             metrics.unseen(cell.column)
-        return JSONResponse({"predictions": predictions})
+        return Answer({"predictions": predictions})
 
     @app.post(
         "/predict",
@@ -146,7 +146,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         """Predict for table rows, base64-encoded images, texts or series histories (the
         request schema is the served model's)."""
         decoded = await decode(kind.decode, body)
-        return decoded if isinstance(decoded, JSONResponse) else await answer(decoded)
+        return decoded if isinstance(decoded, Answer) else await answer(decoded)
 
     if kind.files is not None:
 
@@ -162,7 +162,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
                 return error(422, f"Field 'files': at most {settings.max_rows} images per request.")
             images = [await f.read() for f in files]
             decoded = await decode(kind.files, images, "Field 'files': ")
-            return decoded if isinstance(decoded, JSONResponse) else await answer(decoded)
+            return decoded if isinstance(decoded, Answer) else await answer(decoded)
 
         @app.post(
             "/predict/image",
@@ -174,7 +174,11 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         async def predict_image(request: Request) -> Any:
             """Predict for one image sent as the raw body (``Content-Type: image/png``,
             ``image/jpeg``, ...): no base64, JSON or multipart to parse, the cheapest path."""
-            media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+            return await image_answer(request.headers.get("content-type", ""), await request.body())
+
+        async def image_answer(content_type: str, body: bytes) -> Answer:
+            """``POST /predict/image``'s answer; the Guard calls it directly under load."""
+            media = content_type.partition(";")[0].strip().lower()
             if not (media.startswith("image/") or media == "application/octet-stream"):
                 metrics.error("bad_request")
                 return error(
@@ -183,12 +187,11 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
                     f"Content-Type image/png, image/jpeg, ... (received {media or 'none'}); "
                     "send JSON to /predict.",
                 )
-            body = await request.body()
             if not body:
                 metrics.error("bad_request")
                 return error(400, "The request body is empty; send the image file as the body.")
             decoded = await decode(kind.files, [body], "Body: ")
-            return decoded if isinstance(decoded, JSONResponse) else await answer(decoded)
+            return decoded if isinstance(decoded, Answer) else await answer(decoded)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -220,5 +223,6 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     paths = {route.path for route in app.routes}
-    app.add_middleware(Guard, metrics=metrics, settings=settings, paths=paths)  # type: ignore[arg-type]
+    direct = {"/predict/image": image_answer} if kind.files is not None else {}
+    app.add_middleware(Guard, metrics=metrics, settings=settings, paths=paths, direct=direct)  # type: ignore[arg-type]
     return app

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from torchlab.serve.limits import within
 from torchlab.serve.metrics import Metrics
 from torchlab.serve.requests import concat, rows
 
@@ -88,11 +89,7 @@ class DynamicBatcher:
             self.queue.put_nowait(_Pending(inputs, future, rows(inputs)))
         except asyncio.QueueFull:
             raise QueueFull from None
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except (TimeoutError, asyncio.TimeoutError):  # the same class from Python 3.11
-            future.cancel()  # the worker skips it if it has not run yet
-            raise
+        return await within(timeout, future)  # cancelled on timeout: the worker skips it
 
     async def _next(self, timeout: float | None) -> _Pending | None:
         if self._held is not None:

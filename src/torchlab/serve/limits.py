@@ -1,4 +1,5 @@
-"""Bounds on the pixels a server decodes: per image, per request and for all requests at once.
+"""Bounds a server keeps: on the pixels it decodes (per image, per request and for all
+requests at once) and on how long it waits.
 
 A compressed image is small on the wire and large in memory: a PNG of one flat colour,
 4000x4000 pixels, is about 55 kB and decodes to 48 MB of bytes, 192 MB as the float32 RGB
@@ -8,9 +9,12 @@ the pixel counts in the images' headers, read before anything is decoded, do.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from torchlab.errors import DataError
 
@@ -18,6 +22,7 @@ MAX_PIXELS = 16_000_000  # one image: a 16-megapixel photo
 MAX_REQUEST_PIXELS = 64_000_000  # one request's images together
 MAX_INFLIGHT_PIXELS = 128_000_000  # every request being decoded at once
 RETRY_AFTER_S = 1
+T = TypeVar("T")
 
 
 class OverBudget(DataError):
@@ -72,3 +77,12 @@ class PixelBudget:
         finally:
             with self._lock:
                 self.held -= pixels
+
+
+async def within(seconds: float | None, awaitable: Awaitable[T]) -> T:
+    """``awaitable``'s result, or TimeoutError after ``seconds`` (None: no limit); a future
+    still pending then is cancelled."""
+    if sys.version_info >= (3, 11):  # a timer, no extra task or future per call
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover

@@ -200,14 +200,14 @@ def image_decoding(
     answered before any decoding."""
 
     def files(images: list[bytes]) -> Any:
-        counts = predictor.image_sizes(images, limits.max_pixels)  # headers: bounded work
+        opened = predictor.open_images(images, limits.max_pixels)  # headers: bounded work
 
         def work() -> Any:
             return inputs(
-                *predictor.decode_images(images, limits.max_pixels, limits.pixels.hold, counts)
+                *predictor.decode_images(images, limits.max_pixels, limits.pixels.hold, opened)
             )
 
-        return now_or_later(sum(counts) <= MAX_INLINE_PIXELS, work)
+        return now_or_later(sum(i.width * i.height for i in opened) <= MAX_INLINE_PIXELS, work)
 
     def decode(request: Any) -> Any:
         decoded = named(lambda: files([b64(i, text) for i, text in enumerate(request.images)]))

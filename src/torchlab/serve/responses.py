@@ -7,9 +7,9 @@ naming what was wrong and how to fix it.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,18 +18,29 @@ from starlette.exceptions import HTTPException
 from torchlab.serve.metrics import Metrics
 
 
-def error(
-    status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
-) -> JSONResponse:
+def dumps(content: Any) -> bytes:
+    """``content`` as JSON, by orjson: an answer of predictions in a few microseconds, where
+    the standard library took tens on a server's every request. NaN becomes null."""
+    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
+class Answer(JSONResponse):
+    """A JSON answer serialised by :func:`dumps`."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> Answer:
     """The documented error answer, ``{"error": message, **extra}``."""
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+    return Answer({"error": message, **extra}, status_code=status, headers=headers)
 
 
 async def respond(
     send: Any, status: int, message: str, headers: dict[str, str] | None = None
 ) -> None:
     """The documented error answer sent on a raw ASGI ``send`` (for middleware)."""
-    body = json.dumps({"error": message}).encode()
+    body = dumps({"error": message})
     fields = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     fields += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": fields})

@@ -37,7 +37,7 @@ class HeaderTimeout:
     transport: asyncio.Transport
 
     def connection_made(self, transport: asyncio.Transport) -> None:
-        super().connection_made(transport)  # type: ignore[misc]
+        super().connection_made(Coalescing(transport, self.loop))  # type: ignore[misc]
         self._start_header_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -71,6 +71,36 @@ class HeaderTimeout:
                 self.on_timeout()
             self.transport.write(request_timeout(self.header_timeout))
         self.transport.close()
+
+
+class Coalescing:
+    """A transport whose writes in one turn of the event loop go out as one: uvicorn writes
+    an answer's head and body separately, two system calls and two TCP segments for a
+    small JSON answer; this sends them together, at the end of the turn."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport, self.loop = transport, loop
+        self.pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self.pending:
+            self.loop.call_soon(self.flush)
+        self.pending.append(data)
+
+    def flush(self) -> None:
+        if self.pending and not self.transport.is_closing():
+            self.transport.write(b"".join(self.pending))
+        self.pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def get_write_buffer_size(self) -> int:
+        return self.transport.get_write_buffer_size() + sum(map(len, self.pending))
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the transport's own
+        return getattr(self.transport, name)
 
 
 def request_timeout(seconds: float) -> bytes:

@@ -127,17 +127,23 @@ def load_image(
         ImageReadError: The file is missing, not an image, truncated, or over Pillow's
             decompression-bomb pixel limit.
     """
-    if channels not in (1, 3):
-        raise DataError(f"Images can be read with 1 or 3 channels, not {channels}.")
     name = str(path) if isinstance(path, (str, Path)) else IN_MEMORY
     with reading(name), Image.open(path) as image:
-        if draft is not None:
-            image.draft(image.mode, (draft, draft))  # formats other than JPEG ignore it
-        if image.getexif().get(ORIENTATION, 1) != 1:  # else skip exif_transpose's copy
-            image = ImageOps.exif_transpose(image)
-        array = to_array(image, channels)
+        array = image_array(image, channels, draft=draft)
     tensor = torch.from_numpy(array)
     return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)  # (C, H, W)
+
+
+def image_array(image: Image.Image, channels: int, *, draft: int | None = None) -> np.ndarray:
+    """An opened image's pixels, decoded as :func:`load_image` says, as uint8 ``(H, W)`` (1
+    channel) or ``(H, W, 3)``; Pillow's errors pass through (see :func:`reading`)."""
+    if channels not in (1, 3):
+        raise DataError(f"Images can be read with 1 or 3 channels, not {channels}.")
+    if draft is not None:
+        image.draft(image.mode, (draft, draft))  # formats other than JPEG ignore it
+    if image.getexif().get(ORIENTATION, 1) != 1:  # else skip exif_transpose's copy
+        image = ImageOps.exif_transpose(image)
+    return to_array(image, channels)
 
 
 # The bytes a complete file of these formats ends with (JPEG's EOI marker, PNG's IEND chunk,
@@ -221,7 +227,9 @@ def to_array(image: Image.Image, channels: int) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba).convert("RGB")
-    image = image.convert("L" if channels == 1 else "RGB")
+    mode = "L" if channels == 1 else "RGB"
+    if image.mode != mode:
+        image = image.convert(mode)
     return np.array(image, dtype=np.uint8)  # one writable copy
 
 

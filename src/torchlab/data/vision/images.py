@@ -9,7 +9,7 @@ statistics (or ImageNet's, for a pretrained backbone); ``size`` upsamples them (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -26,6 +26,38 @@ from torchlab.errors import DataError
 from torchlab.registry import DATASETS
 
 __all__ = ["IMAGE_SUFFIXES", "ImageFeaturizer", "digits", "image_files", "read_image"]
+
+
+def uint8_to_inputs(
+    images: list[np.ndarray],
+    levels: np.ndarray,
+    size: tuple[int, int],
+    normalize: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Decoded uint8 images ``(h, w)`` or ``(h, w, C)`` -> model inputs ``(N, C, H, W)``.
+
+    Images already at the model's ``size`` are looked up in ``levels``, the ``(C, 256)``
+    inputs ``normalize`` gives each uint8 level: the same floats as scaling to [0, 1] and
+    normalising (both are elementwise), from one table lookup per channel and no float
+    intermediates, which is what a server decoding small images spends its time on. Others
+    are scaled and passed through ``normalize``, which resizes them.
+    """
+    channels = levels.shape[0]
+    if all(image.shape[:2] == size for image in images):
+        inputs = np.empty((len(images), channels, *size), dtype=np.float32)
+        for n, image in enumerate(images):
+            for c in range(channels):
+                np.take(levels[c], image if image.ndim == 2 else image[..., c], out=inputs[n, c])
+        return torch.from_numpy(inputs)
+    pixels = [torch.from_numpy(i).view(*i.shape[:2], -1).permute(2, 0, 1) for i in images]
+    if len({p.shape for p in pixels}) == 1:  # one resize call for them all
+        return normalize(torch.stack(pixels).float().div_(255.0))
+    return torch.cat([normalize(p.unsqueeze(0).float().div_(255.0)) for p in pixels])
+
+
+def uint8_levels(channels: int) -> torch.Tensor:
+    """``(1, channels, 1, 256)``: the 256 uint8 levels scaled to [0, 1] as images are."""
+    return torch.arange(256, dtype=torch.float32).div_(255.0).expand(1, channels, 1, 256)
 
 
 def _per_channel(value: float | Sequence[float], channels: int) -> list[float]:
@@ -55,6 +87,8 @@ class ImageFeaturizer:
         self.size, self.channels = tuple(size), channels
         self.mean, self.std = _per_channel(mean, channels), _per_channel(std, channels)
         self.skipped = {}
+        # (C, 256): the model input of each uint8 level of each channel
+        self.levels = F.normalize(uint8_levels(channels), self.mean, self.std)[0, :, 0].numpy()
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] shaped (N, C, h, w) -> model inputs shaped (N, C, H, W).
@@ -65,6 +99,11 @@ class ImageFeaturizer:
         if tuple(pixels.shape[-2:]) != self.size:  # Resize to the same size is the identity
             pixels = F.resize(pixels, list(self.size), antialias=True)
         return F.normalize(pixels, self.mean, self.std)
+
+    def uint8_to_inputs(self, images: list[np.ndarray]) -> torch.Tensor:
+        """Decoded uint8 images ``(h, w)`` or ``(h, w, C)`` -> model inputs ``(N, C, H, W)``,
+        equal to :meth:`normalize` of their pixels in [0, 1] (see :func:`uint8_to_inputs`)."""
+        return uint8_to_inputs(images, self.levels, self.size, self.normalize)
 
     def load_inputs(
         self, paths: list[Path], on_error: str = "fail"

@@ -11,12 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torchvision.transforms import v2
 
 from torchlab.data.featurizers import FEATURIZERS
 from torchlab.data.vision.files import read_images
-from torchlab.data.vision.images import image_files
+from torchlab.data.vision.images import image_files, uint8_levels, uint8_to_inputs
 
 
 @FEATURIZERS.register("pixels")
@@ -34,6 +35,7 @@ class PixelFeaturizer:
     def __init__(self, *, size: tuple[int, int], channels: int = 3) -> None:
         self.size, self.channels = (int(size[0]), int(size[1])), channels
         self.resize = v2.Resize(list(self.size), antialias=True)
+        self.levels = uint8_levels(channels)[0, :, 0].numpy()  # (C, 256): each uint8 level's input
         self.sizes: dict[str, tuple[int, int]] = {}
         self.skipped: dict[str, str] = {}
 
@@ -48,6 +50,10 @@ class PixelFeaturizer:
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] shaped (N, C, h, w) -> model inputs shaped (N, C, H, W)."""
         return self.resize(pixels)
+
+    def uint8_to_inputs(self, images: list[np.ndarray]) -> torch.Tensor:
+        """Decoded uint8 images ``(h, w, C)`` -> model inputs ``(N, C, H, W)`` in [0, 1]."""
+        return uint8_to_inputs(images, self.levels, self.size, self.normalize)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "size": list(self.size), "channels": self.channels}
