@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -160,6 +161,32 @@ def test_rows_get_the_predictions_of_torchlab_predict(iris, iris_server) -> None
     answer = iris_server.post("/predict", json={"rows": iris["rows"]})
     assert answer.status_code == 200, answer.text
     check_answers(answer.json()["predictions"], iris["expected"], slice(None))
+
+
+def test_json_bodies_get_the_same_answers_in_front_of_fastapi_and_through_it(
+    iris, iris_server
+) -> None:  # type: ignore[no-untyped-def]
+    """``application/json`` bodies are answered in front of FastAPI; ``+json`` ones take its
+    route: every body, good or bad, gets the same answer either way."""
+    row = iris["rows"][0]
+    bodies = [
+        json.dumps({"rows": iris["rows"][:3]}).encode(),
+        b'{"rows": [',
+        b'{"rows": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"rows": ["\xff\xfe"]}',
+        b'{"rows": [' + b"7" * 5000 + b"]}",
+        json.dumps({"rows": [{**row, "sepal length (cm)": True}]}).encode(),
+        json.dumps({"rows": [row], "extra": 1}).encode(),
+        json.dumps({"rows": []}).encode(),
+        b"[]",
+        b'"rows"',
+    ]
+    for body in bodies:
+        direct, routed = (
+            iris_server.post("/predict", content=body, headers={"Content-Type": media})
+            for media in ("application/json", "application/vnd.api+json")
+        )
+        assert (direct.status_code, direct.json()) == (routed.status_code, routed.json()), body
 
 
 def test_api_key_is_required_except_for_probes(iris, iris_server) -> None:  # type: ignore[no-untyped-def]

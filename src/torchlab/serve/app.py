@@ -5,13 +5,20 @@ loaded once at start-up; no endpoint loads a model at runtime.
 Request bodies larger than a few rows or a small image are decoded into model inputs in
 worker threads (``run_in_threadpool``), so decoding a large image never holds up the event
 loop: ``/health`` and other requests are answered meanwhile.
+
+``POST /predict`` with a JSON body and ``POST /predict/image`` are answered by the
+:class:`~torchlab.serve.guard.Guard` in front of FastAPI's routing, through the same
+functions as the routes declared here for the OpenAPI schema: per request, FastAPI's
+routing, request object and dependency solving cost more than decoding a small image.
 """
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pydantic
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -24,7 +31,13 @@ from torchlab.serve.guard import Guard
 from torchlab.serve.limits import RETRY_AFTER_S, Busy, OverBudget, PixelBudget
 from torchlab.serve.metrics import CONTENT_TYPE, Metrics
 from torchlab.serve.requests import BadRequest, Decoded, Later, request_kind
-from torchlab.serve.responses import Answer, error, install_error_handlers
+from torchlab.serve.responses import (
+    Answer,
+    error,
+    install_error_handlers,
+    invalid_body,
+    unreadable_body,
+)
 from torchlab.serve.settings import ServeSettings
 
 RETRY = {"Retry-After": str(RETRY_AFTER_S)}
@@ -145,8 +158,33 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
     async def predict(body: kind.model) -> Any:  # type: ignore[name-defined]
         """Predict for table rows, base64-encoded images, texts or series histories (the
         request schema is the served model's)."""
+        return await body_answer(body)
+
+    async def body_answer(body: pydantic.BaseModel) -> Answer:
         decoded = await decode(kind.decode, body)
         return decoded if isinstance(decoded, Answer) else await answer(decoded)
+
+    async def json_answer(content_type: str, body: bytes) -> Answer | None:
+        """``POST /predict``'s answer to a JSON body, read and validated as FastAPI does
+        (the same errors); the Guard calls it directly under load. None: another content
+        type or an empty body, which FastAPI's route answers."""
+        if not body or content_type.partition(";")[0].strip().lower() != "application/json":
+            return None
+        try:
+            given = json.loads(body)
+        except json.JSONDecodeError as exc:
+            return invalid_body([{"type": "json_invalid", "loc": ("body", exc.pos)}], metrics)
+        except Exception as exc:  # too deep, not UTF-8, an integer too long
+            metrics.error("malformed_json")
+            return error(400, unreadable_body(exc))
+        if given is None:  # FastAPI says the body is missing
+            return None
+        try:
+            request = kind.model.model_validate(given, from_attributes=True)  # as FastAPI
+        except pydantic.ValidationError as exc:
+            errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+            return invalid_body(errors, metrics)
+        return await body_answer(request)
 
     if kind.files is not None:
 
@@ -223,6 +261,8 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     paths = {route.path for route in app.routes}
-    direct = {"/predict/image": image_answer} if kind.files is not None else {}
+    direct = {"/predict": json_answer}
+    if kind.files is not None:
+        direct["/predict/image"] = image_answer
     app.add_middleware(Guard, metrics=metrics, settings=settings, paths=paths, direct=direct)  # type: ignore[arg-type]
     return app

@@ -26,8 +26,9 @@ OPEN_PATHS = {"/health", "/ready", "/docs", "/openapi.json", "/docs/oauth2-redir
 CLOSE = {"Connection": "close"}  # a stalled client's connection is not kept for another request
 
 
-# A POST endpoint answered in front of the app: (Content-Type, body) -> the response.
-Direct = Callable[[str, bytes], Awaitable[Response]]
+# A POST endpoint answered in front of the app: (Content-Type, body) -> the response, or
+# None to leave the request to the app.
+Direct = Callable[[str, bytes], Awaitable[Response | None]]
 
 
 class Guard:
@@ -104,8 +105,7 @@ class Guard:
             await self.too_large(send, limit)
             return
         direct = self.direct.get(scope["path"]) if scope["method"] == "POST" else None
-        if direct is not None:
-            await self.answer_direct(direct, scope, bytes(body), send)
+        if direct is not None and await self.answered_direct(direct, scope, bytes(body), send):
             return
         replayed = False
 
@@ -118,13 +118,18 @@ class Guard:
 
         await self.app(scope, replay, send)
 
-    async def answer_direct(
-        self, endpoint: Direct, scope: dict[str, Any], body: bytes, send: Any
-    ) -> None:
-        # An exception passes on to the app's outermost handler, which answers 500.
+    @staticmethod
+    async def answered_direct(
+        endpoint: Direct, scope: dict[str, Any], body: bytes, send: Any
+    ) -> bool:
+        """Whether ``endpoint`` answered (else the app is to). An exception passes on to the
+        app's outermost handler, which answers 500."""
         media = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
         response = await endpoint(media, body)
+        if response is None:
+            return False
         await response(scope, receive_nothing, send)
+        return True
 
     @staticmethod
     async def read_body(receive: Any, limit: int) -> bytearray | None:

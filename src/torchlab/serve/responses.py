@@ -69,21 +69,7 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        if first.get("type") == "json_invalid":
-            metrics.error("malformed_json")
-            return error(400, "The request body is not valid JSON; send a JSON object.")
-        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
-        metrics.error("validation")
-        detail = [{"field": ".".join(map(str, e["loc"][1:])), "message": e["msg"]} for e in errors]
-        if first.get("type") == "extra_forbidden":  # e.g. max_new_tokens for a language model
-            message = (
-                f"Field '{where}' is not part of this model's request; remove it "
-                "(GET /metadata shows the request schema)."
-            )
-            return error(422, message, detail=detail[:20])
-        return error(422, f"Field '{where}': {first['msg']}.", detail=detail[:20])
+        return invalid_body(list(exc.errors()), metrics)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -110,3 +96,22 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
             f"The server failed on this request ({type(exc).__name__}); it goes on serving "
             "others, and its log holds the details.",
         )
+
+
+def invalid_body(errors: list[Any], metrics: Metrics) -> Answer:
+    """The answer to a body that fails its schema (pydantic's ``errors``, located under
+    ``body``): 400 for JSON that cannot be read, else 422 naming the first field."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":
+        metrics.error("malformed_json")
+        return error(400, "The request body is not valid JSON; send a JSON object.")
+    where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+    metrics.error("validation")
+    detail = [{"field": ".".join(map(str, e["loc"][1:])), "message": e["msg"]} for e in errors]
+    if first.get("type") == "extra_forbidden":  # e.g. max_new_tokens for a language model
+        message = (
+            f"Field '{where}' is not part of this model's request; remove it "
+            "(GET /metadata shows the request schema)."
+        )
+        return error(422, message, detail=detail[:20])
+    return error(422, f"Field '{where}': {first['msg']}.", detail=detail[:20])

@@ -149,6 +149,7 @@ def server_config(
         port=port,
         log_level=log_level,
         access_log=access_log,  # one log line per request costs throughput; /metrics counts them
+        proxy_headers=access_log,  # a proxy's X-Forwarded-For matters only to the access log
         timeout_keep_alive=5,
         http=protocol,
     )
