@@ -123,7 +123,7 @@ def test_a_failure_on_the_raw_image_path_is_a_500(digits, monkeypatch) -> None: 
         monkeypatch.setattr(predictor, "records", lambda outputs: 1 / 0)
         image = {"content": digits["images"][0], "headers": {"Content-Type": "image/png"}}
         answer = client.post("/predict/image", **image)
-        assert answer.status_code == 500
+        assert answer.status_code == 500 and answer.headers["connection"] == "close"
         assert "ZeroDivisionError" in answer.json()["error"]
         assert metric(client, "torchlab_errors_total", kind="internal") == 1
         monkeypatch.undo()

@@ -95,6 +95,9 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
             500,
             f"The server failed on this request ({type(exc).__name__}); it goes on serving "
             "others, and its log holds the details.",
+            # uvicorn closes the connection after an unhandled error: say so, or a client
+            # sends its next request on it and gets a reset.
+            headers={"Connection": "close"},
         )
 
 
