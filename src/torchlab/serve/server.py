@@ -1,10 +1,12 @@
-"""uvicorn as ``torchlab serve`` runs it, with a time limit on each request's headers.
+"""uvicorn as ``torchlab serve`` runs it, with a time limit on each request's headers and
+each answer written in one piece.
 
 uvicorn closes idle keep-alive connections, but once a request's first byte has arrived
 nothing bounds how long its headers take: a client sending them a byte at a time holds the
 connection (and a file descriptor) forever, before any ASGI middleware is called. The
 protocol here adds that bound to uvicorn's own HTTP/1.1 protocol (httptools or h11); the
-body's time limit is the :class:`~torchlab.serve.guard.Guard` middleware's.
+body's time limit is the :class:`~torchlab.serve.guard.Guard` middleware's. Its transport
+is wrapped in :class:`Coalescing`, so that an answer's head and body leave together.
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ def http_protocol(
     seconds: float, on_timeout: Callable[[], None] | None = None, base: type | None = None
 ) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol class (``base``; by default httptools' when installed, as
-    uvicorn picks) with a ``seconds`` limit on each request's headers."""
+    uvicorn picks) with a ``seconds`` limit on each request's headers and coalesced
+    writes."""
     if base is None:
         from uvicorn.protocols.http.auto import AutoHTTPProtocol as base
     fields = {"header_timeout": seconds, "on_timeout": staticmethod(on_timeout)}
