@@ -319,13 +319,18 @@ def test_the_documented_answer_is_the_tasks_own(digits_server, co2_server) -> No
 
 def test_100_concurrent_requests_each_get_their_own_answer(digits, digits_server) -> None:  # type: ignore[no-untyped-def]
     before = batch_count(digits_server)
+    # A client of its own, a connection per thread: the module's client holds connections
+    # left idle by earlier tests, which the server closes after 5 s; reused by 100 threads
+    # at once, one read failed on the client's side with EBADF.
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    client = httpx.Client(base_url=digits_server.base_url, timeout=60, limits=limits)
 
     def ask(i: int) -> tuple[int, dict]:  # type: ignore[type-arg]
-        answer = digits_server.post("/predict", json={"images": [b64(digits["images"][i])]})
+        answer = client.post("/predict", json={"images": [b64(digits["images"][i])]})
         assert answer.status_code == 200, answer.text
         return i, answer.json()["predictions"][0]
 
-    with ThreadPoolExecutor(max_workers=100) as pool:
+    with client, ThreadPoolExecutor(max_workers=100) as pool:
         answers = list(pool.map(ask, range(100)))
     for i, prediction in answers:
         check_answers([prediction], digits["expected"], slice(i, i + 1))
