@@ -206,6 +206,8 @@ def test_shards_are_predicted_as_their_image_folder(image_run, tmp_path) -> None
     same = whole.columns.drop("error")  # the reasons name a file, or bytes
     pd.testing.assert_frame_equal(streamed[same], whole[same], check_dtype=False)
     assert streamed.set_index("id").loc["two/bad", "error"].startswith("cannot be read (no image")
+    in_memory = torchlab.predict(image_run, [shards], on_error="skip").set_index("id")
+    pd.testing.assert_frame_equal(in_memory.loc[whole["id"]].reset_index()[same], whole[same])
     assert (
         done.chunks
         == sum(-(-s["samples"] // 3) for s in listing["shards"])

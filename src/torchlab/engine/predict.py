@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from torchlab.data.chunks import image_chunks, is_shards
 from torchlab.engine.calibration import CALIBRATION_FILE, read_calibration
 from torchlab.engine.experiment import load_trained
 from torchlab.errors import ConfigError, DataError, RunError
@@ -186,8 +187,12 @@ def read_inputs(
 
     Featurizers with a ``skipped`` list can leave out an input they cannot use (an image
     file that cannot be read, an empty text); a table featurizer reads its files whole.
+    Folders of shards (``torchlab shard``) are read as the images they hold.
     """
-    paths = [Path(p) for p in inputs]
+    paths: list[Any] = [Path(p) for p in inputs]
+    if featurizer.kind in ("image", "pixels") and any(map(is_shards, paths)):
+        _, chunks = image_chunks(paths, chunk_rows=1024)  # shards -> their images, named
+        paths = [image for chunk in chunks for image in chunk.read()]
     if not hasattr(featurizer, "skipped"):
         notice_skip_ignored(featurizer, on_error)
         return (*featurizer.load_inputs(paths), {})
