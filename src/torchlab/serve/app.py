@@ -36,7 +36,7 @@ from torchlab.serve.responses import (
     error,
     install_error_handlers,
     invalid_body,
-    unreadable_body,
+    unreadable,
 )
 from torchlab.serve.settings import ServeSettings
 
@@ -175,8 +175,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         except json.JSONDecodeError as exc:
             return invalid_body([{"type": "json_invalid", "loc": ("body", exc.pos)}], metrics)
         except Exception as exc:  # too deep, not UTF-8, an integer too long
-            metrics.error("malformed_json")
-            return error(400, unreadable_body(exc))
+            return unreadable(exc, metrics)
         if given is None:  # FastAPI says the body is missing
             return None
         try:

@@ -76,9 +76,10 @@ class Guard:
             self.metrics.request(known, status[0], time.perf_counter() - started)
 
     async def guarded(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = dict(scope["headers"])
         key = self.settings.api_key
         if key is not None and scope["path"] not in OPEN_PATHS:
-            given = dict(scope["headers"]).get(b"x-api-key", b"")
+            given = headers.get(b"x-api-key", b"")
             if not secrets.compare_digest(given, key.encode()):
                 self.metrics.error("unauthorized")
                 await respond(send, 401, "Missing or wrong API key; send header X-API-Key.")
@@ -87,7 +88,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         limit = self.settings.max_body_bytes
-        length = dict(scope["headers"]).get(b"content-length")
+        length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             await self.too_large(send, limit)
             return
@@ -104,32 +105,25 @@ class Guard:
         if len(body) > limit:
             await self.too_large(send, limit)
             return
+        data = bytes(body)
         direct = self.direct.get(scope["path"]) if scope["method"] == "POST" else None
-        if direct is not None and await self.answered_direct(direct, scope, bytes(body), send):
-            return
+        if direct is not None:
+            media = headers.get(b"content-type", b"").decode("latin-1")
+            # An exception passes on to the app's outermost handler, which answers 500.
+            response = await direct(media, data)
+            if response is not None:
+                await response(scope, receive_nothing, send)
+                return
         replayed = False
 
         async def replay() -> dict[str, Any]:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
+                return {"type": "http.request", "body": data, "more_body": False}
             return await receive()
 
         await self.app(scope, replay, send)
-
-    @staticmethod
-    async def answered_direct(
-        endpoint: Direct, scope: dict[str, Any], body: bytes, send: Any
-    ) -> bool:
-        """Whether ``endpoint`` answered (else the app is to). An exception passes on to the
-        app's outermost handler, which answers 500."""
-        media = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
-        response = await endpoint(media, body)
-        if response is None:
-            return False
-        await response(scope, receive_nothing, send)
-        return True
 
     @staticmethod
     async def read_body(receive: Any, limit: int) -> bytearray | None:

@@ -75,9 +75,8 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         path, status = request.url.path, exc.status_code
         if status == 400:  # FastAPI could not parse the body; the parser's error says why
-            metrics.error("malformed_json")
-            message = unreadable_body(exc.__cause__)
-        elif status == 404:
+            return unreadable(exc.__cause__, metrics)
+        if status == 404:
             message = f"There is no endpoint {path}; GET /docs lists them."
         elif status == 405:
             allowed = (exc.headers or {}).get("Allow", "another method")
@@ -99,6 +98,12 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
             # sends its next request on it and gets a reset.
             headers={"Connection": "close"},
         )
+
+
+def unreadable(cause: BaseException | None, metrics: Metrics) -> Answer:
+    """The 400 answer to a body the JSON parser could not read (``cause`` says why)."""
+    metrics.error("malformed_json")
+    return error(400, unreadable_body(cause))
 
 
 def invalid_body(errors: list[Any], metrics: Metrics) -> Answer:
